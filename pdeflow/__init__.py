@@ -1,0 +1,15 @@
+"""pdeflow: fit attention-PDE surrogates to transformers, layer by layer, and measure information flow.
+
+Packages by job: ``models`` (traced transformers -> `Trace`), ``pde`` (the attention-PDE and its solve),
+``fit`` (optax fitting), ``metrics`` (fidelity and baselines), ``pipeline`` (the main job as one call),
+``report`` (files and figures), ``cli`` (the ``pdeflow`` command).
+"""
+
+from pdeflow.fit import FitConfig, FitResult, fit_surrogate
+from pdeflow.models import Trace, load_minilm
+from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
+from pdeflow.pipeline import DataConfig, RunConfig, fit_minilm
+
+__version__ = "0.1.0"
+__all__ = ["DataConfig", "FitConfig", "FitResult", "RunConfig", "SolverConfig", "SolverError", "SurrogateConfig",
+           "Trace", "fit_minilm", "fit_surrogate", "init_surrogate", "load_minilm"]

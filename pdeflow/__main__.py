@@ -1,0 +1,5 @@
+import sys
+
+from pdeflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,201 @@
+"""The attention-PDE: token states ``u(t) ∈ R^{N×r}`` evolving in depth-time ``t ∈ [0, L]``,
+
+    du/dt = D(t)·Δu + α(t)·(Attn_θ(t, u)·u·W_v − u) + β(t)·R_θ(u),
+
+with ``Δ`` a token-grid Laplacian (`pdeflow.pde.grid`), ``Attn_θ`` a multi-head softmax kernel with low-rank
+query/key maps and a relative-position bias, ``W_v`` per head the identity plus a low-rank map (so at
+initialisation the attention term is the random-walk Laplacian ``(A − I)u`` of the attention graph), and
+``R_θ`` a token-wise MLP. ``D = softplus(·) ≥ 0`` keeps the diffusion well posed; ``α`` and ``β`` are free.
+The query/key maps, the position bias and the coefficients vary smoothly in ``t`` (`pdeflow.pde.basis`).
+
+The surrogate's attention map for transformer block ``l`` (0-based) is the kernel at ``t = l`` evaluated on
+``u(l)``, the state entering that block, mirroring ``Trace.attention[l]`` computed from ``Trace.hidden[l]``.
+``u(0) = hidden[0] · P`` with a learned projection ``P`` (``d → r``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from pdeflow.pde import basis
+from pdeflow.pde.solve import SolverConfig, solve
+
+TERMS = ("diffusion", "attention", "residual")
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateConfig:
+    """Shape of the attention-PDE surrogate.
+
+    Attributes:
+        num_layers: L, the transformer depth; the PDE runs over ``t ∈ [0, L]``.
+        num_heads: H, heads of the kernel (matched to the transformer's).
+        model_dim: d, width of the transformer's hidden states.
+        width: r, width of the PDE state (``u(0) = hidden[0] · P``, ``P ∈ R^{d×r}``).
+        key_dim: rank of each head's query and key maps.
+        value_rank: rank of each head's value correction ``W_v = I + V U``.
+        mlp_width: hidden width of the residual MLP ``R_θ``.
+        num_knots: K ≤ L, knots of the smooth-in-t basis.
+        max_distance: relative positions are clipped to ``±max_distance`` for the position bias.
+        terms: which terms of the right-hand side are on (an ablation switches one off).
+    """
+
+    num_layers: int = 6
+    num_heads: int = 12
+    model_dim: int = 384
+    width: int = 64
+    key_dim: int = 16
+    value_rank: int = 4
+    mlp_width: int = 64
+    num_knots: int = 6
+    max_distance: int = 16
+    terms: tuple[str, ...] = TERMS
+
+    def __post_init__(self):
+        object.__setattr__(self, "terms", tuple(self.terms))
+        unknown = set(self.terms) - set(TERMS)
+        if unknown:
+            raise ValueError(f"unknown PDE terms {sorted(unknown)}; choose from {list(TERMS)}.")
+        if not 1 <= self.num_knots <= self.num_layers:
+            raise ValueError(f"num_knots must be in [1, num_layers={self.num_layers}]; got {self.num_knots}.")
+        for name in ("num_layers", "num_heads", "model_dim", "width", "key_dim", "value_rank", "mlp_width",
+                     "max_distance"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
+
+    def without(self, term: str) -> "SurrogateConfig":
+        """The same surrogate with one right-hand-side term switched off (an ablation)."""
+        return dataclasses.replace(self, terms=tuple(t for t in self.terms if t != term))
+
+    @property
+    def knots(self) -> np.ndarray:
+        return basis.knot_times(self.num_knots, float(self.num_layers))
+
+
+def init_surrogate(key: Array, config: SurrogateConfig, hidden0: Array | None = None) -> dict:
+    """Initial parameters. With ``hidden0`` (``(..., d)`` embedding outputs of training inputs) the projection
+    ``P`` starts at their top-``r`` principal directions, else at a random orthonormal map."""
+    c = config
+    keys = jax.random.split(key, 6)
+    K, H, r, k, v, m = c.num_knots, c.num_heads, c.width, c.key_dim, c.value_rank, c.mlp_width
+    if hidden0 is not None:
+        flat = np.asarray(hidden0, np.float64).reshape(-1, c.model_dim)
+        _, _, vt = np.linalg.svd(flat - flat.mean(0), full_matrices=False)
+        projection = jnp.asarray(vt[: min(r, c.model_dim)].T, jnp.float32)
+        if r > projection.shape[1]:
+            projection = jnp.pad(projection, ((0, 0), (0, r - projection.shape[1])))
+    else:
+        projection = jnp.linalg.qr(jax.random.normal(keys[0], (c.model_dim, max(r, c.model_dim))))[0][:, :r]
+    normal = jax.random.normal
+    return {
+        "projection": projection,
+        "readout": {"kernel": projection.T, "bias": jnp.zeros((c.model_dim,))},
+        # raw coefficients per knot: softplus⁻¹(D=0.1), α = 1, β = 0.1
+        "coefficients": jnp.tile(jnp.array([math.log(math.expm1(0.1)), 1.0, 0.1]), (K, 1)),
+        "kernel": {
+            "query": normal(keys[1], (K, H, r, k)) / math.sqrt(r),
+            "query_bias": jnp.zeros((K, H, k)),
+            "key": normal(keys[2], (K, H, r, k)) / math.sqrt(r),
+            "position_bias": jnp.zeros((K, H, 2 * c.max_distance + 1)),
+        },
+        "value": {"down": normal(keys[3], (H, r, v)) / math.sqrt(r), "up": jnp.zeros((H, v, r))},
+        "residual": {"w1": normal(keys[4], (r, m)) / math.sqrt(r), "b1": jnp.zeros((m,)),
+                     "w2": normal(keys[5], (m, r)) / math.sqrt(m), "b2": jnp.zeros((r,))},
+    }
+
+
+def coefficients(params: dict, config: SurrogateConfig, t: Array) -> Array:
+    """``(3,)`` values ``[D(t), α(t), β(t)]`` (switched-off terms read as zero)."""
+    raw = basis.evaluate(params["coefficients"], t, jnp.asarray(config.knots))
+    on = jnp.array([term in config.terms for term in TERMS], raw.dtype)
+    return jnp.stack([jax.nn.softplus(raw[0]), raw[1], raw[2]]) * on
+
+
+def _normalise(u: Array) -> Array:
+    return u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + 1e-6)
+
+
+def relative_positions(n: int, max_distance: int) -> np.ndarray:
+    """``(N, N)`` indices ``clip(j − i, −R, R) + R`` into the position bias."""
+    offsets = np.arange(n)[None, :] - np.arange(n)[:, None]
+    return np.clip(offsets, -max_distance, max_distance) + max_distance
+
+
+def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
+    """The kernel's logits at time ``t`` on states ``u`` ``(N, r)``: ``(H, N, N)``, padded keys at -1e9."""
+    theta = basis.evaluate(params["kernel"], t, jnp.asarray(config.knots))
+    heads, width, rank = config.num_heads, config.width, config.key_dim
+    # one matmul for queries and keys of all heads: (N, r) @ (r, 2·H·k)
+    maps = jnp.concatenate([theta["query"], theta["key"]], axis=-1)  # (H, r, 2k)
+    qk = (_normalise(u) @ maps.transpose(1, 0, 2).reshape(width, 2 * heads * rank)).reshape(-1, heads, 2 * rank)
+    q = qk[..., :rank].transpose(1, 0, 2) + theta["query_bias"][:, None, :]
+    k = qk[..., rank:].transpose(1, 0, 2)
+    logits = jnp.einsum("hik,hjk->hij", q, k) / math.sqrt(rank)
+    logits = logits + theta["position_bias"][:, relative_positions(u.shape[0], config.max_distance)]
+    return jnp.where(mask[None, None, :], logits, -1e9)
+
+
+def attention_kernel(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
+    """``Attn_θ(t, u)``: ``(H, N, N)`` row-stochastic maps over the real keys."""
+    return jax.nn.softmax(attention_logits(params, config, t, u, mask), axis=-1)
+
+
+def vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
+    """``du/dt`` for one input. ``args = (params, laplacian (N, N), mask (N,))``; padded tokens stay still."""
+    params, laplacian, mask = args
+    d_coef, alpha, beta = coefficients(params, config, t)
+    du = jnp.zeros_like(u)
+    if "diffusion" in config.terms:
+        du = du + d_coef * (laplacian @ u)
+    if "attention" in config.terms:
+        maps = attention_kernel(params, config, t, u, mask)  # (H, N, N)
+        low_rank = jnp.einsum("hij,hjv->hiv", maps, jnp.einsum("nr,hrv->hnv", u, params["value"]["down"]))
+        mixed = maps.mean(0) @ u + jnp.einsum("hiv,hvr->ir", low_rank, params["value"]["up"]) / config.num_heads
+        du = du + alpha * (mixed - u)
+    if "residual" in config.terms:
+        p = params["residual"]
+        du = du + beta * (jax.nn.gelu(_normalise(u) @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])
+    return du * mask[:, None].astype(u.dtype)
+
+
+def initial_state(params: dict, hidden0: Array) -> Array:
+    """``u(0) = hidden0 · P``: ``(N, d) -> (N, r)``."""
+    return hidden0 @ params["projection"]
+
+
+def readout(params: dict, states: Array) -> Array:
+    """Map PDE states ``(..., r)`` back to the transformer's width ``(..., d)``."""
+    return states @ params["readout"]["kernel"] + params["readout"]["bias"]
+
+
+def batch_vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
+    """`vector_field` over a batch: ``u (B, N, r)``, ``args = (params, laplacians (B, N, N), mask (B, N))``.
+    Depth-time and parameters are shared, so the time basis is evaluated once per call."""
+    params, laplacians, mask = args
+    return jax.vmap(lambda ui, li, mi: vector_field(config, t, ui, (params, li, mi)))(u, laplacians, mask)
+
+
+def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,
+               mask: Array):
+    """Solve the PDE for a batch, as one ODE with shared steps (adaptive steps are controlled by the error of
+    the whole batch). ``hidden0 (B, N, d)``, ``laplacians (B, N, N)``, ``mask (B, N)``.
+
+    Returns ``(states (L+1, B, N, r) at t = 0..L, ok, num_steps)``.
+    """
+    save_times = jnp.arange(config.num_layers + 1, dtype=jnp.float32)
+    field = lambda t, u, args: batch_vector_field(config, t, u, args)  # noqa: E731
+    return solve(field, initial_state(params, hidden0), (params, laplacians, mask), float(config.num_layers),
+                 save_times, solver)
+
+
+def attention_log_maps(params: dict, config: SurrogateConfig, states: Array, mask: Array) -> Array:
+    """Log attention maps for every block: ``(L, H, N, N)`` from ``states (L+1, N, r)``."""
+    times = jnp.arange(config.num_layers, dtype=states.dtype)
+    logits = jax.vmap(lambda t, u: attention_logits(params, config, t, u, mask))(times, states[:-1])
+    return jax.nn.log_softmax(logits, axis=-1)

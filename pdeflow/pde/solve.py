@@ -1,0 +1,92 @@
+"""Solving an ODE/PDE vector field with diffrax: solver choice, step-size control and adjoint as config."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import diffrax
+import jax.numpy as jnp
+from jax import Array
+
+SOLVERS = {
+    "euler": diffrax.Euler,
+    "heun": diffrax.Heun,
+    "midpoint": diffrax.Midpoint,
+    "ralston": diffrax.Ralston,
+    "bosh3": diffrax.Bosh3,
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+}
+ADJOINTS = ("recursive", "backsolve")
+
+
+class SolverError(RuntimeError):
+    """A solve failed (hit max_steps, or produced NaN/Inf); the message says what to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverConfig:
+    """How the depth-time ODE is solved.
+
+    Attributes:
+        solver: one of ``SOLVERS`` (explicit Runge–Kutta methods from diffrax).
+        adaptive: adaptive steps with a PID controller (needs a solver with an error estimate, i.e. not
+            ``euler``); otherwise fixed steps of ``dt0``.
+        dt0: initial (adaptive) or fixed step size, in layers.
+        rtol, atol: tolerances of the PID controller.
+        max_steps: a solve that needs more steps fails with `SolverError`.
+        adjoint: ``"recursive"`` (differentiate through the solver with recursive checkpointing) or
+            ``"backsolve"`` (solve the adjoint ODE backwards in time; O(1) memory, less exact).
+    """
+
+    solver: str = "tsit5"
+    adaptive: bool = True
+    dt0: float = 0.25
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    max_steps: int = 256
+    adjoint: str = "recursive"
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}.")
+        if self.adjoint not in ADJOINTS:
+            raise ValueError(f"unknown adjoint {self.adjoint!r}; choose one of {list(ADJOINTS)}.")
+        if self.adaptive and self.solver == "euler":
+            raise ValueError("euler has no error estimate, so it cannot take adaptive steps; set adaptive=False "
+                             "(fixed steps of dt0) or pick heun/tsit5/dopri5.")
+        if not self.dt0 > 0 or self.max_steps < 1:
+            raise ValueError(f"need dt0 > 0 and max_steps >= 1; got dt0={self.dt0}, max_steps={self.max_steps}.")
+
+    def remedy(self) -> str:
+        """What to try when a solve fails."""
+        if self.adaptive:
+            return (f"raise max_steps (now {self.max_steps}), loosen rtol/atol (now {self.rtol}/{self.atol}), "
+                    "lower the learning rate or the gradient clip, or use fixed steps (adaptive=False)")
+        return f"take smaller fixed steps (dt0, now {self.dt0}) or lower the learning rate / gradient clip"
+
+
+def solve(field: Callable, y0, args, t_end: float, save_times: Array, config: SolverConfig):
+    """Solve ``dy/dt = field(t, y, args)`` from ``t = 0`` to ``t_end`` and save ``y`` at ``save_times``.
+
+    Returns:
+        ``(ys, ok, num_steps)``: the saved states with a leading ``len(save_times)`` axis, a boolean scalar
+        that is False when the solve failed or produced non-finite values, and the number of steps taken.
+        Never raises inside jit: callers turn ``ok == False`` into a `SolverError` with ``config.remedy()``.
+    """
+    solver = SOLVERS[config.solver]()
+    if config.adaptive:
+        controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
+    else:
+        controller = diffrax.ConstantStepSize()
+    adjoint = (diffrax.RecursiveCheckpointAdjoint() if config.adjoint == "recursive"
+               else diffrax.BacksolveAdjoint(solver=solver, stepsize_controller=controller))
+    solution = diffrax.diffeqsolve(
+        diffrax.ODETerm(field), solver, t0=0.0, t1=t_end, dt0=config.dt0, y0=y0, args=args,
+        saveat=diffrax.SaveAt(ts=save_times), stepsize_controller=controller, adjoint=adjoint,
+        max_steps=config.max_steps, throw=False,
+    )
+    ok = (solution.result == diffrax.RESULTS.successful) & jnp.all(jnp.isfinite(solution.ys))
+    return solution.ys, ok, solution.stats["num_steps"]

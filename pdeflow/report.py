@@ -1,0 +1,225 @@
+"""Writing a run's outputs: metrics JSON, fitted parameters (safetensors), a Markdown summary, and figures.
+
+Everything is written into a temporary folder beside the destination and moved into place at the end, so
+an interrupted or failed run never leaves a half-written output folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pdeflow.pde.attention_pde import SurrogateConfig
+from pdeflow.pde.solve import SolverConfig
+
+METHOD_LABELS = {
+    "pde": "attention-PDE",
+    "pde_without_attention": "PDE, α = 0",
+    "pde_without_diffusion": "PDE, D = 0",
+    "pde_without_residual": "PDE, β = 0",
+    "mean_training_map": "mean training map",
+    "previous_layer": "previous layer",
+    "uniform": "uniform",
+}
+
+
+def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Fail early, before any long work, if ``out`` cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder; choose another --out.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already holds results; pass --overwrite to replace them or choose another --out.")
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
+        Path(probe).rmdir()
+    except OSError as error:
+        raise PermissionError(f"cannot write into {parent} ({error.strerror}); choose a writable --out.") from error
+    return out
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def flatten_params(params: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name + "/"))
+        else:
+            flat[name] = np.ascontiguousarray(np.asarray(value, np.float32))
+    return flat
+
+
+def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
+    params: dict = {}
+    for name, value in flat.items():
+        node = params
+        *parents, leaf = name.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return params
+
+
+def load_surrogate(out: str | Path) -> tuple[dict, SurrogateConfig, SolverConfig]:
+    """Read back ``(params, surrogate config, solver config)`` from a folder written by `write_report`."""
+    from safetensors.numpy import load_file
+
+    out = Path(out)
+    config = json.loads((out / "config.json").read_text())
+    return (unflatten_params(load_file(out / "params.safetensors")), SurrogateConfig(**config["surrogate"]),
+            SolverConfig(**config["solver"]))
+
+
+def summary_markdown(metrics: dict) -> str:
+    held_out = metrics["held_out"]
+    layers = len(held_out["pde"]["cosine"])
+    fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"  # noqa: E731
+    lines = [f"# attention-PDE surrogate of {metrics['model']}", "",
+             f"Held-out sentences: {metrics['splits']['test']} (train {metrics['splits']['train']}, validation "
+             f"{metrics['splits']['validation']}). Surrogate parameters: {metrics['parameters']['surrogate']:,}; "
+             f"transformer: {metrics['parameters']['transformer']:,} "
+             f"({metrics['parameters']['transformer_blocks']:,} in its blocks).", ""]
+    for name, title in (("cosine", "cosine similarity (higher is better)"),
+                        ("js", "row-wise Jensen–Shannon divergence, bits (lower is better)"),
+                        ("top_k", "top-k agreement (higher is better)")):
+        lines += [f"## {title}", "", "| method | " + " | ".join(f"block {l}" for l in range(layers)) + " | mean |",
+                  "|---" * (layers + 2) + "|"]
+        for method, values in held_out.items():
+            row = values[name]
+            finite = [v for v in row if v is not None and not math.isnan(v)]
+            lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(fmt(v) for v in row)
+                         + f" | {fmt(float(np.mean(finite)) if finite else None)} |")
+        lines.append("")
+    lines += ["## notes", ""] + [f"- {note}" for note in metrics["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    held_out = metrics["held_out"]
+    layers = np.arange(len(held_out["pde"]["cosine"]))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, (name, title) in zip(axes, (("cosine", "cosine ↑"), ("js", "Jensen–Shannon (bits) ↓"),
+                                        ("top_k", "top-k agreement ↑"))):
+        for method, values in held_out.items():
+            row = np.array([np.nan if v is None else v for v in values[name]], float)
+            ax.plot(layers, row, marker="o", lw=2.5 if method == "pde" else 1.2,
+                    ls="-" if method.startswith("pde") else "--", label=METHOD_LABELS.get(method, method))
+        ax.set_xlabel("transformer block")
+        ax.set_title(title)
+        ax.set_xticks(layers)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("held-out attention fidelity: surrogate vs baselines")
+    fig.tight_layout()
+    fig.savefig(folder / "fidelity.png", dpi=110)
+    plt.close(fig)
+    written.append("fidelity.png")
+
+    reference, predicted, cosine = example["transformer"], example["pde"], np.asarray(example["cosine"])
+    tokens = example["tokens"]
+    heads = [int(np.argsort(cosine[l])[len(cosine[l]) // 2]) for l in range(len(reference))]
+    fig, axes = plt.subplots(len(reference), 4, figsize=(13, 3.1 * len(reference)))
+    for l, row in enumerate(np.atleast_2d(axes)):
+        panels = [(reference[l].mean(0), f"block {l}: transformer, head mean"),
+                  (predicted[l].mean(0), f"block {l}: PDE (t = {l}), head mean"),
+                  (reference[l, heads[l]], f"transformer head {heads[l]} (median cos)"),
+                  (predicted[l, heads[l]], f"PDE head {heads[l]}, cos = {cosine[l, heads[l]]:.2f}")]
+        for ax, (image, title) in zip(row, panels):
+            ax.imshow(image, cmap="viridis", vmin=0.0)
+            ax.set_title(title, fontsize=8)
+            ax.set_xticks(range(len(tokens)))
+            ax.set_yticks(range(len(tokens)))
+            ax.set_xticklabels(tokens, rotation=90, fontsize=5)
+            ax.set_yticklabels(tokens, fontsize=5)
+    fig.suptitle(f"held-out sentence: {example['sentence'][:100]}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(folder / "attention_maps.png", dpi=100)
+    plt.close(fig)
+    written.append("attention_maps.png")
+
+    curves = metrics["coefficients"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (key, label) in zip(axes, (("D", "diffusion D(t)"), ("alpha", "attention α(t)"),
+                                       ("beta", "residual β(t)"))):
+        ax.plot(curves["t"], curves[key])
+        ax.axhline(0.0, color="grey", lw=0.6)
+        ax.set_xlabel("depth-time t (blocks)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "coefficients.png", dpi=110)
+    plt.close(fig)
+    written.append("coefficients.png")
+
+    history = metrics["fit"]["history"]
+    if history:
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        steps = [h["step"] for h in history]
+        ax.plot(steps, [h["train_loss"] for h in history], label="train loss")
+        ax.plot(steps, [h["validation_loss"] for h in history], label="validation loss")
+        ax.axvline(metrics["fit"]["best_step"], color="grey", ls=":", label="kept")
+        ax.set_xlabel("step")
+        ax.set_ylabel("KL (nats)")
+        ax.set_yscale("log")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(folder / "loss.png", dpi=110)
+        plt.close(fig)
+        written.append("loss.png")
+    return written
+
+
+def write_report(report, out: str | Path, overwrite: bool = False, figures: bool = True) -> Path:
+    """Write ``metrics.json``, ``config.json``, ``params.safetensors``, ``summary.md`` and figures into ``out``,
+    atomically (all or nothing). ``report`` is a `pdeflow.pipeline.FitReport`."""
+    from safetensors.numpy import save_file
+
+    out = check_output_dir(out, overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
+    try:
+        (staging / "metrics.json").write_text(json.dumps(_json_ready(report.metrics), indent=1))
+        (staging / "config.json").write_text(json.dumps(_json_ready(dataclasses.asdict(report.config)), indent=1))
+        save_file(flatten_params(report.params), staging / "params.safetensors")
+        (staging / "summary.md").write_text(summary_markdown(_json_ready(report.metrics)))
+        if figures:
+            write_figures(_json_ready(report.metrics), report.example, staging)
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.resolve().parent))
+            out.rename(retired / "old")
+            staging.rename(out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

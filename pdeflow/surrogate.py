@@ -1,0 +1,94 @@
+"""The surrogate over a batch: solve the attention-PDE for each input (vmap) and read out its maps."""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from pdeflow.metrics import attention_kl
+from pdeflow.models.trace import Trace
+from pdeflow.pde import attention_pde
+from pdeflow.pde.attention_pde import SurrogateConfig
+from pdeflow.pde.grid import chain_laplacian
+from pdeflow.pde.solve import SolverConfig, SolverError
+
+
+class SurrogateOutput(NamedTuple):
+    """PDE states ``(L+1, B, N, r)``, log attention maps ``(L, B, H, N, N)``, whether the solve succeeded,
+    the steps it took, and how many leading saved times are finite (where a failed solve stopped)."""
+
+    states: Array
+    log_attention: Array
+    ok: Array
+    num_steps: Array
+    finite_times: Array
+
+
+def token_laplacians(mask: Array) -> Array:
+    """``(B, N) -> (B, N, N)`` chain Laplacians of the real tokens of each input."""
+    return jax.vmap(chain_laplacian)(jnp.asarray(mask))
+
+
+def surrogate_forward(params, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,
+                      mask: Array) -> SurrogateOutput:
+    """Run the surrogate on a batch: ``hidden0 (B, N, d)``, ``laplacians (B, N, N)``, ``mask (B, N)``."""
+    states, ok, steps = attention_pde.trajectory(params, config, solver, hidden0, laplacians, mask)
+    finite = jnp.all(jnp.isfinite(states), axis=(1, 2, 3))
+    safe = jnp.where(jnp.isfinite(states), states, 0.0)
+    log_maps = jax.vmap(lambda s, m: attention_pde.attention_log_maps(params, config, s, m), in_axes=(1, 0),
+                        out_axes=1)(safe, mask)
+    return SurrogateOutput(states, log_maps, ok, steps, jnp.cumprod(finite).sum())
+
+
+def surrogate_losses(params, config: SurrogateConfig, solver: SolverConfig, trace: Trace, laplacians: Array):
+    """Per-input attention KL (nats, mean over blocks, heads and real rows) and relative hidden-state error.
+
+    Returns ``(kl (B,), hidden_error (B,), output)``.
+    """
+    out = surrogate_forward(params, config, solver, trace.hidden[0], laplacians, trace.mask)
+    kl = jax.vmap(lambda p, q, m: attention_kl(p, q, m).mean(), in_axes=(1, 1, 0))(
+        trace.attention, out.log_attention, trace.mask)
+    predicted = attention_pde.readout(params, out.states[1:])  # (L, B, N, d)
+    reference = trace.hidden[1:]
+    m = trace.mask[None, :, :, None].astype(predicted.dtype)
+    hidden_error = jnp.sum(((predicted - reference) * m) ** 2, (0, 2, 3)) / jnp.sum((reference * m) ** 2, (0, 2, 3))
+    return kl, hidden_error, out
+
+
+def raise_if_failed(ok, finite_times, num_layers: int, solver: SolverConfig, where: str) -> None:
+    """Turn a failed solve into a `SolverError` naming the depth-time interval and the remedy."""
+    if bool(ok):
+        return
+    reached = int(finite_times)  # saved times 0..reached-1 are finite
+    interval = f"[{reached - 1}, {reached}]" if 0 < reached <= num_layers else f"[0, {num_layers}]"
+    raise SolverError(f"{where}: the PDE solve failed (max_steps reached or NaN/Inf) in depth-time interval "
+                      f"{interval}, i.e. around block {max(reached - 1, 0)}. Remedy: {solver.remedy()}.")
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _predict(params, config, solver, hidden0, laplacians, mask):
+    out = surrogate_forward(params, config, solver, hidden0, laplacians, mask)
+    return jnp.exp(out.log_attention), out.ok, out.finite_times
+
+
+def predict_attention(params, config: SurrogateConfig, solver: SolverConfig, trace: Trace,
+                      batch_size: int = 32) -> np.ndarray:
+    """The surrogate's maps for every input of ``trace``: ``(L, B, H, N, N)`` probabilities (numpy).
+
+    Runs in fixed-size batches (one compile); raises `SolverError` if any solve fails.
+    """
+    total = trace.mask.shape[0]
+    pieces = []
+    for start in range(0, total, batch_size):
+        index = np.arange(start, start + batch_size) % total
+        mask = np.asarray(trace.mask)[index]
+        maps, ok, finite = _predict(params, config, solver, np.asarray(trace.hidden[0])[index],
+                                    token_laplacians(mask), mask)
+        raise_if_failed(ok, finite, config.num_layers, solver, "prediction")
+        pieces.append(np.asarray(maps)[:, : min(batch_size, total - start)])
+    return np.concatenate(pieces, axis=1)

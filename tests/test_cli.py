@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pdeflow import cli, report
+from pdeflow.pipeline import RunConfig
+
+TINY = ["--num-train", "8", "--num-validation", "4", "--num-test", "4", "--max-tokens", "16", "--steps", "2",
+        "--eval-every", "1", "--batch-size", "4", "--width", "8", "--key-dim", "4", "--mlp-width", "8",
+        "--value-rank", "2", "--solver", "heun", "--no-adaptive", "--dt0", "1.0", "--no-progress"]
+
+
+def test_cli_defaults_are_the_python_api_defaults():
+    args = cli.build_parser().parse_args(["fit"])
+    assert cli.run_config_from_args(args) == RunConfig()
+
+
+def test_cli_options_reach_the_config():
+    args = cli.build_parser().parse_args(["fit", "--width", "32", "--no-adaptive", "--terms", "attention", "--seed", "3"])
+    config = cli.run_config_from_args(args)
+    assert config.surrogate.width == 32 and config.solver.adaptive is False
+    assert config.surrogate.terms == ("attention",) and config.fit.seed == 3
+
+
+def test_help_documents_every_option():
+    out = subprocess.run([sys.executable, "-m", "pdeflow", "fit", "--help"], capture_output=True, text=True, check=True)
+    for flag in ("--out", "--width", "--solver", "--rtol", "--hidden-weight", "--num-test", "--split-seed"):
+        assert flag in out.stdout
+    assert "attention-PDE" in out.stdout
+
+
+def test_tiny_fit_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["fit", "--out", str(out), *TINY]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"metrics.json", "config.json", "params.safetensors", "summary.md", "fidelity.png", "attention_maps.png",
+            "coefficients.png", "loss.png"} <= names
+    metrics = json.loads((out / "metrics.json").read_text())
+    for method in ("pde", "pde_without_attention", "uniform", "previous_layer", "mean_training_map"):
+        assert len(metrics["held_out"][method]["cosine"]) == 6
+    assert metrics["held_out"]["previous_layer"]["cosine"][0] is None
+    assert metrics["parameters"]["surrogate"] > 0 and metrics["parameters"]["transformer"] > 2e7
+    params, surrogate, solver = report.load_surrogate(out)
+    assert surrogate.width == 8 and surrogate.num_layers == 6 and solver.solver == "heun"
+    assert params["kernel"]["query"].shape == (6, 12, 8, 4)
+    assert "| attention-PDE |" in capsys.readouterr().out
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left behind
+
+
+def test_existing_output_is_not_overwritten_without_asking(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    assert cli.main(["fit", "--out", str(out), *TINY]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_unwritable_output_is_reported_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["fit", "--out", str(blocker / "run"), *TINY]) == 2
+    assert "writable --out" in capsys.readouterr().err
+
+
+def test_a_failing_write_leaves_nothing_half_written(tmp_path, monkeypatch):
+    class Stub:
+        config = RunConfig()
+        params = {"a": np.zeros(2)}
+        metrics = {"x": 1}
+        example = {}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "summary_markdown", broken)  # fails after metrics and params are staged
+    with pytest.raises(RuntimeError, match="disk full"):
+        report.write_report(Stub(), tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
