@@ -40,7 +40,7 @@ class FitConfig:
         seed: seeds initialisation and data order.
     """
 
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 32
     learning_rate: float = 1e-2
     warmup_steps: int = 20

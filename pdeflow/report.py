@@ -20,6 +20,7 @@ from pdeflow.pde.solve import SolverConfig
 
 METHOD_LABELS = {
     "pde": "attention-PDE",
+    "pde_tight_solve": "PDE, tolerances / 100",
     "pde_without_attention": "PDE, α = 0",
     "pde_without_diffusion": "PDE, D = 0",
     "pde_without_residual": "PDE, β = 0",
