@@ -163,6 +163,10 @@ def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: 
         "splits": {"train": config.data.num_train, "validation": config.data.num_validation,
                    "test": config.data.num_test},
         "parameters": {"surrogate": parameter_count(result.params),
+                       # the readout (r -> d) is trained only by the hidden-state term
+                       "surrogate_used_by_attention_fit": parameter_count(
+                           {k: v for k, v in result.params.items()
+                            if k != "readout" or config.fit.hidden_weight > 0}),
                        "transformer": parameter_count(encoder.params),
                        "transformer_blocks": parameter_count({k: v for k, v in encoder.params["params"].items()
                                                               if k.startswith("layer_")})},

@@ -99,7 +99,8 @@ def summary_markdown(metrics: dict) -> str:
     fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"  # noqa: E731
     lines = [f"# attention-PDE surrogate of {metrics['model']}", "",
              f"Held-out sentences: {metrics['splits']['test']} (train {metrics['splits']['train']}, validation "
-             f"{metrics['splits']['validation']}). Surrogate parameters: {metrics['parameters']['surrogate']:,}; "
+             f"{metrics['splits']['validation']}). Surrogate parameters: {metrics['parameters']['surrogate']:,} "
+             f"({metrics['parameters']['surrogate_used_by_attention_fit']:,} used by the attention fit); "
              f"transformer: {metrics['parameters']['transformer']:,} "
              f"({metrics['parameters']['transformer_blocks']:,} in its blocks).", ""]
     for name, title in (("cosine", "cosine similarity (higher is better)"),
@@ -161,7 +162,7 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
             ax.set_xticklabels(tokens, rotation=90, fontsize=5)
             ax.set_yticklabels(tokens, fontsize=5)
     fig.suptitle(f"held-out sentence: {example['sentence'][:100]}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(folder / "attention_maps.png", dpi=100)
     plt.close(fig)
     written.append("attention_maps.png")

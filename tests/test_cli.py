@@ -42,7 +42,10 @@ def test_tiny_fit_writes_every_output(tmp_path, capsys):
     for method in ("pde", "pde_without_attention", "uniform", "previous_layer", "mean_training_map"):
         assert len(metrics["held_out"][method]["cosine"]) == 6
     assert metrics["held_out"]["previous_layer"]["cosine"][0] is None
-    assert metrics["parameters"]["surrogate"] > 0 and metrics["parameters"]["transformer"] > 2e7
+    parameters = metrics["parameters"]
+    assert parameters["transformer"] > 2e7
+    # hidden_weight is 0, so the readout (8*384 + 384 numbers) is not part of the attention fit
+    assert parameters["surrogate"] - parameters["surrogate_used_by_attention_fit"] == 8 * 384 + 384
     params, surrogate, solver = report.load_surrogate(out)
     assert surrogate.width == 8 and surrogate.num_layers == 6 and solver.solver == "heun"
     assert params["kernel"]["query"].shape == (6, 12, 8, 4)
