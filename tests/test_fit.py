@@ -1,7 +1,6 @@
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -58,7 +57,7 @@ def test_fit_is_reproducible_from_its_seed(traces):
     solver = SolverConfig("heun", adaptive=False, dt0=0.5)
     a = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
     b = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
-    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params), strict=True):
         np.testing.assert_array_equal(x, y)
 
 

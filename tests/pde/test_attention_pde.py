@@ -103,7 +103,7 @@ def test_loss_gradient_matches_finite_differences(solver, reference):
         rng = np.random.default_rng(5)
         direction = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape)), params)
         analytic = sum(float(jnp.vdot(g, v)) for g, v in zip(jax.tree_util.tree_leaves(grads),
-                                                              jax.tree_util.tree_leaves(direction)))
+                                                              jax.tree_util.tree_leaves(direction), strict=True))
         eps = 1e-5
         shift = lambda s: jax.tree_util.tree_map(lambda x, v: x + s * eps * v, params, direction)  # noqa: E731
         fd_solver = reference or solver
