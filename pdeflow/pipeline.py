@@ -101,8 +101,13 @@ def surrogate_for(encoder: PretrainedEncoder, surrogate: SurrogateConfig) -> Sur
 
 def held_out_fidelity(params, surrogate: SurrogateConfig, solver: SolverConfig, train: Trace, test: Trace,
                       top_k: int = 3, batch_size: int = 32) -> dict:
-    """Per-input fidelity ``{method: {"cosine", "js", "top_k": (L, B, H)}}`` on ``test`` for the surrogate,
-    the surrogate with each term switched off (same fitted parameters, no refit), and the baselines."""
+    """Fidelity on ``test`` of the surrogate, the surrogate with each term switched off (same fitted
+    parameters, no refit), the same surrogate solved with tighter tolerances, and the baselines.
+
+    Returns:
+        ``(fidelity, pde_maps)``: ``{method: {"cosine", "js", "top_k": (L, B, H) arrays}}`` and the
+        surrogate's maps ``(L, B, H, N, N)``.
+    """
     L, H = test.num_layers, test.num_heads
     predictions = {"pde": predict_attention(params, surrogate, solver, test, batch_size)}
     if solver.adaptive:  # the same surrogate solved 100x more accurately: is the fidelity a solver artefact?

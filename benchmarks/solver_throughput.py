@@ -1,0 +1,157 @@
+"""Throughput of the attention-PDE solve, forward and forward+backward, against this machine's matmul peak.
+
+Every speed figure is a ratio measured in the same run: achieved GFLOP/s (from an analytic FLOP count of
+the vector field, times the field evaluations the solver made) over the float32 matmul peak of a large
+``jnp.dot`` on the same device. Compile time is reported apart from steady-state time.
+
+    python benchmarks/solver_throughput.py                 # default grid (CPU-sized), writes a JSON
+    python benchmarks/solver_throughput.py --sizes 32,128,384,12,6 --repeats 3
+
+Not yet here (issue 3): the torchdiffeq peer, the fit-throughput benchmark, and the scaling figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
+from pdeflow.pde.solve import SOLVERS
+from pdeflow.surrogate import surrogate_forward, token_laplacians
+
+DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
+
+
+def field_flops(config: SurrogateConfig, n: int) -> int:
+    """Multiply-adds x 2 of one vector-field evaluation for one input of ``n`` tokens (matmuls and the
+    softmax's exponentials; element-wise work is left out, so the count is a lower bound)."""
+    r, h, k, v, m = config.width, config.num_heads, config.key_dim, config.value_rank, config.mlp_width
+    flops = 0
+    if "diffusion" in config.terms:
+        flops += 2 * n * n * r  # dense Laplacian times u
+    if "attention" in config.terms:
+        flops += 2 * n * r * 2 * h * k  # queries and keys
+        flops += 2 * h * n * n * k  # logits
+        flops += h * n * n  # exponentials
+        flops += 2 * n * n * r  # head-mean map times u
+        flops += 2 * (n * r * h * v + h * n * n * v + h * n * v * r)  # low-rank value path
+    if "residual" in config.terms:
+        flops += 2 * (n * r * m + n * m * r)
+    return flops
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a float32 ``size x size`` matmul on the default device."""
+    a = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = f(a)
+    out.block_until_ready()
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def peak_memory_bytes() -> int:
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        return int(stats["peak_bytes_in_use"])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # host process (CPU)
+
+
+def time_call(fn, *args, repeats: int):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    compile_and_first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = jax.block_until_ready(fn(*args))
+    return compile_and_first, (time.perf_counter() - start) / repeats, out
+
+
+def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, repeats: int, peak: float) -> dict:
+    config = SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
+                             key_dim=max(width // heads, 1), num_knots=layers)
+    params = init_surrogate(jax.random.PRNGKey(0), config)
+    rng = np.random.default_rng(0)
+    hidden0 = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
+    mask = jnp.ones((batch, n), bool)
+    laplacians = token_laplacians(mask)
+
+    def forward(p):
+        out = surrogate_forward(p, config, solver, hidden0, laplacians, mask)
+        return jnp.sum(out.log_attention[..., 0]), out.num_steps
+
+    if mode == "forward":
+        fn = jax.jit(forward)
+    else:
+        fn = jax.jit(jax.value_and_grad(forward, has_aux=True))
+    compile_s, step_s, out = time_call(fn, params, repeats=repeats)
+    steps = int(out[1] if mode == "forward" else out[0][1])
+    stages = {"euler": 1, "heun": 2, "midpoint": 2, "ralston": 2, "bosh3": 3, "tsit5": 6, "dopri5": 6,
+              "dopri8": 12}[solver.solver]
+    evaluations = steps * stages  # per input, accepted steps only (rejected adaptive steps are not counted)
+    # forward+backward through the solve: the field's cost ~3x (forward, recompute, and its vector-Jacobian)
+    factor = 1 if mode == "forward" else 3
+    flops = factor * evaluations * batch * field_flops(config, n)
+    gflops = flops / step_s / 1e9
+    return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,
+            "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode, "solver_steps": steps,
+            "compile_and_first_s": compile_s, "steady_s": step_s,
+            "field_evaluations_per_s": evaluations * batch / step_s,
+            "token_layers_per_s": batch * n * layers / step_s,
+            "gflop_per_s": gflops, "fraction_of_matmul_peak": gflops / peak, "peak_memory_bytes": peak_memory_bytes()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, help="B,N,r,H,L for each case")
+    parser.add_argument("--solvers", nargs="*", default=["tsit5:adaptive", "tsit5:1.0", "heun:0.5"],
+                        help="SOLVER:adaptive or SOLVER:DT (fixed steps of DT)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    peak = matmul_peak()
+    device = jax.devices()[0]
+    print(f"device {device.platform}:{device.device_kind}  matmul peak (float32, same run): {peak:.1f} GFLOP/s")
+    rows = []
+    for size in args.sizes:
+        batch, n, width, heads, layers = (int(x) for x in size.split(","))
+        for spec in args.solvers:
+            name, step = spec.split(":")
+            if name not in SOLVERS:
+                raise SystemExit(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}")
+            solver = SolverConfig(name) if step == "adaptive" else SolverConfig(name, adaptive=False, dt0=float(step))
+            for mode in ("forward", "forward+backward"):
+                row = run_case(batch, n, width, heads, layers, solver, mode, args.repeats, peak)
+                rows.append(row)
+                print(f"B={batch:3d} N={n:4d} r={width:4d} H={heads:3d} L={layers} {spec:15s} {mode:17s} "
+                      f"steps={row['solver_steps']:3d} compile={row['compile_and_first_s']:6.1f}s "
+                      f"steady={row['steady_s'] * 1e3:8.1f}ms {row['gflop_per_s']:7.1f} GFLOP/s "
+                      f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak", flush=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    label = {"date": stamp, "device": f"{device.platform}:{device.device_kind}", "devices": jax.device_count(),
+             "machine": platform.machine(), "python": platform.python_version(), "jax": jax.__version__,
+             "matmul_peak_gflop_per_s": peak, "defaults": dataclasses.asdict(SolverConfig())}
+    path = out / f"solver_throughput_{device.platform}_{stamp}.json"
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps({"label": label, "rows": rows}, indent=1))
+    tmp.rename(path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
