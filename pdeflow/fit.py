@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pdeflow.data.batches import fixed_size_batches, shuffled_batches
 from pdeflow.models.trace import Trace, check_trace
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
@@ -104,27 +105,14 @@ def _eval_losses(surrogate, solver, params, trace, laplacians):
 def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, trace: Trace,
                     batch_size: int) -> tuple[float, float]:
     """Mean attention KL and relative hidden error over every input of ``trace`` (fixed-size batches)."""
-    total = trace.mask.shape[0]
     kls, errors = [], []
-    for start in range(0, total, batch_size):
-        index = np.arange(start, start + batch_size) % total
+    for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
         batch = trace.take(index)
         kl, error, ok, finite = _eval_losses(surrogate, solver, params, batch, token_laplacians(batch.mask))
         raise_if_failed(ok, finite, surrogate.num_layers, solver, "validation")
-        keep = min(batch_size, total - start)
         kls.append(np.asarray(kl)[:keep])
         errors.append(np.asarray(error)[:keep])
     return float(np.concatenate(kls).mean()), float(np.concatenate(errors).mean())
-
-
-def _batches(count: int, batch_size: int, rng: np.random.Generator):
-    """Endless index batches: permutations of ``range(count)``, wrapped so every batch is full."""
-    order = np.empty(0, dtype=np.int64)
-    while True:
-        while order.size < batch_size:
-            order = np.concatenate([order, rng.permutation(count)])
-        yield order[:batch_size]
-        order = order[batch_size:]
 
 
 def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, solver: SolverConfig = SolverConfig(),
@@ -160,7 +148,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     opt_state = optimizer.init(params)
     params = jax.tree_util.tree_map(jnp.array, params)  # own buffers: the step donates them
     rng = np.random.default_rng(config.seed)
-    batches = _batches(count, batch_size, rng)
+    batches = shuffled_batches(count, batch_size, rng)
     history, best, best_step, since_best = [], math.inf, 0, 0
     best_params = params
     stopped_early = False

@@ -17,6 +17,11 @@ def _xlogy(x: Array, y: Array) -> Array:
     return jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, y, 1.0)), 0.0)
 
 
+def _kl_rows(p: Array, log_q: Array) -> Array:
+    """Row-wise ``KL(p ‖ q) = Σ_j p_j (log p_j − log q_j)`` over the last axis, from ``p`` and ``log q``."""
+    return jnp.sum(_xlogy(p, p) - jnp.where(p > 0, p * log_q, 0.0), axis=-1)
+
+
 def attention_kl(target: Array, log_predicted: Array, mask: Array) -> Array:
     """``KL(target ‖ predicted)`` per row, averaged over real query rows, for one input.
 
@@ -26,17 +31,15 @@ def attention_kl(target: Array, log_predicted: Array, mask: Array) -> Array:
     Returns:
         ``(...)`` mean row KL in nats.
     """
-    keys = mask[None, :]
-    row = jnp.sum(jnp.where(keys, _xlogy(target, target) - jnp.where(target > 0, target * log_predicted, 0.0), 0.0),
-                  axis=-1)
+    row = _kl_rows(jnp.where(mask[None, :], target, 0.0), log_predicted)
     m = mask.astype(row.dtype)
     return jnp.sum(row * m, axis=-1) / jnp.maximum(m.sum(), 1.0)
 
 
 def _js_rows(p: Array, q: Array) -> Array:
     mid = 0.5 * (p + q)
-    kl = lambda a: jnp.sum(_xlogy(a, a) - jnp.where(a > 0, a * jnp.log(jnp.where(a > 0, mid, 1.0)), 0.0), -1)  # noqa
-    return jnp.maximum(0.5 * (kl(p) + kl(q)) / jnp.log(2.0), 0.0)
+    log_mid = jnp.log(jnp.where(mid > 0, mid, 1.0))  # mid > 0 wherever p > 0 or q > 0
+    return jnp.maximum(0.5 * (_kl_rows(p, log_mid) + _kl_rows(q, log_mid)) / jnp.log(2.0), 0.0)
 
 
 def _fidelity_one(p: Array, q: Array, mask: Array, top_k: Array):

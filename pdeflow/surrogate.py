@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from pdeflow.data.batches import fixed_size_batches
 from pdeflow.metrics import attention_kl
 from pdeflow.models.trace import Trace
 from pdeflow.pde import attention_pde
@@ -82,13 +83,11 @@ def predict_attention(params, config: SurrogateConfig, solver: SolverConfig, tra
 
     Runs in fixed-size batches (one compile); raises `SolverError` if any solve fails.
     """
-    total = trace.mask.shape[0]
     pieces = []
-    for start in range(0, total, batch_size):
-        index = np.arange(start, start + batch_size) % total
+    for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
         mask = np.asarray(trace.mask)[index]
         maps, ok, finite = _predict(params, config, solver, np.asarray(trace.hidden[0])[index],
                                     token_laplacians(mask), mask)
         raise_if_failed(ok, finite, config.num_layers, solver, "prediction")
-        pieces.append(np.asarray(maps)[:, : min(batch_size, total - start)])
+        pieces.append(np.asarray(maps)[:, :keep])
     return np.concatenate(pieces, axis=1)

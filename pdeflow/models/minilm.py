@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdeflow.data.batches import fixed_size_batches
 from pdeflow.models.bert import BertConfig, BertEncoder
 from pdeflow.models.trace import Trace
 
@@ -118,12 +119,9 @@ class PretrainedEncoder:
     def trace_tokens(self, tokens: Tokenized, batch_size: int = 64) -> Trace:
         """Run the encoder over tokenised inputs in batches (static shapes: one compile)."""
         apply = _jitted_apply(self.config)
-        total = len(tokens.input_ids)
         pieces = []
-        for start in range(0, total, batch_size):
-            index = np.arange(start, start + batch_size) % total  # pad the last batch by wrapping around
+        for index, keep in fixed_size_batches(len(tokens.input_ids), batch_size):
             trace = apply(self.params, tokens.input_ids[index], tokens.token_type_ids[index], tokens.mask[index])
-            keep = min(batch_size, total - start)
             pieces.append(jax.tree_util.tree_map(np.asarray, trace.take(slice(0, keep))))
         return Trace(np.concatenate([p.hidden for p in pieces], 1), np.concatenate([p.attention for p in pieces], 1),
                      np.concatenate([p.mask for p in pieces], 0))
