@@ -100,7 +100,7 @@ def surrogate_for(encoder: PretrainedEncoder, surrogate: SurrogateConfig) -> Sur
 
 
 def held_out_fidelity(params, surrogate: SurrogateConfig, solver: SolverConfig, train: Trace, test: Trace,
-                      top_k: int = 3, batch_size: int = 32) -> dict:
+                      top_k: int = 3, batch_size: int = 32) -> tuple[dict, np.ndarray]:
     """Fidelity on ``test`` of the surrogate, the surrogate with each term switched off (same fitted
     parameters, no refit), the same surrogate solved with tighter tolerances, and the baselines.
 
