@@ -4,29 +4,23 @@ Every speed figure is a ratio measured in the same run: achieved GFLOP/s (from a
 the vector field, times the field evaluations the solver made) over the float32 matmul peak of a large
 ``jnp.dot`` on the same device. Compile time is reported apart from steady-state time.
 
-    python benchmarks/solver_throughput.py                 # default grid (CPU-sized), writes a JSON
-    python benchmarks/solver_throughput.py --sizes 32,128,384,12,6 --repeats 3
-
-Not yet here (issue 3): the torchdiffeq peer, the fit-throughput benchmark, and the scaling figures.
+    python -m benchmarks.solver_throughput                 # default grid (CPU-sized), writes a JSON
+    python -m benchmarks.solver_throughput --sizes 32,128,384,12,6 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import platform
-import resource
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.reporting import machine_label, matmul_peak, peak_memory_bytes, write_result
 from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
-from pdeflow.pde.solve import SOLVERS
+from pdeflow.pde.solve import SOLVERS, STAGES
 from pdeflow.surrogate import surrogate_forward, token_laplacians
 
 DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
@@ -48,26 +42,6 @@ def field_flops(config: SurrogateConfig, n: int) -> int:
     if "residual" in config.terms:
         flops += 2 * (n * r * m + n * m * r)
     return flops
-
-
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a float32 ``size x size`` matmul on the default device."""
-    a = jnp.ones((size, size), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = f(a)
-    out.block_until_ready()
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
-def peak_memory_bytes() -> int:
-    device = jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "peak_bytes_in_use" in stats:
-        return int(stats["peak_bytes_in_use"])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # host process (CPU)
 
 
 def time_call(fn, *args, repeats: int):
@@ -99,9 +73,8 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
         fn = jax.jit(jax.value_and_grad(forward, has_aux=True))
     compile_s, step_s, out = time_call(fn, params, repeats=repeats)
     steps = int(out[1] if mode == "forward" else out[0][1])
-    stages = {"euler": 1, "heun": 2, "midpoint": 2, "ralston": 2, "bosh3": 3, "tsit5": 6, "dopri5": 6,
-              "dopri8": 12}[solver.solver]
-    evaluations = steps * stages  # per input, accepted steps only (rejected adaptive steps are not counted)
+    # per input, accepted steps only (rejected adaptive steps are not counted)
+    evaluations = steps * STAGES[solver.solver]
     # forward+backward through the solve: the field's cost ~3x (forward, recompute, and its vector-Jacobian)
     factor = 1 if mode == "forward" else 3
     flops = factor * evaluations * batch * field_flops(config, n)
@@ -117,14 +90,15 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, help="B,N,r,H,L for each case")
-    parser.add_argument("--solvers", nargs="*", default=["tsit5:adaptive", "tsit5:1.0", "heun:0.5"],
+    parser.add_argument("--solvers", nargs="*", default=["tsit5:adaptive", "tsit5:1.0", "rk4:0.5"],
                         help="SOLVER:adaptive or SOLVER:DT (fixed steps of DT)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
     peak = matmul_peak()
-    device = jax.devices()[0]
-    print(f"device {device.platform}:{device.device_kind}  matmul peak (float32, same run): {peak:.1f} GFLOP/s")
+    label = machine_label()
+    print(f"{label['device']} ({label['cpu']}, {label['cpu_count']} cores)  matmul peak (float32, same run): "
+          f"{peak:.1f} GFLOP/s")
     rows = []
     for size in args.sizes:
         batch, n, width, heads, layers = (int(x) for x in size.split(","))
@@ -140,16 +114,8 @@ def main(argv=None) -> None:
                       f"steps={row['solver_steps']:3d} compile={row['compile_and_first_s']:6.1f}s "
                       f"steady={row['steady_s'] * 1e3:8.1f}ms {row['gflop_per_s']:7.1f} GFLOP/s "
                       f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak", flush=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    label = {"date": stamp, "device": f"{device.platform}:{device.device_kind}", "devices": jax.device_count(),
-             "machine": platform.machine(), "python": platform.python_version(), "jax": jax.__version__,
-             "matmul_peak_gflop_per_s": peak, "defaults": dataclasses.asdict(SolverConfig())}
-    path = out / f"solver_throughput_{device.platform}_{stamp}.json"
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps({"label": label, "rows": rows}, indent=1))
-    tmp.rename(path)
+    label = {**label, "matmul_peak_gflop_per_s": peak, "defaults": dataclasses.asdict(SolverConfig())}
+    path = write_result("solver_throughput", label, rows, args.out)
     print(f"wrote {path}")
 
 

@@ -71,7 +71,8 @@ def attention_fidelity(reference, predicted, mask, top_k: int = 3) -> dict[str, 
         that the two maps share.
     """
     reference, predicted, mask = np.asarray(reference), np.asarray(predicted), np.asarray(mask, bool)
-    if reference.shape != predicted.shape or reference.ndim != 5 or mask.shape != reference.shape[1:2] + reference.shape[-1:]:
+    if (reference.shape != predicted.shape or reference.ndim != 5
+            or mask.shape != reference.shape[1:2] + reference.shape[-1:]):
         raise ValueError(f"need reference and predicted of one shape (L, B, H, N, N) and mask (B, N); got "
                          f"{reference.shape}, {predicted.shape}, {mask.shape}.")
     out = {name: np.zeros(reference.shape[:3]) for name in ("cosine", "js", "top_k")}

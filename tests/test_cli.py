@@ -19,7 +19,8 @@ def test_cli_defaults_are_the_python_api_defaults():
 
 
 def test_cli_options_reach_the_config():
-    args = cli.build_parser().parse_args(["fit", "--width", "32", "--no-adaptive", "--terms", "attention", "--seed", "3"])
+    args = cli.build_parser().parse_args(
+        ["fit", "--width", "32", "--no-adaptive", "--terms", "attention", "--seed", "3"])
     config = cli.run_config_from_args(args)
     assert config.surrogate.width == 32 and config.solver.adaptive is False
     assert config.surrogate.terms == ("attention",) and config.fit.seed == 3

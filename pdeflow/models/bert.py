@@ -32,7 +32,7 @@ class BertConfig:
         return self.hidden_size // self.num_heads
 
     @classmethod
-    def from_hf_config(cls, config: dict) -> "BertConfig":
+    def from_hf_config(cls, config: dict) -> BertConfig:
         """Build from a Hugging Face ``config.json`` dictionary of a BERT model."""
         if config.get("model_type", "bert") != "bert" or config.get("hidden_act", "gelu") != "gelu":
             raise ValueError("only BERT models with exact GELU are supported; got "
@@ -78,7 +78,8 @@ class Block(nn.Module):
     def __call__(self, x, mask):
         c = self.config
         context, probs = SelfAttention(c, name="attention")(x, mask)
-        x = nn.LayerNorm(c.layer_norm_eps, name="attention_norm")(x + nn.Dense(c.hidden_size, name="attention_out")(context))
+        attended = nn.Dense(c.hidden_size, name="attention_out")(context)
+        x = nn.LayerNorm(c.layer_norm_eps, name="attention_norm")(x + attended)
         y = nn.Dense(c.intermediate_size, name="intermediate")(x)
         y = nn.Dense(c.hidden_size, name="output")(jax.nn.gelu(y, approximate=False))
         return nn.LayerNorm(c.layer_norm_eps, name="output_norm")(x + y), probs

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp

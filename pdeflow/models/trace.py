@@ -32,7 +32,7 @@ class Trace(NamedTuple):
     def num_heads(self) -> int:
         return self.attention.shape[2]
 
-    def take(self, index) -> "Trace":
+    def take(self, index) -> Trace:
         """The sub-batch ``index`` (an integer array or slice over the batch axis)."""
         return Trace(self.hidden[:, index], self.attention[:, index], self.mask[index])
 

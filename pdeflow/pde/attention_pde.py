@@ -69,7 +69,7 @@ class SurrogateConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
 
-    def without(self, term: str) -> "SurrogateConfig":
+    def without(self, term: str) -> SurrogateConfig:
         """The same surrogate with one right-hand-side term switched off (an ablation)."""
         return dataclasses.replace(self, terms=tuple(t for t in self.terms if t != term))
 

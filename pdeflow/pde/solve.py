@@ -3,22 +3,47 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import diffrax
 import jax.numpy as jnp
+import numpy as np
+from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
 from jax import Array
+
+
+class RK4(AbstractERK):
+    """Kutta's 3/8-rule fourth-order Runge–Kutta method (4 stages, fixed steps only: no error estimate).
+
+    The classical fourth-order method as ``torchdiffeq``'s ``rk4`` computes it, so the two libraries can be
+    compared step for step. Third-order Hermite interpolation between steps."""
+
+    tableau = ButcherTableau(
+        a_lower=(np.array([1 / 3]), np.array([-1 / 3, 1.0]), np.array([1.0, -1.0, 1.0])),
+        b_sol=np.array([1 / 8, 3 / 8, 3 / 8, 1 / 8]),
+        b_error=np.zeros(4),
+        c=np.array([1 / 3, 2 / 3, 1.0]),
+    )
+    interpolation_cls = ThirdOrderHermitePolynomialInterpolation.from_k
+
+    def order(self, terms):
+        return 4
+
 
 SOLVERS = {
     "euler": diffrax.Euler,
     "heun": diffrax.Heun,
     "midpoint": diffrax.Midpoint,
     "ralston": diffrax.Ralston,
+    "rk4": RK4,
     "bosh3": diffrax.Bosh3,
     "tsit5": diffrax.Tsit5,
     "dopri5": diffrax.Dopri5,
     "dopri8": diffrax.Dopri8,
 }
+FIXED_STEP_ONLY = ("euler", "rk4")  # no embedded error estimate
+STAGES = {"euler": 1, "heun": 2, "midpoint": 2, "ralston": 2, "rk4": 4, "bosh3": 3, "tsit5": 6, "dopri5": 6,
+          "dopri8": 12}  # vector-field evaluations per step (first-same-as-last not counted as a saving)
 ADJOINTS = ("recursive", "backsolve")
 
 
@@ -55,9 +80,9 @@ class SolverConfig:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}.")
         if self.adjoint not in ADJOINTS:
             raise ValueError(f"unknown adjoint {self.adjoint!r}; choose one of {list(ADJOINTS)}.")
-        if self.adaptive and self.solver == "euler":
-            raise ValueError("euler has no error estimate, so it cannot take adaptive steps; set adaptive=False "
-                             "(fixed steps of dt0) or pick heun/tsit5/dopri5.")
+        if self.adaptive and self.solver in FIXED_STEP_ONLY:
+            raise ValueError(f"{self.solver} has no error estimate, so it cannot take adaptive steps; set "
+                             "adaptive=False (fixed steps of dt0) or pick heun/tsit5/dopri5.")
         if not self.dt0 > 0 or self.max_steps < 1:
             raise ValueError(f"need dt0 > 0 and max_steps >= 1; got dt0={self.dt0}, max_steps={self.max_steps}.")
 

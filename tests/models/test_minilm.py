@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdeflow.models import check_trace, load_minilm, load_pretrained_encoder, mean_pooled_embedding
-from pdeflow.models import minilm
+from pdeflow.models import check_trace, load_minilm, load_pretrained_encoder, mean_pooled_embedding, minilm
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "minilm_golden.npz"
 
@@ -35,12 +34,14 @@ def test_hidden_states_attention_and_embeddings_match_reference(encoder, golden)
     trace = encoder.trace_tokens(tokens)
     check_trace(trace)
     mask = golden["mask"]
-    assert trace.hidden.shape == (7, 3, mask.shape[1], 384) and trace.attention.shape == (6, 3, 12, mask.shape[1], mask.shape[1])
+    n = mask.shape[1]
+    assert trace.hidden.shape == (7, 3, n, 384) and trace.attention.shape == (6, 3, 12, n, n)
     for i, layer in enumerate(golden["layers_kept"]):
         diff = np.abs(np.asarray(trace.hidden[layer]) - golden["hidden"][i])[mask]
         assert diff.max() < 1e-4, (layer, diff.max())
     real = mask[None, :, None, :, None] & mask[None, :, None, None, :]
-    assert np.abs(np.asarray(trace.attention) - golden["attention"])[np.broadcast_to(real, golden["attention"].shape)].max() < 1e-5
+    real_rows = np.broadcast_to(real, golden["attention"].shape)
+    assert np.abs(np.asarray(trace.attention) - golden["attention"])[real_rows].max() < 1e-5
     assert np.abs(np.asarray(mean_pooled_embedding(trace)) - golden["embedding"]).max() < 1e-5
 
 

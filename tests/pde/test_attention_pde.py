@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from pdeflow.models.trace import Trace
-from pdeflow.pde import (SolverConfig, SurrogateConfig, attention_kernel, batch_vector_field, chain_laplacian,
-                         coefficients, init_surrogate, vector_field)
+from pdeflow.pde import (
+    SolverConfig,
+    SurrogateConfig,
+    attention_kernel,
+    batch_vector_field,
+    chain_laplacian,
+    coefficients,
+    init_surrogate,
+    vector_field,
+)
 from pdeflow.surrogate import surrogate_forward, surrogate_losses, token_laplacians
 
 CONFIG = SurrogateConfig(num_layers=3, num_heads=2, model_dim=8, width=5, key_dim=3, value_rank=2, mlp_width=6,

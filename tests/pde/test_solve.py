@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from pdeflow.pde.grid import chain_laplacian
-from pdeflow.pde.solve import SolverConfig, solve
+from pdeflow.pde.solve import SolverConfig, SolverError, solve
 from pdeflow.surrogate import raise_if_failed
-from pdeflow.pde.solve import SolverError
 
 
 def _diffusion_problem():
@@ -28,7 +27,7 @@ def _diffusion_problem():
 # at smaller steps and with a wider band; low-order methods are in their asymptotic regime already.
 @pytest.mark.parametrize("name, order, steps, band", [
     ("euler", 1, (0.2, 0.1), 0.35), ("heun", 2, (0.2, 0.1), 0.35), ("midpoint", 2, (0.2, 0.1), 0.35),
-    ("bosh3", 3, (0.2, 0.1), 0.35), ("tsit5", 5, (0.05, 0.025), 0.5)])
+    ("bosh3", 3, (0.2, 0.1), 0.35), ("rk4", 4, (0.2, 0.1), 0.35), ("tsit5", 5, (0.05, 0.025), 0.5)])
 def test_fixed_step_convergence_order_on_linear_diffusion(name, order, steps, band):
     with jax.enable_x64(True):
         lap, u0, d, exact = _diffusion_problem()
@@ -68,6 +67,8 @@ def test_max_steps_is_reported_not_hidden():
 def test_solver_config_rejects_bad_choices():
     with pytest.raises(ValueError, match="adaptive=False"):
         SolverConfig("euler", adaptive=True)
+    with pytest.raises(ValueError, match="adaptive=False"):
+        SolverConfig("rk4", adaptive=True)
     with pytest.raises(ValueError, match="unknown solver"):
         SolverConfig("rk45")
     with pytest.raises(ValueError, match="unknown adjoint"):

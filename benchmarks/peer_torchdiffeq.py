@@ -1,0 +1,237 @@
+"""pdeflow against the peer: the identical attention-PDE vector field in PyTorch, solved with torchdiffeq.
+
+Same weights, same initial state, same solver (dopri5 adaptive with pdeflow's default tolerances and first
+step; Kutta's 3/8-rule rk4 with fixed steps) and the same loss. Before anything is timed the two solutions,
+and for the fixed-step solver the two gradients, are compared; a mismatch stops the run. Then each case is
+timed in steady state (compile / first call reported apart) and the pdeflow/peer speed ratio printed:
+
+    forward                  pdeflow solve                      vs  torchdiffeq.odeint
+    forward+backward         RecursiveCheckpointAdjoint         vs  odeint + autograd through the solver
+    forward+backward         BacksolveAdjoint                   vs  odeint_adjoint
+
+The peer is benchmark-only (never a dependency of the library):
+
+    pip install torch==2.13.0 torchdiffeq      # 2.13.0 is the CPU build already on this machine's disk
+    python benchmarks/peer_torchdiffeq.py                       # default grid, writes a JSON to results/
+    python benchmarks/peer_torchdiffeq.py --sizes 32,128,384,12,6 --repeats 3
+
+Both sides use every core of the machine (torch.set_num_threads(os.cpu_count()); XLA's CPU thread pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.reporting import machine_label, write_result
+from benchmarks.torch_peer import TorchAttentionField, torch, torchdiffeq
+from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
+from pdeflow.pde.solve import STAGES, solve
+from pdeflow.surrogate import token_laplacians
+
+DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    solver: str  # "dopri5" (adaptive) or "rk4" (fixed steps)
+    dt0: float = 0.25
+    rtol: float = SolverConfig.rtol
+    atol: float = SolverConfig.atol
+
+    @property
+    def adaptive(self) -> bool:
+        return self.solver == "dopri5"
+
+    def pdeflow(self, adjoint: str) -> SolverConfig:
+        return SolverConfig(self.solver, adaptive=self.adaptive, dt0=self.dt0, rtol=self.rtol, atol=self.atol,
+                            adjoint=adjoint)
+
+    def torch_options(self) -> dict:
+        if self.adaptive:
+            return {"method": "dopri5", "rtol": self.rtol, "atol": self.atol, "options": {"first_step": self.dt0}}
+        return {"method": "rk4", "options": {"step_size": self.dt0}}
+
+
+def perturbed_params(config: SurrogateConfig, seed: int = 0) -> dict:
+    """Initial parameters with every leaf moved off its initial value (zeros included), so the comparison
+    exercises every weight of the field."""
+    params = init_surrogate(jax.random.PRNGKey(seed), config)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed + 1), len(leaves))
+    leaves = [leaf + 0.05 * jax.random.normal(key, leaf.shape) for leaf, key in zip(leaves, keys)]
+    return jax.tree_util.tree_unflatten(tree, leaves)
+
+
+def make_problem(batch: int, n: int, width: int, heads: int, layers: int, seed: int = 0):
+    config = SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
+                             key_dim=max(width // heads, 1), num_knots=layers)
+    params = perturbed_params(config, seed)
+    rng = np.random.default_rng(seed)
+    u0 = rng.normal(size=(batch, n, width)).astype(np.float32)
+    lengths = rng.integers(max(n // 2, 1), n + 1, size=batch)
+    lengths[0] = n
+    mask = np.arange(n)[None, :] < lengths[:, None]
+    u0 = u0 * mask[..., None]
+    probe = rng.normal(size=(layers + 1, batch, n, width)).astype(np.float32)  # loss = <probe, states>
+    return config, params, u0, mask, np.asarray(token_laplacians(jnp.asarray(mask))), probe
+
+
+def pdeflow_functions(config, solver: SolverConfig, u0, mask, laplacians, probe):
+    """Jitted forward ``(states, ok, steps)`` and value-and-grad ``((loss, (ok, steps)), grads)`` of the solve,
+    through `pdeflow.pde.solve.solve` and the library's batched field, as a fit runs them."""
+    params_to_field = lambda params: (params, jnp.asarray(laplacians), jnp.asarray(mask))  # noqa: E731
+    save_times = jnp.arange(config.num_layers + 1, dtype=jnp.float32)
+    field = lambda t, u, args: attention_pde.batch_vector_field(config, t, u, args)  # noqa: E731
+
+    def states(params):
+        ys, ok, steps = solve(field, jnp.asarray(u0), params_to_field(params), float(config.num_layers),
+                              save_times, solver)
+        return ys, ok, steps
+
+    def loss(params):
+        ys, ok, steps = states(params)
+        return jnp.sum(ys * probe), (ok, steps)
+
+    return jax.jit(states), jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+def torch_functions(field: TorchAttentionField, case: Case, u0, probe, adjoint: bool):
+    times = torch.arange(field.config.num_layers + 1, dtype=torch.float32)
+    y0 = torch.from_numpy(u0)
+    probe_t = torch.from_numpy(probe)
+    options = case.torch_options()
+    if adjoint:
+        options = {**options, "adjoint_params": tuple(field.parameters())}
+        if case.adaptive:
+            options["adjoint_options"] = {"first_step": case.dt0}
+        else:
+            options["adjoint_options"] = {"step_size": case.dt0}
+
+    def forward():
+        with torch.no_grad():
+            return torchdiffeq.odeint(field, y0, times, **case.torch_options())
+
+    def forward_backward():
+        field.zero_grad(set_to_none=True)
+        solve = torchdiffeq.odeint_adjoint if adjoint else torchdiffeq.odeint
+        ys = solve(field, y0, times, **options)
+        loss = torch.sum(ys * probe_t)
+        loss.backward()
+        return loss
+
+    return forward, forward_backward
+
+
+def timed(fn, repeats: int, block=lambda out: out):
+    start = time.perf_counter()
+    block(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        block(fn())
+        times.append(time.perf_counter() - start)
+    return first, float(np.median(times))
+
+
+def torch_grads(field: TorchAttentionField) -> dict:
+    """Gradients of the parameters the field uses (the projection and readout are not part of the field)."""
+    return {name: getattr(field, attr).grad.detach().numpy() for name, attr in field.names.items()
+            if getattr(field, attr).grad is not None}
+
+
+def compare(size: str, case: Case, repeats: int) -> list[dict]:
+    batch, n, width, heads, layers = (int(x) for x in size.split(","))
+    config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
+    field = TorchAttentionField(params, config, laplacians, mask)
+    rows = []
+    # -- the same solution (and, for fixed steps, the same gradient) before any timing
+    fwd_jax, grad_jax = pdeflow_functions(config, case.pdeflow("recursive"), u0, mask, laplacians, probe)
+    start = time.perf_counter()
+    ys_jax, ok, steps = jax.block_until_ready(fwd_jax(params))
+    first_forward = time.perf_counter() - start
+    if not bool(ok):
+        raise SystemExit(f"pdeflow's solve failed for {size} {case}")
+    fwd_torch, fb_torch = torch_functions(field, case, u0, probe, adjoint=False)
+    field.evaluations = 0
+    ys_torch = fwd_torch().numpy()
+    torch_evaluations = field.evaluations
+    scale = float(np.abs(ys_torch).max())
+    solution_diff = float(np.abs(np.asarray(ys_jax) - ys_torch).max())
+    start = time.perf_counter()
+    (_, _), g_jax = jax.block_until_ready(grad_jax(params))
+    first_gradient = time.perf_counter() - start
+    fb_torch()
+    g_torch = torch_grads(field)
+    g_flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(g_jax)[0]}
+    grad_rel_diff = max(float(np.abs(g_flat[k] - g_torch[k]).max() / (np.abs(g_torch[k]).max() + 1e-12))
+                        for k in g_torch)
+    if not case.adaptive and (solution_diff > 1e-4 * scale or grad_rel_diff > 1e-3):
+        raise SystemExit(f"pdeflow and torchdiffeq disagree on {size} {case.solver}: max |Δy| = {solution_diff:.2e} "
+                         f"(scale {scale:.2f}), max relative gradient difference {grad_rel_diff:.2e}")
+    print(f"[{size} {case.solver}{' adaptive' if case.adaptive else f' dt={case.dt0}'}] max |y_pdeflow - y_torch| = "
+          f"{solution_diff:.2e} (max |y| {scale:.2f}); gradients max rel diff {grad_rel_diff:.2e}; steps: pdeflow "
+          f"{int(steps)}, torchdiffeq {torch_evaluations} field evaluations", flush=True)
+    common = {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": case.solver,
+              "adaptive": case.adaptive, "dt0": case.dt0, "rtol": case.rtol, "atol": case.atol,
+              "max_abs_solution_diff": solution_diff, "max_abs_solution": scale,
+              "max_rel_gradient_diff": grad_rel_diff, "pdeflow_steps": int(steps),
+              "pdeflow_field_evaluations": int(steps) * STAGES[case.solver],
+              "torch_field_evaluations_forward": torch_evaluations}
+    # -- timing
+    block = jax.block_until_ready
+    for mode, adjoint in (("forward", None), ("forward+backward", "recursive"), ("forward+backward", "backsolve")):
+        if mode == "forward":
+            _, jax_s = timed(lambda: fwd_jax(params), repeats, block)
+            jax_first = first_forward  # compile + first call, timed at the comparison above
+            torch_first, torch_s = timed(fwd_torch, repeats)
+            peer = "odeint"
+        else:
+            if adjoint == "recursive":
+                _, jax_s = timed(lambda: grad_jax(params), repeats, block)
+                jax_first = first_gradient
+            else:
+                _, backsolve = pdeflow_functions(config, case.pdeflow(adjoint), u0, mask, laplacians, probe)
+                jax_first, jax_s = timed(lambda: backsolve(params), repeats, block)  # noqa: B023 (called at once)
+            _, fb = torch_functions(field, case, u0, probe, adjoint=adjoint == "backsolve")
+            torch_first, torch_s = timed(fb, repeats)
+            peer = "odeint_adjoint" if adjoint == "backsolve" else "odeint (autograd)"
+        row = {**common, "mode": mode, "pdeflow_adjoint": adjoint, "peer": peer,
+               "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s,
+               "torch_first_s": torch_first, "torch_steady_s": torch_s, "speedup_pdeflow_over_torch": torch_s / jax_s}
+        rows.append(row)
+        print(f"  {mode:17s} {adjoint or '':9s} vs {peer:18s} pdeflow {jax_s * 1e3:9.1f} ms (first {jax_first:5.1f}s)"
+              f"  torchdiffeq {torch_s * 1e3:9.1f} ms   speed-up x{torch_s / jax_s:5.2f}", flush=True)
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, help="B,N,r,H,L for each case")
+    parser.add_argument("--solvers", nargs="*", default=["dopri5", "rk4"], choices=["dopri5", "rk4"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(os.cpu_count() or 1)
+    label = machine_label()
+    label.update(torch=torch.__version__, torchdiffeq=torchdiffeq.__version__, torch_threads=torch.get_num_threads())
+    print(f"{label['device']}  jax {label['jax']}  torch {torch.__version__}  torchdiffeq {torchdiffeq.__version__}  "
+          f"threads {torch.get_num_threads()}")
+    rows = []
+    for size in args.sizes:
+        for solver in args.solvers:
+            rows += compare(size, Case(solver), args.repeats)
+    path = write_result("peer_torchdiffeq", label, rows, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
