@@ -4,6 +4,8 @@ recompilations, wall time to a held-out cosine target on every layer, and the sa
     python -m benchmarks.fit_throughput                    # default fit (a few minutes on 2 CPU cores)
     python -m benchmarks.fit_throughput --steps 600 --target 0.98
     python -m benchmarks.fit_throughput --no-peer          # without the PyTorch/torchdiffeq fit step
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.fit_throughput --no-fit --no-peer
+                                                           # data parallel over 2 CPU devices
 
 What is measured, all in one run:
 - compile: tracing + lowering and XLA compilation of the default fit step, apart from each other;
@@ -30,8 +32,9 @@ import numpy as np
 
 from benchmarks.reporting import machine_label, peak_memory_bytes, write_result
 from pdeflow import metrics
-from pdeflow.fit import FitConfig, _train_step, fit_surrogate, make_optimizer
+from pdeflow.fit import FitConfig, _sharded_batch, _train_step, fit_surrogate, make_optimizer
 from pdeflow.models.minilm import load_minilm
+from pdeflow.parallel import data_mesh, replicated
 from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
 from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
 from pdeflow.surrogate import predict_attention, token_laplacians
@@ -57,30 +60,32 @@ class CompileCounter:
 def time_steps(surrogate, solver, fit: FitConfig, train, count: int, counter: CompileCounter) -> dict:
     """Compile the fit step once (timed apart), then time ``count`` steps on fresh batches."""
     optimizer = make_optimizer(fit)
-    params = init_surrogate(jax.random.PRNGKey(fit.seed), surrogate, train.hidden[0][train.mask])
-    opt_state = optimizer.init(params)
+    mesh = data_mesh(fit.devices)  # the batch is split over every device JAX sees, as in a fit
+    params = replicated(init_surrogate(jax.random.PRNGKey(fit.seed), surrogate, train.hidden[0][train.mask]), mesh)
+    opt_state = replicated(optimizer.init(params), mesh)
     rng = np.random.default_rng(0)
     batches = [rng.choice(train.mask.shape[0], fit.batch_size, replace=False) for _ in range(count + 1)]
     static = (surrogate, solver, optimizer, float(fit.hidden_weight))
-    batch = train.take(batches[0])
+    batch, laplacians = _sharded_batch(train, batches[0], mesh)
     start = time.perf_counter()
-    lowered = _train_step.lower(*static, params, opt_state, batch, token_laplacians(batch.mask))
+    lowered = _train_step.lower(*static, params, opt_state, batch, laplacians)
     traced = time.perf_counter()
     lowered.compile()
     compiled = time.perf_counter()
-    params, opt_state, info = _train_step(*static, params, opt_state, batch, token_laplacians(batch.mask))
+    params, opt_state, info = _train_step(*static, params, opt_state, batch, laplacians)
     jax.block_until_ready(params)
     first = time.perf_counter()
     mark = len(counter.events)
     durations, solver_steps = [], []
     for index in batches[1:]:
-        batch = train.take(index)
         start_step = time.perf_counter()
-        params, opt_state, info = _train_step(*static, params, opt_state, batch, token_laplacians(batch.mask))
+        batch, laplacians = _sharded_batch(train, index, mesh)
+        params, opt_state, info = _train_step(*static, params, opt_state, batch, laplacians)
         float(info["loss"])  # the fit reads the loss every step (NaN check): so does the benchmark
         durations.append(time.perf_counter() - start_step)
         solver_steps.append(int(info["num_steps"]))
-    return {"solver": dataclasses.asdict(solver), "trace_and_lower_s": traced - start,
+    return {"solver": dataclasses.asdict(solver), "devices": int(mesh.devices.size),
+            "trace_and_lower_s": traced - start,
             "xla_compile_s": compiled - traced, "first_step_s": first - compiled,
             "steady_step_s_median": float(np.median(durations)), "steady_step_s_mean": float(np.mean(durations)),
             "steps_per_s": 1.0 / float(np.median(durations)), "solver_steps_mean": float(np.mean(solver_steps)),

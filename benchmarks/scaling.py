@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.reporting import RESULTS, machine_label, write_result
+from benchmarks.reporting import machine_label, write_result
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.surrogate import token_laplacians
 

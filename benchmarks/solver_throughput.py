@@ -75,8 +75,9 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     steps = int(out[1] if mode == "forward" else out[0][1])
     # per input, accepted steps only (rejected adaptive steps are not counted)
     evaluations = steps * STAGES[solver.solver]
-    # forward+backward through the solve: the field's cost ~3x (forward, recompute, and its vector-Jacobian)
-    factor = 1 if mode == "forward" else 3
+    # forward+backward with the recursive-checkpoint adjoint: the forward solve, then per step a recomputed
+    # forward and its vector-Jacobian product (about twice a forward): ~4x the forward's field work
+    factor = 1 if mode == "forward" else 4
     flops = factor * evaluations * batch * field_flops(config, n)
     gflops = flops / step_s / 1e9
     return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,

@@ -10,8 +10,10 @@ import argparse
 import dataclasses
 import inspect
 import re
+import shutil
 import sys
 import typing
+from pathlib import Path
 
 from pdeflow.fit import FitConfig
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig
@@ -81,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--top-k", dest="top_k", type=int, default=RunConfig.top_k, help="k of the top-k agreement")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                      help="show a progress bar (default: when stderr is a terminal)")
+    fit.add_argument("--checkpoints", default=None,
+                     help="checkpoint folder (default: OUT.checkpoints); removed once the report is written")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue an interrupted fit from its newest checkpoint (same settings)")
+    fit.add_argument("--host-devices", dest="host_devices", type=int, default=0,
+                     help="on a CPU, split the machine into this many JAX devices for data-parallel fitting "
+                          "(sets XLA_FLAGS=--xla_force_host_platform_device_count; 0 leaves it alone)")
     for section, (cls, skip) in SECTIONS.items():
         _add_section(fit.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
     return parser
@@ -97,17 +106,27 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    checkpoints = Path(args.checkpoints or f"{Path(args.out)}.checkpoints")
     try:
+        if args.host_devices:
+            from pdeflow.parallel import use_host_devices
+
+            use_host_devices(args.host_devices)
         config = run_config_from_args(args)
         from pdeflow.pipeline import fit_minilm
         from pdeflow.report import check_output_dir, summary_markdown, write_report
 
         check_output_dir(args.out, args.overwrite)
-        report = fit_minilm(config, progress=args.progress)
+        report = fit_minilm(config, progress=args.progress, checkpoint_dir=checkpoints, resume=args.resume)
         out = write_report(report, args.out, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, SolverError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError, SolverError) as error:
         print(f"pdeflow: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        print(f"pdeflow: {interrupt or 'interrupted'}; continue with the same command and --resume",
+              file=sys.stderr)
+        return 130
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the report is complete: the checkpoints are not needed
     print(summary_markdown(report.metrics))
     print(f"wrote {out}/ (metrics.json, summary.md, params.safetensors, config.json, figures)")
     return 0

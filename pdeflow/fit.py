@@ -7,18 +7,25 @@ One jit-compiled step, vmapped over the batch; early stopping on a validation sp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import signal
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
-from pdeflow.data.batches import fixed_size_batches, shuffled_batches
+from pdeflow.checkpoint import FitCheckpointer, FitState
+from pdeflow.data.batches import ShuffledBatches, fixed_size_batches
 from pdeflow.models.trace import Trace, check_trace
+from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
 from pdeflow.surrogate import raise_if_failed, surrogate_losses, token_laplacians
@@ -39,6 +46,10 @@ class FitConfig:
         eval_every: steps between validation evaluations.
         patience: evaluations without improvement before stopping early (0 never stops early).
         seed: seeds initialisation and data order.
+        devices: how many devices the batch is split over (data parallel, `pdeflow.parallel`); 0 uses every
+            device JAX sees. ``batch_size`` must be a multiple of it.
+        checkpoint_every: steps between checkpoints when the fit is given a checkpoint folder (0: only at the
+            end and on interruption).
     """
 
     steps: int = 300
@@ -51,10 +62,16 @@ class FitConfig:
     eval_every: int = 25
     patience: int = 4
     seed: int = 0
+    devices: int = 0
+    checkpoint_every: int = 50
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("steps, batch_size and eval_every must be positive.")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0; got {self.checkpoint_every}.")
+        if self.devices < 0:
+            raise ValueError(f"devices must be 0 (all) or a positive count; got {self.devices}.")
         if not self.learning_rate > 0 or self.hidden_weight < 0 or self.patience < 0:
             raise ValueError("need learning_rate > 0, hidden_weight >= 0 and patience >= 0.")
 
@@ -102,13 +119,23 @@ def _eval_losses(surrogate, solver, params, trace, laplacians):
     return kl, hidden_error, out.ok, out.finite_times
 
 
+def _sharded_batch(trace: Trace, index, mesh: Mesh | None):
+    """The sub-batch ``index`` of ``trace`` and its token Laplacians, split over ``mesh`` if given."""
+    batch = trace.take(index)
+    laplacians = token_laplacians(batch.mask)
+    if mesh is None:
+        return batch, laplacians
+    return shard_trace(batch, mesh), batch_sharded(laplacians, mesh)
+
+
 def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, trace: Trace,
-                    batch_size: int) -> tuple[float, float]:
-    """Mean attention KL and relative hidden error over every input of ``trace`` (fixed-size batches)."""
+                    batch_size: int, mesh: Mesh | None = None) -> tuple[float, float]:
+    """Mean attention KL and relative hidden error over every input of ``trace`` (fixed-size batches, split
+    over ``mesh`` if given)."""
     kls, errors = [], []
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
-        batch = trace.take(index)
-        kl, error, ok, finite = _eval_losses(surrogate, solver, params, batch, token_laplacians(batch.mask))
+        batch, laplacians = _sharded_batch(trace, index, mesh)
+        kl, error, ok, finite = _eval_losses(surrogate, solver, params, batch, laplacians)
         raise_if_failed(ok, finite, surrogate.num_layers, solver, "validation")
         kls.append(np.asarray(kl)[:keep])
         errors.append(np.asarray(error)[:keep])
@@ -117,7 +144,8 @@ def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, tr
 
 def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, solver: SolverConfig = SolverConfig(),
                   config: FitConfig = FitConfig(), params: dict | None = None, progress: bool = True,
-                  on_eval: Callable[[dict], None] | None = None) -> FitResult:
+                  on_eval: Callable[[dict], None] | None = None, checkpoint_dir: str | Path | None = None,
+                  resume: bool = False) -> FitResult:
     """Fit the surrogate's parameters so its attention maps match ``train``'s, stopping on ``validation``.
 
     Args:
@@ -127,10 +155,16 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             at the principal directions of the training embeddings).
         progress: show a progress bar.
         on_eval: called with each validation record ``{"step", "train_loss", "validation_kl", ...}``.
+        checkpoint_dir: where to keep checkpoints (`pdeflow.checkpoint`): every ``config.checkpoint_every``
+            steps, at the end, and when the fit is interrupted (SIGINT/Ctrl-C: the step under way finishes,
+            is saved, then ``KeyboardInterrupt`` is raised). None keeps none.
+        resume: continue from the newest checkpoint in ``checkpoint_dir`` (if there is one) instead of
+            starting afresh; the result equals that of an uninterrupted fit.
 
     Raises:
-        ValueError for malformed traces or a surrogate whose shape does not match them; `SolverError` when a
-        solve fails or the loss or gradient is not finite (the parameters of the last good step are kept).
+        ValueError for malformed traces, a surrogate whose shape does not match them, or a checkpoint made
+        with other settings; `SolverError` when a solve fails or the loss or gradient is not finite (the
+        parameters of the last good step are kept, and saved when checkpointing).
     """
     for name, trace in (("train", train), ("validation", validation)):
         check_trace(trace)
@@ -139,51 +173,102 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             raise ValueError(f"{name} trace has L={trace.num_layers}, H={trace.num_heads}, d={trace.hidden.shape[-1]} "
                              f"but the surrogate expects L={surrogate.num_layers}, H={surrogate.num_heads}, "
                              f"d={surrogate.model_dim}; build SurrogateConfig from the traced model.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume needs the checkpoint_dir to resume from.")
     train = jax.tree_util.tree_map(np.asarray, train)
     count = train.mask.shape[0]
     batch_size = min(config.batch_size, count)
     if params is None:
         params = init_surrogate(jax.random.PRNGKey(config.seed), surrogate, train.hidden[0][train.mask])
+    mesh = data_mesh(config.devices)
+    check_divisible(batch_size, mesh)
     optimizer = make_optimizer(config)
-    opt_state = optimizer.init(params)
-    params = jax.tree_util.tree_map(jnp.array, params)  # own buffers: the step donates them
-    rng = np.random.default_rng(config.seed)
-    batches = shuffled_batches(count, batch_size, rng)
-    history, best, best_step, since_best = [], math.inf, 0, 0
-    best_params = params
-    stopped_early = False
+    params = replicated(jax.tree_util.tree_map(jnp.array, params), mesh)  # own buffers: the step donates them
+    opt_state = replicated(optimizer.init(params), mesh)
+    batches = ShuffledBatches(count, batch_size, np.random.default_rng(config.seed))
+    # best_params needs buffers of its own: the step donates (frees) the ones of params
+    state = FitState(step=0, params=params, opt_state=opt_state, best_params=jax.tree_util.tree_map(jnp.copy, params),
+                     best=math.inf, best_step=0,
+                     since_best=0, history=[], running=[], data_order=batches.state())
+    checkpointer = FitCheckpointer(checkpoint_dir) if checkpoint_dir is not None else None
+    # what a checkpoint must agree with to be resumed (the step budget may grow)
+    settings = {"surrogate": dataclasses.asdict(surrogate), "solver": dataclasses.asdict(solver),
+                "fit": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("steps", "checkpoint_every")},
+                "train": list(train.hidden.shape), "validation": list(np.shape(validation.hidden))}
+    if resume and checkpointer.latest_step() is not None:
+        state = checkpointer.restore(state, settings)
+        state.params, state.opt_state, state.best_params = (
+            replicated(x, mesh) for x in (state.params, state.opt_state, state.best_params))
+        batches = ShuffledBatches.from_state(state.data_order)
+    stopped_early = bool(config.patience) and state.since_best >= config.patience
+
+    def save() -> None:
+        if checkpointer is not None:
+            state.data_order = batches.state()
+            checkpointer.save(state, settings)
+
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(1, config.steps + 1), desc="fit", disable=not progress, unit="step")
-    running = []
-    for step in bar:
-        batch = train.take(next(batches))
-        params, opt_state, info = _train_step(surrogate, solver, optimizer, float(config.hidden_weight), params,
-                                              opt_state, batch, token_laplacians(batch.mask))
-        if not bool(info["good"]):
-            raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers, solver, f"fit step {step}")
-            raise SolverError(f"fit step {step}: the loss or its gradient is NaN/Inf (loss={float(info['loss'])}). "
-                              "The parameters of the last good step are kept. Remedy: lower the learning rate or "
-                              f"the gradient clip (clip_norm, now {config.clip_norm}).")
-        running.append(float(info["loss"]))
-        if step % config.eval_every == 0 or step == config.steps:
-            val_kl, val_hidden = evaluate_losses(params, surrogate, solver, validation, batch_size)
-            val_loss = val_kl + config.hidden_weight * val_hidden
-            record = {"step": step, "train_loss": float(np.mean(running)), "validation_kl": val_kl,
-                      "validation_hidden_error": val_hidden, "validation_loss": val_loss,
-                      "solver_steps": int(info["num_steps"])}
-            running = []
-            history.append(record)
-            if on_eval is not None:
+    bar = tqdm(total=config.steps, initial=state.step, desc="fit", disable=not progress, unit="step")
+    with _interrupt_at_step_boundary() as interrupted:
+        while state.step < config.steps and not stopped_early:
+            step = state.step + 1
+            batch, laplacians = _sharded_batch(train, next(batches), mesh)
+            new_params, new_opt_state, info = _train_step(surrogate, solver, optimizer, float(config.hidden_weight),
+                                                          state.params, state.opt_state, batch, laplacians)
+            state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated
+            if not bool(info["good"]):  # the step kept the last good parameters: save them, then stop
+                save()
+                raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers, solver, f"fit step {step}")
+                raise SolverError(f"fit step {step}: the loss or its gradient is NaN/Inf (loss={float(info['loss'])})."
+                                  " The parameters of the last good step are kept. Remedy: lower the learning rate "
+                                  f"or the gradient clip (clip_norm, now {config.clip_norm}).")
+            state.running.append(float(info["loss"]))
+            record = None
+            if step % config.eval_every == 0 or step == config.steps:
+                val_kl, val_hidden = evaluate_losses(state.params, surrogate, solver, validation, batch_size, mesh)
+                val_loss = val_kl + config.hidden_weight * val_hidden
+                record = {"step": step, "train_loss": float(np.mean(state.running)), "validation_kl": val_kl,
+                          "validation_hidden_error": val_hidden, "validation_loss": val_loss,
+                          "solver_steps": int(info["num_steps"])}
+                state.running = []
+                state.history.append(record)
+                if val_loss < state.best:
+                    state.best, state.best_step, state.since_best = val_loss, step, 0
+                    state.best_params = jax.tree_util.tree_map(jnp.copy, state.params)
+                else:
+                    state.since_best += 1
+                    stopped_early = bool(config.patience) and state.since_best >= config.patience
+                bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{val_kl:.4f}")
+            state.step = step
+            bar.update(1)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                save()
+            if record is not None and on_eval is not None:
                 on_eval(record)
-            bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{val_kl:.4f}")
-            if val_loss < best:
-                best, best_step, since_best = val_loss, step, 0
-                best_params = jax.tree_util.tree_map(jnp.copy, params)
-            else:
-                since_best += 1
-                if config.patience and since_best >= config.patience:
-                    stopped_early = True
-                    break
+            if interrupted():
+                save()
+                bar.close()
+                where = f"; resume from the checkpoint in {checkpoint_dir}" if checkpointer else ""
+                raise KeyboardInterrupt(f"fit interrupted after step {step}{where}")
     bar.close()
-    return FitResult(jax.tree_util.tree_map(np.asarray, best_params), history, best_step, stopped_early)
+    if checkpointer is not None and (state.step % max(config.checkpoint_every, 1) or not config.checkpoint_every):
+        save()
+    return FitResult(jax.tree_util.tree_map(np.asarray, state.best_params), state.history, state.best_step,
+                     stopped_early)
+
+
+@contextlib.contextmanager
+def _interrupt_at_step_boundary():
+    """While active, SIGINT (Ctrl-C) sets a flag instead of raising, so the fit can finish the step under way
+    and save it. Yields a function that tells whether SIGINT arrived. Outside the main thread it does
+    nothing."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield lambda: bool(received)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -146,15 +146,19 @@ def coefficient_curves(params, surrogate: SurrogateConfig, points: int = 121) ->
 
 
 def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: PretrainedEncoder | None = None,
-               sentences: list[str] | None = None) -> FitReport:
-    """Fit the attention-PDE surrogate to all-MiniLM-L6-v2 on pydoc sentences and measure it on held-out ones."""
+               sentences: list[str] | None = None, checkpoint_dir=None, resume: bool = False) -> FitReport:
+    """Fit the attention-PDE surrogate to all-MiniLM-L6-v2 on pydoc sentences and measure it on held-out ones.
+
+    ``checkpoint_dir`` and ``resume`` are passed to `pdeflow.fit.fit_surrogate` (checkpoints of the fit; the
+    traces are recomputed, deterministically, on resume)."""
     started = time.perf_counter()
     encoder = load_minilm() if encoder is None else encoder
     surrogate = surrogate_for(encoder, config.surrogate)
     config = dataclasses.replace(config, surrogate=surrogate)
     splits = trace_sentence_splits(encoder, config.data, sentences)
     traced = time.perf_counter()
-    result = fit_surrogate(splits.train, splits.validation, surrogate, config.solver, config.fit, progress=progress)
+    result = fit_surrogate(splits.train, splits.validation, surrogate, config.solver, config.fit, progress=progress,
+                           checkpoint_dir=checkpoint_dir, resume=resume)
     fitted = time.perf_counter()
     fidelity, pde_maps = held_out_fidelity(result.params, surrogate, config.solver, splits.train, splits.test,
                                            config.top_k, min(config.fit.batch_size, config.data.num_test))

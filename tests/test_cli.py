@@ -28,7 +28,8 @@ def test_cli_options_reach_the_config():
 
 def test_help_documents_every_option():
     out = subprocess.run([sys.executable, "-m", "pdeflow", "fit", "--help"], capture_output=True, text=True, check=True)
-    for flag in ("--out", "--width", "--solver", "--rtol", "--hidden-weight", "--num-test", "--split-seed"):
+    for flag in ("--out", "--width", "--solver", "--rtol", "--hidden-weight", "--num-test", "--split-seed",
+                 "--resume", "--checkpoints", "--checkpoint-every", "--devices", "--host-devices"):
         assert flag in out.stdout
     assert "attention-PDE" in out.stdout
 
@@ -52,6 +53,7 @@ def test_tiny_fit_writes_every_output(tmp_path, capsys):
     assert params["kernel"]["query"].shape == (6, 12, 8, 4)
     assert "| attention-PDE |" in capsys.readouterr().out
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left behind
+    assert not (tmp_path / "run.checkpoints").exists()  # the fit's checkpoints go once the report is complete
 
 
 def test_existing_output_is_not_overwritten_without_asking(tmp_path, capsys):

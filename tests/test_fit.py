@@ -6,30 +6,15 @@ import pytest
 
 from pdeflow import metrics
 from pdeflow.fit import FitConfig, evaluate_losses, fit_surrogate
-from pdeflow.models import BertConfig, BertEncoder, Trace
-from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
+from pdeflow.models import Trace
+from pdeflow.pde import SolverConfig, SolverError, init_surrogate
 from pdeflow.surrogate import predict_attention
-
-TEACHER = BertConfig(vocab_size=30, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_positions=12)
-SURROGATE = SurrogateConfig(num_layers=2, num_heads=2, model_dim=16, width=8, key_dim=4, value_rank=2, mlp_width=8,
-                            num_knots=2, max_distance=4)
-FIT = FitConfig(steps=80, batch_size=16, learning_rate=2e-2, warmup_steps=5, eval_every=20, patience=0)
+from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 
 
 @pytest.fixture(scope="module")
 def traces():
-    """Traces of a small random BERT (sharpened attention) on random token sequences of 5..10 tokens."""
-    model = BertEncoder(TEACHER)
-    n, count = 10, 96
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, TEACHER.vocab_size, size=(count, n)).astype(np.int32)
-    mask = np.arange(n)[None, :] < rng.integers(5, n + 1, size=count)[:, None]
-    ids = np.where(mask, ids, 0)
-    params = model.init(jax.random.PRNGKey(1), ids[:1], np.zeros_like(ids[:1]), mask[:1])
-    sharpen = lambda path, x: x * 4.0 if any(getattr(p, "key", None) in ("query", "key") for p in path) else x  # noqa
-    params = jax.tree_util.tree_map_with_path(sharpen, params)
-    trace = jax.tree_util.tree_map(np.asarray, model.apply(params, ids, np.zeros_like(ids), mask))
-    return trace.take(slice(0, 48)), trace.take(slice(48, 64)), trace.take(slice(64, 96))
+    return tiny_traces()
 
 
 def test_tiny_fit_lowers_its_loss_and_beats_uniform_on_held_out_inputs(traces):
@@ -77,3 +62,18 @@ def test_nan_in_the_trace_or_mismatched_surrogate_is_rejected(traces):
         fit_surrogate(train, validation, dataclasses.replace(SURROGATE, num_layers=3), progress=False)
     with pytest.raises(ValueError, match="learning_rate"):
         FitConfig(learning_rate=0.0)
+
+
+def test_a_fit_compiles_its_step_once_and_never_again(traces):
+    """Static shapes: after the first validation point no XLA compilation happens (step, evaluation or data)."""
+    train, validation, _ = traces
+    compiled, marks = [], []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiled.append(kw.get("fun_name"))
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    config = dataclasses.replace(FIT, steps=12, eval_every=3, seed=7)  # a seed no other test compiles with
+    solver = SolverConfig("bosh3", rtol=2e-2)  # static arguments no other test uses: the first step compiles
+    fit_surrogate(train, validation, SURROGATE, solver, config, progress=False,
+                  on_eval=lambda record: marks.append(len(compiled)))
+    assert any("_train_step" in str(name) for name in compiled[:marks[0]]), compiled
+    assert marks[-1] == marks[0], f"recompiled after the first validation point: {compiled[marks[0]:]}"

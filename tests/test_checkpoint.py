@@ -1,0 +1,96 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from pdeflow.checkpoint import FitCheckpointer
+from pdeflow.fit import fit_surrogate
+from pdeflow.pde import SolverConfig
+from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_FIT = """
+import dataclasses, json, os, signal, sys
+import jax, numpy as np
+from pdeflow.fit import fit_surrogate
+from pdeflow.pde import SolverConfig
+from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
+mode, folder, out = sys.argv[1:4]
+train, validation, _ = tiny_traces()
+config = dataclasses.replace(FIT, steps=16, eval_every=4, checkpoint_every=3)
+def on_eval(record):
+    if record["step"] == 8 and mode in ("sigint", "sigkill"):
+        os.kill(os.getpid(), signal.SIGINT if mode == "sigint" else signal.SIGKILL)
+result = fit_surrogate(train, validation, SURROGATE, SolverConfig(), config, progress=False, on_eval=on_eval,
+                       checkpoint_dir=None if mode == "plain" else folder, resume=mode == "resume")
+np.savez(out, *[np.asarray(x) for x in jax.tree_util.tree_leaves(result.params)])
+with open(out + ".json", "w") as f:
+    json.dump(result.history, f)
+"""
+
+
+def _run(mode: str, folder: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", _FIT, mode, str(folder), str(out)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def _result(out: Path):
+    with np.load(out) as arrays:
+        leaves = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    return leaves, json.loads(Path(str(out) + ".json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plain") / "plain.npz"
+    plain = _run("plain", out.parent / "unused", out)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    return _result(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, saved_step", [(signal.SIGINT, 8), (signal.SIGKILL, 6)])
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, signum, saved_step):
+    """Kill a fit at step 8 (SIGINT: it finishes and saves the step; SIGKILL: the checkpoint of step 6
+    survives), resume it, and get bit for bit the parameters and history of a fit never interrupted."""
+    folder = tmp_path / "checkpoints"
+    mode = "sigint" if signum == signal.SIGINT else "sigkill"
+    killed = _run(mode, folder, tmp_path / "killed.npz")
+    assert killed.returncode != 0 and not (tmp_path / "killed.npz").exists()
+    if signum == signal.SIGINT:
+        assert "fit interrupted after step 8" in killed.stderr
+    assert FitCheckpointer(folder).latest_step() == saved_step
+    resumed = _run("resume", folder, tmp_path / "resumed.npz")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, expected_history = uninterrupted
+    got, got_history = _result(tmp_path / "resumed.npz")
+    assert got_history == expected_history
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
+    train, validation, _ = tiny_traces()
+    config = dataclasses.replace(FIT, steps=4, eval_every=2, checkpoint_every=2)
+    solver = SolverConfig("heun", adaptive=False, dt0=0.5)
+    fit_surrogate(train, validation, SURROGATE, solver, config, progress=False, checkpoint_dir=tmp_path)
+    assert FitCheckpointer(tmp_path).latest_step() == 4
+    with pytest.raises(ValueError, match=r"other settings \(fit.learning_rate"):
+        fit_surrogate(train, validation, SURROGATE, solver, dataclasses.replace(config, learning_rate=1e-3),
+                      progress=False, checkpoint_dir=tmp_path, resume=True)
+    # a larger step budget is allowed: the fit continues from step 4
+    longer = fit_surrogate(train, validation, SURROGATE, solver, dataclasses.replace(config, steps=6),
+                           progress=False, checkpoint_dir=tmp_path, resume=True)
+    assert [h["step"] for h in longer.history] == [2, 4, 6]
+    with pytest.raises(ValueError, match="resume needs the checkpoint_dir"):
+        fit_surrogate(train, validation, SURROGATE, solver, config, progress=False, resume=True)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(longer.params))
