@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="checkpoint folder (default: OUT.checkpoints); removed once the report is written")
     fit.add_argument("--resume", action="store_true",
                      help="continue an interrupted fit from its newest checkpoint (same settings)")
+    fit.add_argument("--coordinator", default=None,
+                     help="multi-host: host:port of process 0 (or JAX_COORDINATOR_ADDRESS); every process runs "
+                          "the same command and process 0 writes the outputs")
+    fit.add_argument("--num-processes", dest="num_processes", type=int, default=None,
+                     help="multi-host: number of processes (or JAX_NUM_PROCESSES)")
+    fit.add_argument("--process-id", dest="process_id", type=int, default=None,
+                     help="multi-host: this process's rank in [0, num_processes) (or JAX_PROCESS_ID)")
     fit.add_argument("--host-devices", dest="host_devices", type=int, default=0,
                      help="on a CPU, split the machine into this many JAX devices for data-parallel fitting "
                           "(sets XLA_FLAGS=--xla_force_host_platform_device_count; 0 leaves it alone)")
@@ -112,12 +119,20 @@ def main(argv: list[str] | None = None) -> int:
             from pdeflow.parallel import use_host_devices
 
             use_host_devices(args.host_devices)
+        from pdeflow import distributed
+
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         config = run_config_from_args(args)
         from pdeflow.pipeline import fit_minilm
         from pdeflow.report import check_output_dir, summary_markdown, write_report
 
-        check_output_dir(args.out, args.overwrite)
-        report = fit_minilm(config, progress=args.progress, checkpoint_dir=checkpoints, resume=args.resume)
+        primary = distributed.is_primary()
+        if primary:
+            check_output_dir(args.out, args.overwrite)
+        report = fit_minilm(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
+                            resume=args.resume)
+        if not primary:
+            return 0
         out = write_report(report, args.out, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError, SolverError) as error:
         print(f"pdeflow: error: {error}", file=sys.stderr)

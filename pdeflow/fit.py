@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from pdeflow.checkpoint import FitCheckpointer, FitState
 from pdeflow.data.batches import ShuffledBatches, fixed_size_batches
 from pdeflow.models.trace import Trace, check_trace
-from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace
+from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
 from pdeflow.surrogate import raise_if_failed, surrogate_losses, token_laplacians
@@ -137,8 +137,8 @@ def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, tr
         batch, laplacians = _sharded_batch(trace, index, mesh)
         kl, error, ok, finite = _eval_losses(surrogate, solver, params, batch, laplacians)
         raise_if_failed(ok, finite, surrogate.num_layers, solver, "validation")
-        kls.append(np.asarray(kl)[:keep])
-        errors.append(np.asarray(error)[:keep])
+        kls.append(to_host(kl)[:keep])
+        errors.append(to_host(error)[:keep])
     return float(np.concatenate(kls).mean()), float(np.concatenate(errors).mean())
 
 
@@ -186,8 +186,9 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     params = replicated(jax.tree_util.tree_map(jnp.array, params), mesh)  # own buffers: the step donates them
     opt_state = replicated(optimizer.init(params), mesh)
     batches = ShuffledBatches(count, batch_size, np.random.default_rng(config.seed))
-    # best_params needs buffers of its own: the step donates (frees) the ones of params
-    state = FitState(step=0, params=params, opt_state=opt_state, best_params=jax.tree_util.tree_map(jnp.copy, params),
+    # best_params is a host copy: the step donates (frees) the device buffers of params, and copying to the
+    # host compiles nothing
+    state = FitState(step=0, params=params, opt_state=opt_state, best_params=jax.tree_util.tree_map(to_host, params),
                      best=math.inf, best_step=0,
                      since_best=0, history=[], running=[], data_order=batches.state())
     checkpointer = FitCheckpointer(checkpoint_dir) if checkpoint_dir is not None else None
@@ -197,13 +198,13 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                 "train": list(train.hidden.shape), "validation": list(np.shape(validation.hidden))}
     if resume and checkpointer.latest_step() is not None:
         state = checkpointer.restore(state, settings)
-        state.params, state.opt_state, state.best_params = (
-            replicated(x, mesh) for x in (state.params, state.opt_state, state.best_params))
+        state.params, state.opt_state = (replicated(x, mesh) for x in (state.params, state.opt_state))
+        state.best_params = jax.tree_util.tree_map(to_host, state.best_params)
         batches = ShuffledBatches.from_state(state.data_order)
     stopped_early = bool(config.patience) and state.since_best >= config.patience
 
     def save() -> None:
-        if checkpointer is not None:
+        if checkpointer is not None and checkpointer.latest_step() != state.step:
             state.data_order = batches.state()
             checkpointer.save(state, settings)
 
@@ -235,7 +236,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                 state.history.append(record)
                 if val_loss < state.best:
                     state.best, state.best_step, state.since_best = val_loss, step, 0
-                    state.best_params = jax.tree_util.tree_map(jnp.copy, state.params)
+                    state.best_params = jax.tree_util.tree_map(to_host, state.params)
                 else:
                     state.since_best += 1
                     stopped_early = bool(config.patience) and state.since_best >= config.patience
@@ -252,9 +253,8 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                 where = f"; resume from the checkpoint in {checkpoint_dir}" if checkpointer else ""
                 raise KeyboardInterrupt(f"fit interrupted after step {step}{where}")
     bar.close()
-    if checkpointer is not None and (state.step % max(config.checkpoint_every, 1) or not config.checkpoint_every):
-        save()
-    return FitResult(jax.tree_util.tree_map(np.asarray, state.best_params), state.history, state.best_step,
+    save()  # the final state (a no-op if the last step was just saved)
+    return FitResult(jax.tree_util.tree_map(to_host, state.best_params), state.history, state.best_step,
                      stopped_early)
 
 

@@ -3,7 +3,9 @@
 The fit runs the same jit-compiled step on one device or many; XLA's SPMD partitioner inserts the
 collectives (the adaptive solver's error norm and the gradient are reduced over the whole batch). On a CPU,
 several host devices can be made with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (or
-`use_host_devices` before JAX starts); on accelerators the real devices are used.
+`use_host_devices` before JAX starts); on accelerators the real devices are used. Several processes (hosts)
+fit together after `pdeflow.distributed.initialize`: every process holds the same data and builds the same
+global arrays, each placing the pieces its own devices hold.
 """
 
 from __future__ import annotations
@@ -52,15 +54,34 @@ def check_divisible(batch_size: int, mesh: Mesh) -> None:
                          f"batch size divisible by {count} or fewer devices.")
 
 
+def _global_array(value, sharding: NamedSharding):
+    """A global array from a value every process holds in full: each process places the pieces its own
+    devices hold (the same call on one host or many)."""
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def replicated(tree, mesh: Mesh):
     """Every leaf of ``tree`` copied to every device of ``mesh``."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree_util.tree_map(lambda leaf: _global_array(leaf, sharding), tree)
 
 
 def batch_sharded(array, mesh: Mesh, axis: int = 0):
     """``array`` split over ``mesh`` along its batch ``axis``."""
     spec = PartitionSpec(*([None] * axis), DATA_AXIS)
-    return jax.device_put(array, NamedSharding(mesh, spec))
+    return _global_array(array, NamedSharding(mesh, spec))
+
+
+def to_host(array) -> np.ndarray:
+    """The whole of a (possibly multi-process, batch-sharded) array as numpy, on every process."""
+    if jax.process_count() > 1 and not getattr(array, "is_fully_addressable", True):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(array)
 
 
 def shard_trace(trace: Trace, mesh: Mesh) -> Trace:

@@ -53,6 +53,31 @@ def test_failed_solve_stops_the_fit_with_the_remedy(traces):
                       progress=False)
 
 
+def test_a_fit_that_explodes_stops_at_that_step_and_keeps_the_last_good_checkpoint(traces, tmp_path):
+    """A far too large learning rate without clipping blows the PDE up after a few good steps: the error
+    names the step and the remedy, and the checkpoint left behind is the last good step's, all finite."""
+    import re
+
+    import orbax.checkpoint as ocp
+
+    from pdeflow.checkpoint import FitCheckpointer
+
+    train, validation, _ = traces
+    config = dataclasses.replace(FIT, steps=30, learning_rate=30.0, warmup_steps=1, clip_norm=1e9,
+                                 checkpoint_every=1, eval_every=100)
+    with pytest.raises(SolverError, match=r"fit step \d+: .*(Remedy|gradient clip)") as error:
+        fit_surrogate(train, validation, SURROGATE, SolverConfig(max_steps=64), config, progress=False,
+                      checkpoint_dir=tmp_path)
+    step = int(re.search(r"fit step (\d+)", str(error.value)).group(1))
+    assert step >= 2, str(error.value)  # some good steps came first
+    checkpointer = FitCheckpointer(tmp_path)
+    assert checkpointer.latest_step() == step - 1  # the last good step (the failed one kept its parameters)
+    restored = checkpointer.manager.restore(step - 1, args=ocp.args.Composite(
+        arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    leaves = jax.tree_util.tree_leaves(restored["arrays"]["params"])
+    assert leaves and all(np.isfinite(np.asarray(x)).all() for x in leaves)
+
+
 def test_nan_in_the_trace_or_mismatched_surrogate_is_rejected(traces):
     train, validation, _ = traces
     bad = Trace(np.where(np.arange(16) == 3, np.nan, train.hidden), train.attention, train.mask)
@@ -76,4 +101,6 @@ def test_a_fit_compiles_its_step_once_and_never_again(traces):
     fit_surrogate(train, validation, SURROGATE, solver, config, progress=False,
                   on_eval=lambda record: marks.append(len(compiled)))
     assert any("_train_step" in str(name) for name in compiled[:marks[0]]), compiled
-    assert marks[-1] == marks[0], f"recompiled after the first validation point: {compiled[marks[0]:]}"
+    assert marks[-1] == marks[0], f"compiled after the first validation point: {compiled[marks[0]:]}"
+    assert sum("_train_step" in str(n) for n in compiled) <= 1, compiled
+    assert not [n for n in compiled if "copy" in str(n)], compiled  # snapshots of the best parameters go to host

@@ -156,8 +156,16 @@ def load_pretrained_encoder(directory: str | Path) -> PretrainedEncoder:
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{directory / 'model.safetensors'} could not be read ({error}); the file is corrupt, "
                          "reinstall the weights package.") from error
-    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-    return PretrainedEncoder(config, bert_params_from_state_dict(weights, config), tokenizer)
+    try:
+        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    except Exception as error:  # tokenizers raises a bare Exception for malformed files
+        raise ValueError(f"{directory / 'tokenizer.json'} could not be read ({error}); the file is corrupt, "
+                         "reinstall the weights package.") from error
+    try:
+        params = bert_params_from_state_dict(weights, config)
+    except KeyError as error:
+        raise ValueError(f"{directory / 'model.safetensors'}: {error.args[0]}") from error
+    return PretrainedEncoder(config, params, tokenizer)
 
 
 def load_minilm() -> PretrainedEncoder:
