@@ -189,12 +189,13 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     # best_params is a host copy: the step donates (frees) the device buffers of params, and copying to the
     # host compiles nothing
     state = FitState(step=0, params=params, opt_state=opt_state, best_params=jax.tree_util.tree_map(to_host, params),
-                     best=math.inf, best_step=0,
-                     since_best=0, history=[], running=[], data_order=batches.state())
+                     best=math.inf, best_step=0, since_best=0, history=[], running=[], data_order=batches.state())
     checkpointer = FitCheckpointer(checkpoint_dir) if checkpoint_dir is not None else None
-    # what a checkpoint must agree with to be resumed (the step budget may grow)
+    # what a checkpoint must agree with to be resumed: the step budget may grow, and the fit may move to another
+    # number of devices (the result then agrees to float tolerance instead of bit for bit)
+    movable = ("steps", "checkpoint_every", "devices")
     settings = {"surrogate": dataclasses.asdict(surrogate), "solver": dataclasses.asdict(solver),
-                "fit": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("steps", "checkpoint_every")},
+                "fit": {k: v for k, v in dataclasses.asdict(config).items() if k not in movable},
                 "train": list(train.hidden.shape), "validation": list(np.shape(validation.hidden))}
     if resume and checkpointer.latest_step() is not None:
         state = checkpointer.restore(state, settings)
