@@ -10,11 +10,13 @@ intact and no half-written one that a resume would read.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
+
+from pdeflow.report import json_ready
 
 
 @dataclasses.dataclass
@@ -60,7 +62,7 @@ class FitCheckpointer:
                 "since_best": state.since_best, "history": state.history, "running": state.running,
                 "data_order": state.data_order, "configs": configs}
         self.manager.save(state.step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays),
-                                                              meta=ocp.args.JsonSave(_jsonable(meta))), force=True)
+                                                              meta=ocp.args.JsonSave(json_ready(meta))), force=True)
         self.manager.wait_until_finished()
 
     def restore(self, like: FitState, configs: dict, step: int | None = None) -> FitState:
@@ -76,28 +78,17 @@ class FitCheckpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(abstract),
                                                                       meta=ocp.args.JsonRestore()))
         meta = restored["meta"]
-        differing = _differences(meta["configs"], _jsonable(configs))
+        differing = _differences(meta["configs"], json_ready(configs))
         if differing:
             raise ValueError(f"the checkpoint in {self.directory} was made with other settings "
                              f"({', '.join(differing)}); resume with the settings it was made with, or start "
                              "afresh without resume.")
         arrays = restored["arrays"]
+        best = math.inf if meta["best"] is None else meta["best"]  # JSON holds no inf: json_ready made it None
         return FitState(step=meta["step"], params=arrays["params"], opt_state=arrays["opt_state"],
-                        best_params=arrays["best_params"], best=float(meta["best"]), best_step=meta["best_step"],
+                        best_params=arrays["best_params"], best=best, best_step=meta["best_step"],
                         since_best=meta["since_best"], history=meta["history"], running=meta["running"],
                         data_order=meta["data_order"])
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, float) and not np.isfinite(value):
-        return repr(value)  # JSON has no inf/nan
-    return value
 
 
 def _differences(saved, current, prefix: str = "") -> list[str]:

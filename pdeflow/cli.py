@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.host_devices:
             from pdeflow.parallel import use_host_devices
 
-            use_host_devices(args.host_devices)
+            try:
+                use_host_devices(args.host_devices)
+            except RuntimeError as error:  # JAX started too early to split the CPU: a usage error
+                raise ValueError(str(error)) from error
         from pdeflow import distributed
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if not primary:
             return 0
         out = write_report(report, args.out, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError, SolverError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, SolverError) as error:
         print(f"pdeflow: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:

@@ -47,13 +47,15 @@ def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
-def _json_ready(value):
+def json_ready(value):
+    """``value`` with numpy numbers and arrays as Python ones, tuples as lists and non-finite floats as None
+    (JSON has no inf/nan)."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
+        return json_ready(value.tolist())
     if isinstance(value, (np.floating, float)):
         return None if not math.isfinite(float(value)) else float(value)
     if isinstance(value, np.integer):
@@ -208,12 +210,12 @@ def write_report(report, out: str | Path, overwrite: bool = False, figures: bool
     out = check_output_dir(out, overwrite)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
     try:
-        (staging / "metrics.json").write_text(json.dumps(_json_ready(report.metrics), indent=1))
-        (staging / "config.json").write_text(json.dumps(_json_ready(dataclasses.asdict(report.config)), indent=1))
+        (staging / "metrics.json").write_text(json.dumps(json_ready(report.metrics), indent=1))
+        (staging / "config.json").write_text(json.dumps(json_ready(dataclasses.asdict(report.config)), indent=1))
         save_file(flatten_params(report.params), staging / "params.safetensors")
-        (staging / "summary.md").write_text(summary_markdown(_json_ready(report.metrics)))
+        (staging / "summary.md").write_text(summary_markdown(json_ready(report.metrics)))
         if figures:
-            write_figures(_json_ready(report.metrics), report.example, staging)
+            write_figures(json_ready(report.metrics), report.example, staging)
         if out.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.resolve().parent))
             out.rename(retired / "old")
