@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from pdeflow.report import json_ready
+from pdeflow.store import json_ready
 
 
 @dataclasses.dataclass

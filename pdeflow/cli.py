@@ -1,7 +1,8 @@
 """``pdeflow``: the command line, a thin layer over `pdeflow.pipeline` and `pdeflow.report`.
 
-Every option of ``pdeflow fit`` is a field of one of the config dataclasses (same name, dashes for
-underscores, same default, help from the dataclass docstring), so the CLI and the Python API agree.
+Every option of ``pdeflow fit`` and ``pdeflow train vit-digits`` is a field of one of the config dataclasses
+(same name, dashes for underscores, same default, help from the dataclass docstring), so the CLI and the
+Python API agree.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import typing
 from pathlib import Path
 
 from pdeflow.fit import FitConfig
+from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig
 from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
-from pdeflow.pipeline import DataConfig, RunConfig
+from pdeflow.pipeline import MODELS, DataConfig, RunConfig
+from pdeflow.train.vit import ViTTrainConfig
 
 # config section -> (dataclass, fields set from the traced model rather than by the user)
 SECTIONS = {
     "data": (DataConfig, ()),
-    "surrogate": (SurrogateConfig, ("num_layers", "num_heads", "model_dim")),
+    "surrogate": (SurrogateConfig, ("num_layers", "num_heads", "model_dim", "grid", "prefix_tokens")),
     "solver": (SolverConfig, ()),
     "fit": (FitConfig, ()),
 }
-CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS)}
+VIT_SECTIONS = {"model": (ViTConfig, ()), "train": (ViTTrainConfig, ("model",))}
+CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS)}
 
 
 def field_help(cls) -> dict[str, str]:
@@ -73,12 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser(
         "fit", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="fit the attention-PDE surrogate to all-MiniLM-L6-v2 on pydoc sentences and write the report",
-        description="Trace all-MiniLM-L6-v2 on sentences of CPython's pydoc topics, fit the attention-PDE "
+        help="fit the attention-PDE surrogate to a transformer (default all-MiniLM-L6-v2) and write the report",
+        description="Trace a transformer (all-MiniLM-L6-v2 on sentences of CPython's pydoc topics, or with "
+                    "--model vit-digits the ViT on scikit-learn's digits), fit the attention-PDE "
                     "du/dt = D(t)Δu + α(t)(Attn(t,u)uW_v − u) + β(t)R(u) so that its kernel at t = l matches "
                     "block l's attention maps, and write held-out fidelity against baselines (metrics.json, "
                     "summary.md), the fitted parameters (params.safetensors, config.json) and figures into --out.")
-    fit.add_argument("--out", default="results/minilm", help="output folder (written atomically)")
+    fit.add_argument("--model", default=RunConfig.model, choices=list(MODELS),
+                     help=field_help(RunConfig)["model"])
+    fit.add_argument("--out", default=None, help="output folder (written atomically; default results/MODEL)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     fit.add_argument("--top-k", dest="top_k", type=int, default=RunConfig.top_k, help="k of the top-k agreement")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
@@ -99,20 +106,68 @@ def build_parser() -> argparse.ArgumentParser:
                           "(sets XLA_FLAGS=--xla_force_host_platform_device_count; 0 leaves it alone)")
     for section, (cls, skip) in SECTIONS.items():
         _add_section(fit.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
+
+    train = commands.add_parser("train", help="train a transformer here on data that ships with the machine")
+    models = train.add_subparsers(dest="model", required=True)
+    vit = models.add_parser(
+        "vit-digits", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="train the ViT on scikit-learn's 8x8 digits and save it",
+        description="Train the ViT (pre-LayerNorm, class token) on a fixed stratified train split of "
+                    "scikit-learn's bundled digits, report its accuracy on the held-out test split, and save "
+                    "params.safetensors + config.json into --out (default: the cache folder that "
+                    "`pdeflow fit --model vit-digits` loads from).")
+    vit.add_argument("--out", default=None, help="output folder (default: the cache, $PDEFLOW_CACHE or "
+                                                 "~/.cache/pdeflow, keyed by the settings)")
+    vit.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    vit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
+                     help="show a progress bar (default: when stderr is a terminal)")
+    for section, (cls, skip) in VIT_SECTIONS.items():
+        _add_section(vit.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
     return parser
 
 
+def _section(cls, skip, args):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in skip}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def vit_train_config_from_args(args: argparse.Namespace) -> ViTTrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ViTTrainConfig) if f.name != "model"}
+    return ViTTrainConfig(model=_section(ViTConfig, (), args), **values)
+
+
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
-    sections = {}
-    for section, (cls, skip) in SECTIONS.items():
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in skip}
-        sections[section] = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    return RunConfig(top_k=args.top_k, **sections)
+    sections = {section: _section(cls, skip, args) for section, (cls, skip) in SECTIONS.items()}
+    return RunConfig(model=args.model, top_k=args.top_k, **sections)
+
+
+def train_main(args: argparse.Namespace) -> int:
+    from pdeflow.train.vit import default_vit_folder, save_vit, train_vit
+
+    try:
+        config = vit_train_config_from_args(args)
+        out = Path(args.out) if args.out else default_vit_folder(config)
+        from pdeflow.store import check_output_dir
+
+        check_output_dir(out, args.overwrite)
+        model = train_vit(config, progress=args.progress)
+        save_vit(model, out, overwrite=args.overwrite)
+    except (ValueError, FileExistsError, PermissionError, FloatingPointError) as error:
+        print(f"pdeflow: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pdeflow: interrupted; nothing was saved", file=sys.stderr)
+        return 130
+    print(f"vit-digits: test accuracy {model.test_accuracy:.4f} on {len(model.history)} epochs; wrote {out}/")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return train_main(args)
+    args.out = args.out or f"results/{args.model}"
     checkpoints = Path(args.checkpoints or f"{Path(args.out)}.checkpoints")
     try:
         if args.host_devices:
@@ -126,13 +181,13 @@ def main(argv: list[str] | None = None) -> int:
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         config = run_config_from_args(args)
-        from pdeflow.pipeline import fit_minilm
+        from pdeflow.pipeline import fit_transformer
         from pdeflow.report import check_output_dir, summary_markdown, write_report
 
         primary = distributed.is_primary()
         if primary:
             check_output_dir(args.out, args.overwrite)
-        report = fit_minilm(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
+        report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
                             resume=args.resume)
         if not primary:
             return 0

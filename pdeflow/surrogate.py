@@ -15,7 +15,7 @@ from pdeflow.metrics import attention_kl
 from pdeflow.models.trace import Trace
 from pdeflow.pde import attention_pde
 from pdeflow.pde.attention_pde import SurrogateConfig
-from pdeflow.pde.grid import chain_laplacian
+from pdeflow.pde.grid import chain_laplacian, patch_grid_laplacian
 from pdeflow.pde.solve import SolverConfig, SolverError
 
 
@@ -30,9 +30,18 @@ class SurrogateOutput(NamedTuple):
     finite_times: Array
 
 
-def token_laplacians(mask: Array) -> Array:
-    """``(B, N) -> (B, N, N)`` chain Laplacians of the real tokens of each input."""
-    return jax.vmap(chain_laplacian)(jnp.asarray(mask))
+def token_laplacians(mask: Array, config: SurrogateConfig | None = None) -> Array:
+    """``(B, N) -> (B, N, N)`` Laplacians of the real tokens of each input on the config's token grid: the
+    chain (text; also when ``config`` is None) or the patch grid after the prefix tokens (images)."""
+    mask = jnp.asarray(mask)
+    if config is None or not config.grid:
+        return jax.vmap(chain_laplacian)(mask)
+    if mask.shape[-1] != config.num_tokens:
+        raise ValueError(f"a {config.grid[0]}x{config.grid[1]} patch grid after {config.prefix_tokens} prefix tokens "
+                         f"has {config.num_tokens} tokens, but the inputs have {mask.shape[-1]}; set grid and "
+                         "prefix_tokens to the model's patch layout.")
+    height, width = config.grid
+    return jax.vmap(lambda m: patch_grid_laplacian(height, width, m, config.prefix_tokens))(mask)
 
 
 def surrogate_forward(params, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,
@@ -87,7 +96,7 @@ def predict_attention(params, config: SurrogateConfig, solver: SolverConfig, tra
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
         mask = np.asarray(trace.mask)[index]
         maps, ok, finite = _predict(params, config, solver, np.asarray(trace.hidden[0])[index],
-                                    token_laplacians(mask), mask)
+                                    token_laplacians(mask, config), mask)
         raise_if_failed(ok, finite, config.num_layers, solver, "prediction")
         pieces.append(np.asarray(maps)[:, :keep])
     return np.concatenate(pieces, axis=1)

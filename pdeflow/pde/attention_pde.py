@@ -42,8 +42,17 @@ class SurrogateConfig:
         value_rank: rank of each head's value correction ``W_v = I + V U``.
         mlp_width: hidden width of the residual MLP ``R_θ``.
         num_knots: K ≤ L, knots of the smooth-in-t basis.
-        max_distance: relative positions are clipped to ``±max_distance`` for the position bias.
+        max_distance: relative positions are clipped to ``±max_distance`` (per axis on a patch grid) for the
+            position bias.
         terms: which terms of the right-hand side are on (an ablation switches one off).
+        grid: the token grid the Laplacian and the position bias live on. ``()`` (text): the tokens form a
+            chain ``0 − 1 − … − N−1``. ``(h, w)`` (images): after ``prefix_tokens`` tokens come ``h·w`` patches
+            in row-major order on an ``h × w`` grid with 4-neighbour diffusion and Neumann boundaries
+            (`pdeflow.pde.grid.patch_grid_laplacian`) and a 2-D relative-position bias ``(Δrow, Δcolumn)``.
+        prefix_tokens: tokens before the patch grid (a ViT's class token). They are **excluded from
+            diffusion** (no grid edges: their rows and columns of Δ are zero, so diffusion neither feeds nor
+            drains them), take part in attention and the residual MLP like any token, and have position-bias
+            entries of their own (prefix query, prefix key, prefix to prefix). Only with a ``grid``.
     """
 
     num_layers: int = 6
@@ -56,9 +65,17 @@ class SurrogateConfig:
     num_knots: int = 6
     max_distance: int = 16
     terms: tuple[str, ...] = TERMS
+    grid: tuple[int, ...] = ()
+    prefix_tokens: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "terms", tuple(self.terms))
+        object.__setattr__(self, "grid", tuple(int(g) for g in self.grid))
+        if self.grid and (len(self.grid) != 2 or min(self.grid) < 1):
+            raise ValueError(f"grid must be () for a token chain or (height, width) of a patch grid; got {self.grid}.")
+        if self.prefix_tokens < 0 or (self.prefix_tokens and not self.grid):
+            raise ValueError(f"prefix_tokens ({self.prefix_tokens}) must be >= 0 and needs a patch grid (grid=(h, w)); "
+                             "on a token chain every token is on the chain.")
         unknown = set(self.terms) - set(TERMS)
         if unknown:
             raise ValueError(f"unknown PDE terms {sorted(unknown)}; choose from {list(TERMS)}.")
@@ -68,6 +85,23 @@ class SurrogateConfig:
                      "max_distance"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
+
+    @property
+    def num_tokens(self) -> int | None:
+        """N fixed by a patch grid (``prefix_tokens + h·w``); None for a chain, whose length is free."""
+        return self.prefix_tokens + self.grid[0] * self.grid[1] if self.grid else None
+
+    @property
+    def position_range(self) -> int:
+        """R: offsets are clipped to ``±R`` (on a grid, never beyond the grid's own extent)."""
+        return min(self.max_distance, max(self.grid) - 1) if self.grid else self.max_distance
+
+    @property
+    def num_position_buckets(self) -> int:
+        """Entries of each head's position bias: ``2R+1`` on a chain; ``(2R+1)² + 3`` on a grid (the 3 for
+        prefix query, prefix key, and prefix to prefix)."""
+        span = 2 * self.position_range + 1
+        return span * span + 3 if self.grid else span
 
     def without(self, term: str) -> SurrogateConfig:
         """The same surrogate with one right-hand-side term switched off (an ablation)."""
@@ -102,7 +136,7 @@ def init_surrogate(key: Array, config: SurrogateConfig, hidden0: Array | None = 
             "query": normal(keys[1], (K, H, r, k)) / math.sqrt(r),
             "query_bias": jnp.zeros((K, H, k)),
             "key": normal(keys[2], (K, H, r, k)) / math.sqrt(r),
-            "position_bias": jnp.zeros((K, H, 2 * c.max_distance + 1)),
+            "position_bias": jnp.zeros((K, H, c.num_position_buckets)),
         },
         "value": {"down": normal(keys[3], (H, r, v)) / math.sqrt(r), "up": jnp.zeros((H, v, r))},
         "residual": {"w1": normal(keys[4], (r, m)) / math.sqrt(r), "b1": jnp.zeros((m,)),
@@ -127,6 +161,32 @@ def relative_positions(n: int, max_distance: int) -> np.ndarray:
     return np.clip(offsets, -max_distance, max_distance) + max_distance
 
 
+def position_index(config: SurrogateConfig, n: int) -> np.ndarray:
+    """``(N, N)`` indices into each head's position bias for query ``i`` and key ``j``.
+
+    On a chain: ``clip(j − i, −R, R) + R``. On an ``h × w`` grid after ``P`` prefix tokens: the clipped
+    offsets ``(Δrow, Δcolumn)`` between patches index a ``(2R+1) × (2R+1)`` table; a prefix query, a prefix key
+    and a prefix-to-prefix pair each have one entry after it.
+    """
+    if not config.grid:
+        return relative_positions(n, config.max_distance)
+    if n != config.num_tokens:
+        raise ValueError(f"a {config.grid[0]}x{config.grid[1]} patch grid after {config.prefix_tokens} prefix tokens "
+                         f"has {config.num_tokens} tokens, but the inputs have {n}; set grid and prefix_tokens to "
+                         "the model's patch layout.")
+    r, p = config.position_range, config.prefix_tokens
+    rows, cols = np.divmod(np.arange(config.grid[0] * config.grid[1]), config.grid[1])
+    d_row = np.clip(rows[None, :] - rows[:, None], -r, r) + r
+    d_col = np.clip(cols[None, :] - cols[:, None], -r, r) + r
+    span = 2 * r + 1
+    index = np.empty((n, n), np.int64)
+    index[p:, p:] = d_row * span + d_col
+    index[:p, p:] = span * span
+    index[p:, :p] = span * span + 1
+    index[:p, :p] = span * span + 2
+    return index
+
+
 def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
     """The kernel's logits at time ``t`` on states ``u`` ``(N, r)``: ``(H, N, N)``, padded keys at -1e9."""
     theta = basis.evaluate(params["kernel"], t, jnp.asarray(config.knots))
@@ -137,7 +197,7 @@ def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     q = qk[..., :rank].transpose(1, 0, 2) + theta["query_bias"][:, None, :]
     k = qk[..., rank:].transpose(1, 0, 2)
     logits = jnp.einsum("hik,hjk->hij", q, k) / math.sqrt(rank)
-    logits = logits + theta["position_bias"][:, relative_positions(u.shape[0], config.max_distance)]
+    logits = logits + theta["position_bias"][:, position_index(config, u.shape[0])]
     return jnp.where(mask[None, None, :], logits, -1e9)
 
 

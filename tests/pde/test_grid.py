@@ -38,3 +38,33 @@ def test_patch_grid_degrees_and_class_token():
     degrees = -np.diag(lap)[1:].reshape(3, 3)
     np.testing.assert_array_equal(degrees, [[2, 3, 2], [3, 4, 3], [2, 3, 2]])
     assert lap[1, 2] == 1 and lap[1, 4] == 1 and lap[3, 4] == 0  # right and down neighbours, no wrap-around
+
+
+def test_grid_position_index_buckets_offsets_and_class_token():
+    from pdeflow.pde.attention_pde import SurrogateConfig, position_index
+
+    config = SurrogateConfig(num_layers=2, num_heads=2, model_dim=4, num_knots=2, max_distance=16, grid=(3, 4),
+                             prefix_tokens=1)
+    assert config.position_range == 3 and config.num_position_buckets == 7 * 7 + 3 and config.num_tokens == 13
+    index = position_index(config, 13)
+    assert index.shape == (13, 13) and index.min() >= 0 and index.max() == config.num_position_buckets - 1
+    span = 7
+    rows, cols = np.divmod(np.arange(12), 4)
+    for i in range(12):
+        for j in range(12):  # patch i = (row, column) in row-major order
+            assert index[1 + i, 1 + j] == (rows[j] - rows[i] + 3) * span + (cols[j] - cols[i] + 3)
+    # translation invariance on the grid: the same offset, the same bucket
+    assert index[1 + 0, 1 + 5] == index[1 + 6, 1 + 11]
+    assert set(index[0, 1:]) == {49} and set(index[1:, 0]) == {50} and index[0, 0] == 51
+    with pytest.raises(ValueError, match="patch grid"):
+        position_index(config, 12)
+
+
+def test_grid_config_is_checked():
+    from pdeflow.pde.attention_pde import SurrogateConfig
+
+    with pytest.raises(ValueError, match="needs a patch grid"):
+        SurrogateConfig(prefix_tokens=1)
+    with pytest.raises(ValueError, match="grid must be"):
+        SurrogateConfig(grid=(4,))
+    assert SurrogateConfig(grid=[2, 3]).grid == (2, 3)  # lists from JSON become tuples

@@ -1,0 +1,244 @@
+"""Training the ViT on scikit-learn's bundled digits (`pdeflow train vit-digits`), saving and loading it.
+
+A trained model is a folder with ``params.safetensors`` and ``config.json`` (the training config, the test
+accuracy and the loss curve). `load_or_train_vit` keeps one folder per training config in the cache
+(``$PDEFLOW_CACHE`` or ``~/.cache/pdeflow``), so later runs load instead of retraining.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pdeflow.data.batches import fixed_size_batches
+from pdeflow.data.digits import digit_splits
+from pdeflow.models.trace import Trace
+from pdeflow.models.vit import ViT, ViTConfig
+from pdeflow.store import atomic_folder, flatten_params, json_ready, unflatten_params
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTTrainConfig:
+    """How the ViT is trained (AdamW, linear warm-up then cosine decay, random-translation augmentation).
+
+    Attributes:
+        model: the ViT's shape.
+        epochs: passes over the training images.
+        batch_size: images per step.
+        learning_rate: peak learning rate.
+        warmup_steps: steps of linear warm-up.
+        weight_decay: AdamW weight decay.
+        label_smoothing: smoothing of the one-hot targets.
+        shift: augmentation; each training image is translated by up to ``±shift`` pixels per axis (zero fill).
+        test_fraction: share of the 1,797 digits held out as the test set (stratified).
+        split_seed: seeds the train/test split.
+        seed: seeds initialisation, batch order and augmentation.
+    """
+
+    model: ViTConfig = ViTConfig()
+    epochs: int = 150
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.0
+    shift: int = 1
+    test_fraction: float = 0.25
+    split_seed: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", ViTConfig(**self.model))
+        if self.epochs < 1 or self.batch_size < 1 or self.shift < 0:
+            raise ValueError("epochs and batch_size must be positive and shift >= 0.")
+        if not self.learning_rate > 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError("need learning_rate > 0 and 0 <= label_smoothing < 1.")
+
+    def fingerprint(self) -> str:
+        """A short hash of every setting: the cache folder's name."""
+        text = json.dumps(json_ready(dataclasses.asdict(self)), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainedViT:
+    """A trained ViT: its training config, parameters, accuracy on the held-out test digits, loss curve."""
+
+    config: ViTTrainConfig
+    params: dict
+    test_accuracy: float
+    history: list[dict]
+
+    @property
+    def module(self) -> ViT:
+        return ViT(self.config.model)
+
+    def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """``(B, S, S) -> (B, classes)`` (numpy)."""
+        return np.concatenate([x[0] for x in self._apply(images, batch_size)])
+
+    def trace(self, images: np.ndarray, batch_size: int = 256) -> Trace:
+        """The `Trace` of ``images`` ``(B, S, S)``: hidden ``(L+1, B, 1+g², d)``, attention ``(L, B, H, N, N)``
+        (numpy; fixed-size batches, one compile)."""
+        pieces = [x[1] for x in self._apply(images, batch_size)]
+        return Trace(*(np.concatenate([getattr(p, f) for p in pieces], axis=1 if f != "mask" else 0)
+                       for f in Trace._fields))
+
+    def _apply(self, images, batch_size):
+        images = np.asarray(images, np.float32)
+        if images.ndim != 3 or images.shape[0] == 0:
+            raise ValueError(f"images must have shape (B, S, S) with B >= 1; got {images.shape}.")
+        out = []
+        for index, keep in fixed_size_batches(images.shape[0], min(batch_size, images.shape[0])):
+            logits, trace = _forward(self.config.model, self.params, images[index])
+            out.append((np.asarray(logits)[:keep], Trace(np.asarray(trace.hidden)[:, :keep],
+                                                          np.asarray(trace.attention)[:, :keep],
+                                                          np.asarray(trace.mask)[:keep])))
+        return out
+
+
+@jax.jit
+def _accuracy_from_logits(logits, labels):
+    return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _translate(key, images, shift: int):
+    """Each image moved by a random integer offset in ``[−shift, shift]²`` (zero fill)."""
+    size = images.shape[-1]
+    padded = jnp.pad(images, ((0, 0), (shift, shift), (shift, shift)))
+    offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * shift + 1)
+    return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1]), (size, size)))(padded, offsets)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(model: ViTConfig, params, images):
+    return ViT(model).apply(params, images)
+
+
+def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False) -> TrainedViT:
+    """Train the ViT on the digits' training split; report accuracy on the held-out test split."""
+    splits = digit_splits(config.test_fraction, config.split_seed)
+    model = ViT(config.model)
+    steps_per_epoch = max(len(splits.train_images) // config.batch_size, 1)
+    total = config.epochs * steps_per_epoch
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup_steps, total - 1),
+                                                  total)
+    optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
+    key = jax.random.PRNGKey(config.seed)
+    key, init_key = jax.random.split(key)
+    params = model.init(init_key, jnp.asarray(splits.train_images[:1]))
+    opt_state = optimizer.init(params)
+    classes = config.model.num_classes
+
+    @jax.jit
+    def step(params, opt_state, images, labels, key):
+        if config.shift:
+            images = _translate(key, images, config.shift)
+
+        def loss_fn(p):
+            logits, _ = model.apply(p, images)
+            targets = optax.smooth_labels(jax.nn.one_hot(labels, classes), config.label_smoothing)
+            return optax.softmax_cross_entropy(logits, targets).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(config.seed)
+    history = []
+    started = time.perf_counter()
+    for epoch in tqdm(range(config.epochs), desc="train vit-digits", disable=not progress, unit="epoch"):
+        order = rng.permutation(len(splits.train_images))
+        losses = []
+        for i in range(steps_per_epoch):
+            index = order[i * config.batch_size:(i + 1) * config.batch_size]
+            key, step_key = jax.random.split(key)
+            params, opt_state, loss = step(params, opt_state, splits.train_images[index], splits.train_labels[index],
+                                           step_key)
+            losses.append(loss)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(jax.device_get(losses))),
+                        "seconds": time.perf_counter() - started})
+        if not np.isfinite(history[-1]["train_loss"]):
+            raise FloatingPointError(f"ViT training diverged at epoch {epoch + 1} (loss is NaN/Inf); lower "
+                                     "learning_rate.")
+    trained = TrainedViT(config, jax.device_get(params), 0.0, history)
+    accuracy = float(_accuracy_from_logits(trained.logits(splits.test_images), splits.test_labels))
+    return dataclasses.replace(trained, test_accuracy=accuracy)
+
+
+def save_vit(model: TrainedViT, folder: str | Path, overwrite: bool = False) -> Path:
+    """Write ``params.safetensors`` and ``config.json`` into ``folder`` atomically."""
+    from safetensors.numpy import save_file
+
+    with atomic_folder(folder, overwrite) as staging:
+        save_file(flatten_params(model.params), staging / "params.safetensors")
+        (staging / "config.json").write_text(json.dumps(json_ready(
+            {"kind": "vit-digits", "train": dataclasses.asdict(model.config), "test_accuracy": model.test_accuracy,
+             "history": model.history}), indent=1))
+    return Path(folder)
+
+
+def load_vit(folder: str | Path) -> TrainedViT:
+    """Read a ViT written by `save_vit`; raises ``FileNotFoundError`` / ``ValueError`` naming what is wrong."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    for name in ("config.json", "params.safetensors"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing; train the model with `pdeflow train vit-digits "
+                                    f"--out {folder}`.")
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+        config = ViTTrainConfig(**meta["train"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{folder / 'config.json'} is not a pdeflow ViT config ({error}); retrain the "
+                         "model.") from error
+    try:
+        params = unflatten_params(load_file(folder / "params.safetensors"))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{folder / 'params.safetensors'} is not a readable safetensors file ({error}); retrain the "
+                         "model.") from error
+    expected = jax.eval_shape(lambda: ViT(config.model).init(jax.random.PRNGKey(0), jnp.zeros(
+        (1, config.model.image_size, config.model.image_size))))
+    if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
+            a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
+        raise ValueError(f"{folder / 'params.safetensors'} does not match the ViT config in config.json; retrain the "
+                         "model.")
+    return TrainedViT(config, params, float(meta["test_accuracy"]), meta.get("history", []))
+
+
+def default_vit_folder(config: ViTTrainConfig = ViTTrainConfig()) -> Path:
+    """Where `load_or_train_vit` keeps the model trained with ``config``."""
+    cache = Path(os.environ.get("PDEFLOW_CACHE", Path.home() / ".cache" / "pdeflow"))
+    return cache / f"vit-digits-{config.fingerprint()}"
+
+
+def load_or_train_vit(config: ViTTrainConfig = ViTTrainConfig(), folder: str | Path | None = None,
+                      progress: bool = False) -> TrainedViT:
+    """Load the ViT trained with ``config`` from ``folder`` (default: the cache), training and saving it first
+    if it is not there. A folder holding a ViT trained with other settings is refused."""
+    folder = default_vit_folder(config) if folder is None else Path(folder)
+    if (folder / "config.json").is_file():
+        model = load_vit(folder)
+        if model.config != config:
+            raise ValueError(f"{folder} holds a ViT trained with other settings; choose another folder or retrain "
+                             "it with --overwrite.")
+        return model
+    model = train_vit(config, progress)
+    save_vit(model, folder, overwrite=True)
+    return model
