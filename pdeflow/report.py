@@ -16,7 +16,8 @@ from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.store import atomic_folder, check_output_dir, flatten_params, json_ready, unflatten_params
 
-__all__ = ["check_output_dir", "json_ready", "load_surrogate", "summary_markdown", "write_figures", "write_report"]
+__all__ = ["check_output_dir", "fidelity_table", "json_ready", "load_surrogate", "summary_markdown", "write_figures",
+           "write_report"]
 
 METHOD_LABELS = {
     "pde": "attention-PDE",
@@ -40,10 +41,30 @@ def load_surrogate(out: str | Path) -> tuple[dict, SurrogateConfig, SolverConfig
             SolverConfig(**config["solver"]))
 
 
+METRIC_TITLES = {"cosine": "cosine similarity (higher is better)",
+                 "js": "row-wise Jensen–Shannon divergence, bits (lower is better)",
+                 "top_k": "top-k agreement (higher is better)"}
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def fidelity_table(held_out: dict, metric: str) -> list[str]:
+    """Markdown lines of one metric: a row per method (as ``held_out`` orders them), a column per block and
+    the mean over blocks that have a value. ``held_out`` is ``metrics["held_out"]``."""
+    layers = len(held_out["pde"][metric])
+    lines = ["| method | " + " | ".join(f"block {l}" for l in range(layers)) + " | mean |", "|---" * (layers + 2) + "|"]
+    for method, values in held_out.items():
+        row = values[metric]
+        finite = [v for v in row if v is not None and not math.isnan(v)]
+        lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(_fmt(v) for v in row)
+                     + f" | {_fmt(float(np.mean(finite)) if finite else None)} |")
+    return lines
+
+
 def summary_markdown(metrics: dict) -> str:
     held_out = metrics["held_out"]
-    layers = len(held_out["pde"]["cosine"])
-    fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"  # noqa: E731
     lines = [f"# attention-PDE surrogate of {metrics['model']}", "",
              f"Held-out inputs ({metrics['text']}): {metrics['splits']['test']} (train "
              f"{metrics['splits']['train']}, validation {metrics['splits']['validation']}). "
@@ -51,17 +72,8 @@ def summary_markdown(metrics: dict) -> str:
              f"({metrics['parameters']['surrogate_used_by_attention_fit']:,} used by the attention fit); "
              f"transformer: {metrics['parameters']['transformer']:,} "
              f"({metrics['parameters']['transformer_blocks']:,} in its blocks).", ""]
-    for name, title in (("cosine", "cosine similarity (higher is better)"),
-                        ("js", "row-wise Jensen–Shannon divergence, bits (lower is better)"),
-                        ("top_k", "top-k agreement (higher is better)")):
-        lines += [f"## {title}", "", "| method | " + " | ".join(f"block {l}" for l in range(layers)) + " | mean |",
-                  "|---" * (layers + 2) + "|"]
-        for method, values in held_out.items():
-            row = values[name]
-            finite = [v for v in row if v is not None and not math.isnan(v)]
-            lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(fmt(v) for v in row)
-                         + f" | {fmt(float(np.mean(finite)) if finite else None)} |")
-        lines.append("")
+    for name, title in METRIC_TITLES.items():
+        lines += [f"## {title}", ""] + fidelity_table(held_out, name) + [""]
     lines += ["## notes", ""] + [f"- {note}" for note in metrics["notes"]] + [""]
     return "\n".join(lines)
 

@@ -29,7 +29,7 @@ def test_cli_options_reach_the_config():
 def test_help_documents_every_option():
     out = subprocess.run([sys.executable, "-m", "pdeflow", "fit", "--help"], capture_output=True, text=True, check=True)
     for flag in ("--out", "--width", "--solver", "--rtol", "--hidden-weight", "--num-test", "--split-seed",
-                 "--resume", "--checkpoints", "--checkpoint-every", "--devices", "--host-devices"):
+                 "--resume", "--checkpoints", "--checkpoint-every", "--devices", "--host-devices", "--model"):
         assert flag in out.stdout
     assert "attention-PDE" in out.stdout
 
@@ -86,3 +86,40 @@ def test_a_failing_write_leaves_nothing_half_written(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         report.write_report(Stub(), tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_cli_defaults_are_the_python_api_defaults():
+    from pdeflow.train.vit import ViTTrainConfig
+
+    args = cli.build_parser().parse_args(["train", "vit-digits"])
+    assert cli.vit_train_config_from_args(args) == ViTTrainConfig()
+    args = cli.build_parser().parse_args(["train", "vit-digits", "--hidden-size", "32", "--epochs", "3"])
+    config = cli.vit_train_config_from_args(args)
+    assert config.model.hidden_size == 32 and config.epochs == 3
+
+
+TINY_VIT = ["--epochs", "1", "--hidden-size", "8", "--num-layers", "2", "--num-heads", "2", "--mlp-size", "8",
+            "--no-progress"]
+
+
+def test_train_then_fit_a_vit_from_the_cli(tmp_path, capsys, monkeypatch):
+    from pdeflow import pipeline
+    from pdeflow.train.vit import load_vit
+
+    folder = tmp_path / "vit"
+    assert cli.main(["train", "vit-digits", "--out", str(folder), *TINY_VIT]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    vit = load_vit(folder)
+    assert vit.config.model.hidden_size == 8 and len(vit.history) == 1
+    assert cli.main(["train", "vit-digits", "--out", str(folder), *TINY_VIT]) == 2  # no silent overwrite
+    assert "--overwrite" in capsys.readouterr().err
+
+    # `fit --model vit-digits` loads the cached ViT; here the tiny one stands in for it
+    monkeypatch.setattr(pipeline, "load_or_train_vit", lambda progress=False: vit)
+    out = tmp_path / "fit"
+    assert cli.main(["fit", "--model", "vit-digits", "--out", str(out), *TINY]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"].startswith("ViT on scikit-learn digits")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "vit-digits" and config["surrogate"]["grid"] == [4, 4]
+    assert config["surrogate"]["prefix_tokens"] == 1

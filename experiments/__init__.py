@@ -1,0 +1,1 @@
+"""Scripts that reproduce pdeflow's research results; each is ``python -m experiments.NAME --help``."""

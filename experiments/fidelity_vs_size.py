@@ -1,0 +1,189 @@
+"""Fidelity against size: a sweep of the surrogate's width r and per-head key rank, fitted to MiniLM (text) and to
+the ViT (digits), plotting held-out fidelity against the surrogate's parameter count (the Pareto front of each
+modality), with the transformer's own parameter count for scale.
+
+    python -m experiments.fidelity_vs_size --out results/fidelity_vs_size
+
+The surrogate's head count is the transformer's in every run (its maps are compared head by head), so size is
+swept through the width ``r`` and each head's key rank. Each modality is traced once; every size is fitted with
+the same budget and seed and measured on the same held-out inputs. Writes ``sweep.json``, ``sweep.md`` and
+``pareto.png`` atomically, and names the smallest surrogate reaching held-out cosine >= ``--target`` on every
+block of each modality (or says that none did, and how close the best came). The default grid takes about
+30 minutes on 2 CPU cores; ``--widths``/``--key-dims``/``--steps`` make it smaller or larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+import numpy as np
+
+from pdeflow import metrics
+from pdeflow.fit import FitConfig, fit_surrogate
+from pdeflow.models.bert import parameter_count
+from pdeflow.models.minilm import load_minilm
+from pdeflow.pde import SolverConfig, SurrogateConfig
+from pdeflow.pipeline import (
+    MODELS,
+    DataConfig,
+    surrogate_for,
+    trace_digit_splits,
+    trace_sentence_splits,
+    vit_surrogate_for,
+)
+from pdeflow.store import atomic_folder, check_output_dir, json_ready
+from pdeflow.surrogate import predict_attention
+from pdeflow.train.vit import load_or_train_vit
+
+
+def traced_modality(model: str, data: DataConfig, progress: bool):
+    """``(splits, surrogate_from(SurrogateConfig) -> SurrogateConfig, transformer parameter counts)``."""
+    if model == "minilm":
+        encoder = load_minilm()
+        blocks = {k: v for k, v in encoder.params["params"].items() if k.startswith("layer_")}
+        return (trace_sentence_splits(encoder, data), lambda s: surrogate_for(encoder, s),
+                {"transformer": parameter_count(encoder.params), "transformer_blocks": parameter_count(blocks)})
+    vit = load_or_train_vit(progress=progress)
+    blocks = {k: v for k, v in vit.params["params"].items() if k.startswith("layer_")}
+    return (trace_digit_splits(vit, data), lambda s: vit_surrogate_for(vit.config.model, s),
+            {"transformer": parameter_count(vit.params), "transformer_blocks": parameter_count(blocks)})
+
+
+def attention_parameter_count(params: dict) -> int:
+    """Parameters the attention fit uses (the r -> d readout serves only the hidden-state term)."""
+    return parameter_count({k: v for k, v in params.items() if k != "readout"})
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (fewer parameters, higher fidelity)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def sweep(model: str, sizes, data: DataConfig, solver: SolverConfig, fit: FitConfig, progress: bool) -> dict:
+    splits, surrogate_from, transformer = traced_modality(model, data, progress)
+    runs = []
+    for width, key_dim in sizes:
+        surrogate = surrogate_from(SurrogateConfig(width=width, key_dim=key_dim))
+        started = time.perf_counter()
+        result = fit_surrogate(splits.train, splits.validation, surrogate, solver, fit, progress=progress)
+        maps = predict_attention(result.params, surrogate, solver, splits.test, min(fit.batch_size, data.num_test))
+        held_out = metrics.summarise(metrics.attention_fidelity(splits.test.attention, maps, splits.test.mask))
+        runs.append({"width": width, "key_dim": key_dim, "parameters": attention_parameter_count(result.params),
+                     "held_out": held_out, "mean_cosine": float(np.mean(held_out["cosine"])),
+                     "min_cosine": float(np.min(held_out["cosine"])), "best_step": result.best_step,
+                     "seconds": time.perf_counter() - started})
+        print(f"{model} r={width} k={key_dim}: {runs[-1]['parameters']:,} parameters, held-out cosine mean "
+              f"{runs[-1]['mean_cosine']:.3f}, min over blocks {runs[-1]['min_cosine']:.3f} "
+              f"({runs[-1]['seconds']:.0f} s)", file=sys.stderr)
+    front = pareto_front([(r["parameters"], r["mean_cosine"]) for r in runs])
+    return {"runs": runs, "pareto_front": front, **transformer}
+
+
+def smallest_reaching(result: dict, target: float) -> dict | None:
+    reaching = [r for r in result["runs"] if r["min_cosine"] >= target]
+    return min(reaching, key=lambda r: r["parameters"]) if reaching else None
+
+
+def sweep_markdown(results: dict, target: float, fit: FitConfig, data: DataConfig) -> str:
+    lines = ["# Held-out fidelity against surrogate size", "",
+             f"Each surrogate: {fit.steps} steps of batch {fit.batch_size}, {data.num_train} training inputs, seed "
+             f"{fit.seed}; cosine on {data.num_test} held-out inputs. Heads = the transformer's. Parameters are those "
+             "the attention fit uses.", ""]
+    for model, result in results.items():
+        lines += [f"## {model} (transformer: {result['transformer']:,} parameters, {result['transformer_blocks']:,} "
+                  "in its blocks)", "", "| width r | key rank | parameters | mean cosine | min over blocks | "
+                  "per block | Pareto |", "|---|---|---|---|---|---|---|"]
+        for i, r in enumerate(result["runs"]):
+            lines.append(f"| {r['width']} | {r['key_dim']} | {r['parameters']:,} | {r['mean_cosine']:.3f} | "
+                         f"{r['min_cosine']:.3f} | {' '.join(f'{c:.3f}' for c in r['held_out']['cosine'])} | "
+                         f"{'yes' if i in result['pareto_front'] else ''} |")
+        hit = smallest_reaching(result, target)
+        best = max(result["runs"], key=lambda r: r["min_cosine"])
+        lines += ["", (f"Smallest surrogate with held-out cosine >= {target} on every block: r = {hit['width']}, key "
+                       f"rank {hit['key_dim']} ({hit['parameters']:,} parameters)." if hit else
+                       f"No surrogate in the sweep reaches held-out cosine >= {target} on every block; the closest, "
+                       f"r = {best['width']}, key rank {best['key_dim']} ({best['parameters']:,} parameters), reaches "
+                       f"{best['min_cosine']:.3f} on its worst block."), ""]
+    return "\n".join(lines)
+
+
+def write_figure(results: dict, target: float, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for (model, result), color in zip(results.items(), ("tab:blue", "tab:orange")):
+        runs = result["runs"]
+        for ax, key in zip(axes, ("mean_cosine", "min_cosine")):
+            x = [r["parameters"] for r in runs]
+            y = [r[key] for r in runs]
+            ax.scatter(x, y, color=color, label=model, s=28)
+            for r in runs:
+                ax.annotate(f"r{r['width']}k{r['key_dim']}", (r["parameters"], r[key]), fontsize=6,
+                            xytext=(3, 3), textcoords="offset points")
+            front = sorted(result["pareto_front"], key=lambda i: runs[i]["parameters"])
+            if key == "mean_cosine":
+                ax.plot([runs[i]["parameters"] for i in front], [runs[i][key] for i in front], color=color, lw=1.5)
+            ax.axvline(result["transformer_blocks"], color=color, ls=":", lw=1.2,
+                       label=f"{model} transformer blocks ({result['transformer_blocks']:,})")
+    for ax, title in zip(axes, ("mean over blocks (line: Pareto front)", "worst block")):
+        ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target}")
+        ax.set_xscale("log")
+        ax.set_xlabel("surrogate parameters (attention fit)")
+        ax.set_ylabel("held-out cosine")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("held-out fidelity against surrogate size, text vs images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", default="results/fidelity_vs_size", help="output folder (written atomically)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--widths", nargs="+", type=int, default=[8, 16, 32, 64, 128], help="surrogate widths r")
+    parser.add_argument("--key-dims", nargs="+", type=int, default=[4, 16], help="per-head key ranks")
+    parser.add_argument("--steps", type=int, default=150, help="fit steps per size")
+    parser.add_argument("--num-train", type=int, default=DataConfig.num_train, help="training inputs")
+    parser.add_argument("--target", type=float, default=0.98, help="held-out cosine every block must reach")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    args = parser.parse_args(argv)
+    data = DataConfig(num_train=args.num_train)
+    fit = FitConfig(steps=args.steps, seed=args.seed)
+    solver = SolverConfig()
+    sizes = [(w, k) for w in args.widths for k in args.key_dims]
+    check_output_dir(args.out, args.overwrite)
+    results = {model: sweep(model, sizes, data, solver, fit, args.progress) for model in args.models}
+    with atomic_folder(args.out, args.overwrite) as staging:
+        (staging / "sweep.json").write_text(json.dumps(json_ready(
+            {"data": dataclasses.asdict(data), "fit": dataclasses.asdict(fit), "solver": dataclasses.asdict(solver),
+             "target": args.target, "results": results,
+             "smallest_reaching_target": {m: smallest_reaching(r, args.target) for m, r in results.items()}}),
+            indent=1))
+        (staging / "sweep.md").write_text(sweep_markdown(results, args.target, fit, data))
+        write_figure(results, args.target, staging / "pareto.png")
+    print(sweep_markdown(results, args.target, fit, data))
+    print(f"wrote {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

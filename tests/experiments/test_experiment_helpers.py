@@ -1,0 +1,31 @@
+import pytest
+
+from experiments.cross_modality import table_markdown
+from experiments.fidelity_vs_size import pareto_front, smallest_reaching
+from pdeflow.pipeline import RunConfig
+
+
+def test_pareto_front_keeps_exactly_the_undominated_sizes():
+    points = [(100, 0.90), (50, 0.80), (200, 0.89), (400, 0.95), (50, 0.85), (300, 0.95)]
+    assert sorted(pareto_front(points)) == [0, 4, 5]  # (50, .85), (100, .90), (300, .95)
+
+
+def test_smallest_reaching_needs_every_block():
+    runs = [{"parameters": 10, "min_cosine": 0.97}, {"parameters": 30, "min_cosine": 0.981},
+            {"parameters": 20, "min_cosine": 0.985}]
+    assert smallest_reaching({"runs": runs}, 0.98)["parameters"] == 20
+    assert smallest_reaching({"runs": runs}, 0.99) is None
+
+
+def test_cross_modality_table_lists_every_method_per_block():
+    held_out = {m: {"cosine": [0.9, 0.8], "js": [0.1, 0.2], "top_k": [0.7, 0.6]}
+                for m in ("pde", "pde_without_attention", "uniform")}
+    held_out["previous_layer"] = {"cosine": [None, 0.5], "js": [None, 0.3], "top_k": [None, 0.4]}
+    metrics = {"model": "m", "parameters": {"surrogate_used_by_attention_fit": 1, "transformer": 2,
+                                            "transformer_blocks": 1},
+               "seconds": {"fit": 1.0}, "fit": {"steps_run": 3, "best_step": 2}, "held_out": held_out}
+    text = table_markdown({"minilm": metrics, "vit-digits": metrics}, RunConfig())
+    assert text.count("| attention-PDE | 0.900 | 0.800 | 0.850 |") == 2
+    assert "| previous layer | n/a | 0.500 | 0.500 |" in text  # the mean skips blocks without a prediction
+    with pytest.raises(KeyError):
+        table_markdown({"gpt": metrics}, RunConfig())
