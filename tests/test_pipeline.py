@@ -7,7 +7,7 @@ import pytest
 
 from pdeflow.fit import FitConfig
 from pdeflow.models.vit import ViTConfig
-from pdeflow.pde import SurrogateConfig
+from pdeflow.pde import SolverConfig, SurrogateConfig
 from pdeflow.pipeline import DataConfig, RunConfig, fit_vit, trace_digit_splits
 from pdeflow.report import write_report
 from pdeflow.train.vit import ViTTrainConfig, train_vit
@@ -21,6 +21,7 @@ def tiny_vit():
 
 CONFIG = RunConfig(model="vit-digits", data=DataConfig(num_train=32, num_validation=16, num_test=16),
                    surrogate=SurrogateConfig(width=8, key_dim=4, mlp_width=8, num_knots=2),
+                   solver=SolverConfig(solver="heun", adaptive=False, dt0=0.5),
                    fit=FitConfig(steps=6, batch_size=16, eval_every=3, patience=0))
 
 
