@@ -7,13 +7,14 @@ timed in steady state (compile / first call reported apart) and the pdeflow/peer
 
     forward                  pdeflow solve                      vs  torchdiffeq.odeint
     forward+backward         RecursiveCheckpointAdjoint         vs  odeint + autograd through the solver
+    forward+backward         stored (fixed steps: lax.scan)     vs  odeint + autograd through the solver
     forward+backward         BacksolveAdjoint                   vs  odeint_adjoint
 
 The peer is benchmark-only (never a dependency of the library):
 
     pip install torch==2.13.0 torchdiffeq      # 2.13.0 is the CPU build already on this machine's disk
-    python benchmarks/peer_torchdiffeq.py                       # default grid, writes a JSON to results/
-    python benchmarks/peer_torchdiffeq.py --sizes 32,128,384,12,6 --repeats 3
+    python -m benchmarks.peer_torchdiffeq                       # default grid, writes a JSON to results/
+    python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --repeats 3
 
 Both sides use every core of the machine (torch.set_num_threads(os.cpu_count()); XLA's CPU thread pool).
 """
@@ -188,7 +189,10 @@ def compare(size: str, case: Case, repeats: int) -> list[dict]:
               "torch_field_evaluations_forward": torch_evaluations}
     # -- timing
     block = jax.block_until_ready
-    for mode, adjoint in (("forward", None), ("forward+backward", "recursive"), ("forward+backward", "backsolve")):
+    modes = [("forward", None), ("forward+backward", "recursive"), ("forward+backward", "backsolve")]
+    if not case.adaptive:  # the stored adjoint (a scan over diffrax's steps) needs fixed steps
+        modes.insert(2, ("forward+backward", "stored"))
+    for mode, adjoint in modes:
         if mode == "forward":
             _, jax_s = timed(lambda: fwd_jax(params), repeats, block)
             jax_first = first_forward  # compile + first call, timed at the comparison above
@@ -199,8 +203,8 @@ def compare(size: str, case: Case, repeats: int) -> list[dict]:
                 _, jax_s = timed(lambda: grad_jax(params), repeats, block)
                 jax_first = first_gradient
             else:
-                _, backsolve = pdeflow_functions(config, case.pdeflow(adjoint), u0, mask, laplacians, probe)
-                jax_first, jax_s = timed(lambda: backsolve(params), repeats, block)  # noqa: B023 (called at once)
+                _, other = pdeflow_functions(config, case.pdeflow(adjoint), u0, mask, laplacians, probe)
+                jax_first, jax_s = timed(lambda: other(params), repeats, block)  # noqa: B023 (called at once)
             _, fb = torch_functions(field, case, u0, probe, adjoint=adjoint == "backsolve")
             torch_first, torch_s = timed(fb, repeats)
             peer = "odeint_adjoint" if adjoint == "backsolve" else "odeint (autograd)"

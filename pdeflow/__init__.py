@@ -1,15 +1,17 @@
 """pdeflow: fit attention-PDE surrogates to transformers, layer by layer, and measure information flow.
 
-Packages by job: ``models`` (traced transformers -> `Trace`), ``pde`` (the attention-PDE and its solve),
-``fit`` (optax fitting), ``metrics`` (fidelity and baselines), ``pipeline`` (the main job as one call),
-``report`` (files and figures), ``cli`` (the ``pdeflow`` command).
+Packages by job: ``models`` (traced transformers -> `Trace`), ``data`` (inputs that ship with the machine),
+``train`` (transformers trained here), ``pde`` (the attention-PDE and its solve), ``fit`` (optax fitting),
+``metrics`` (fidelity and baselines), ``information`` (entropies, logit lens, mutual information),
+``pipeline`` (the main job as one call), ``report`` and ``store`` (files and figures), ``cli`` (the
+``pdeflow`` command).
 """
 
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
 from pdeflow.models import Trace, load_minilm
 from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
-from pdeflow.pipeline import DataConfig, RunConfig, fit_minilm
+from pdeflow.pipeline import DataConfig, RunConfig, fit_minilm, fit_transformer, fit_vit
 
 __version__ = "0.1.0"
 __all__ = ["DataConfig", "FitConfig", "FitResult", "RunConfig", "SolverConfig", "SolverError", "SurrogateConfig",
-           "Trace", "fit_minilm", "fit_surrogate", "init_surrogate", "load_minilm"]
+           "Trace", "fit_minilm", "fit_surrogate", "fit_transformer", "fit_vit", "init_surrogate", "load_minilm"]

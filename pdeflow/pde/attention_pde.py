@@ -248,7 +248,7 @@ def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidd
 
     Returns ``(states (L+1, B, N, r) at t = 0..L, ok, num_steps)``.
     """
-    save_times = jnp.arange(config.num_layers + 1, dtype=jnp.float32)
+    save_times = np.arange(config.num_layers + 1, dtype=np.float32)  # static: known at trace time
     field = lambda t, u, args: batch_vector_field(config, t, u, args)  # noqa: E731
     return solve(field, initial_state(params, hidden0), (params, laplacians, mask), float(config.num_layers),
                  save_times, solver)

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 import diffrax
+import jax
 import jax.numpy as jnp
 import numpy as np
 from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
@@ -44,7 +45,7 @@ SOLVERS = {
 FIXED_STEP_ONLY = ("euler", "rk4")  # no embedded error estimate
 STAGES = {"euler": 1, "heun": 2, "midpoint": 2, "ralston": 2, "rk4": 4, "bosh3": 3, "tsit5": 6, "dopri5": 6,
           "dopri8": 12}  # vector-field evaluations per step (first-same-as-last not counted as a saving)
-ADJOINTS = ("recursive", "backsolve")
+ADJOINTS = ("recursive", "backsolve", "stored")
 
 
 class SolverError(RuntimeError):
@@ -63,8 +64,11 @@ class SolverConfig:
         rtol, atol: tolerances of the PID controller. The defaults are loose because a fitted surrogate is
             defined by its solve; the report re-solves with tolerances 100x tighter to show what that costs.
         max_steps: a solve that needs more steps fails with `SolverError`.
-        adjoint: ``"recursive"`` (differentiate through the solver with recursive checkpointing) or
-            ``"backsolve"`` (solve the adjoint ODE backwards in time; O(1) memory, less exact).
+        adjoint: ``"recursive"`` (differentiate through the solver with recursive checkpointing: memory
+            O(√max_steps) states, every step's forward recomputed in the backward pass), ``"backsolve"``
+            (solve the adjoint ODE backwards in time; O(1) memory, less exact) or ``"stored"`` (fixed steps
+            only: the steps of diffrax's solver run in a ``lax.scan`` whose reverse pass keeps every stage's
+            intermediates, so nothing is recomputed; memory grows with the number of steps).
     """
 
     solver: str = "tsit5"
@@ -83,6 +87,9 @@ class SolverConfig:
         if self.adaptive and self.solver in FIXED_STEP_ONLY:
             raise ValueError(f"{self.solver} has no error estimate, so it cannot take adaptive steps; set "
                              "adaptive=False (fixed steps of dt0) or pick heun/tsit5/dopri5.")
+        if self.adjoint == "stored" and self.adaptive:
+            raise ValueError("the stored adjoint needs fixed steps (adaptive=False): a scan has a fixed length; use "
+                             "adjoint='recursive' with adaptive steps.")
         if not self.dt0 > 0 or self.max_steps < 1:
             raise ValueError(f"need dt0 > 0 and max_steps >= 1; got dt0={self.dt0}, max_steps={self.max_steps}.")
 
@@ -103,6 +110,8 @@ def solve(field: Callable, y0, args, t_end: float, save_times: Array, config: So
         Never raises inside jit: callers turn ``ok == False`` into a `SolverError` with ``config.remedy()``.
     """
     solver = SOLVERS[config.solver]()
+    if config.adjoint == "stored":
+        return _solve_stored(field, y0, args, t_end, save_times, config, solver)
     if config.adaptive:
         controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
     else:
@@ -116,3 +125,40 @@ def solve(field: Callable, y0, args, t_end: float, save_times: Array, config: So
     )
     ok = (solution.result == diffrax.RESULTS.successful) & jnp.all(jnp.isfinite(solution.ys))
     return solution.ys, ok, solution.stats["num_steps"]
+
+
+def fixed_step_grid(t_end: float, save_times, dt0: float) -> tuple[int, np.ndarray]:
+    """``(steps per unit interval between save times, save times)`` for fixed steps of ``dt0`` that land on
+    every save time; raises ``ValueError`` when they do not."""
+    save = np.asarray(save_times, np.float64)
+    gaps = np.diff(np.concatenate([[0.0], save]))
+    per_gap = np.rint(gaps / dt0)
+    if save[0] != 0.0 or not np.allclose(per_gap * dt0, gaps, atol=1e-9) or np.any(per_gap[1:] < 1) \
+            or not np.allclose(per_gap[1:], per_gap[1]) or not np.isclose(save[-1], t_end):
+        raise ValueError(f"the stored adjoint takes fixed steps of dt0={dt0} that must land on every save time "
+                         f"(evenly spaced from 0 to {t_end}); choose dt0 = 1/k.")
+    return int(per_gap[1]), save
+
+
+def _solve_stored(field: Callable, y0, args, t_end: float, save_times, config: SolverConfig, solver):
+    """Fixed steps of diffrax's ``solver`` in nested ``lax.scan`` loops (save times outside, steps inside)."""
+    steps, save = fixed_step_grid(t_end, save_times, config.dt0)
+    if steps * (len(save) - 1) > config.max_steps:
+        return jnp.full((len(save),) + y0.shape, jnp.nan, y0.dtype), jnp.asarray(False), jnp.asarray(0)
+    terms = diffrax.ODETerm(field)
+    dt = (save[1] - save[0]) / steps
+    state = solver.init(terms, 0.0, dt, y0, args)
+
+    def one_step(carry, t0):
+        y, solver_state = carry
+        y, _, _, solver_state, _ = solver.step(terms, t0, t0 + dt, y, args, solver_state, made_jump=False)
+        return (y, solver_state), None
+
+    def one_interval(carry, t_start):
+        carry, _ = jax.lax.scan(one_step, carry, t_start + dt * jnp.arange(steps, dtype=y0.dtype))
+        return carry, carry[0]
+
+    _, ys = jax.lax.scan(one_interval, (y0, state), jnp.asarray(save[:-1], y0.dtype))
+    ys = jnp.concatenate([y0[None], ys])
+    ok = jnp.all(jnp.isfinite(ys))
+    return ys, ok, jnp.asarray(steps * (len(save) - 1))
