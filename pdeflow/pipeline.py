@@ -18,13 +18,14 @@ from pdeflow import metrics
 from pdeflow.data.digits import digit_splits
 from pdeflow.data.text import pydoc_sentences, split_indices
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
+from pdeflow.information.entropy import attention_entropy
 from pdeflow.models.bert import parameter_count
 from pdeflow.models.minilm import PretrainedEncoder, load_minilm
 from pdeflow.models.trace import Trace
 from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients
 from pdeflow.pde.solve import SolverConfig
-from pdeflow.surrogate import predict_attention
+from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
 from pdeflow.train.vit import TrainedViT, load_or_train_vit
 
 
@@ -236,6 +237,11 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, started:
     fidelity, pde_maps = held_out_fidelity(result.params, surrogate, config.solver, splits.train, splits.test,
                                            config.top_k, min(config.fit.batch_size, config.data.num_test))
     per_layer = {name: metrics.summarise(values) for name, values in fidelity.items()}
+    times, pde_entropy = attention_entropy_along_depth(result.params, surrogate, config.solver, splits.test,
+                                                       batch_size=min(config.fit.batch_size, config.data.num_test))
+    test_mask = np.asarray(splits.test.mask)
+    transformer_entropy = np.nansum(np.asarray(attention_entropy(splits.test.attention, test_mask)), axis=(1, 3)) \
+        / test_mask.sum()  # (L, H): mean over every real query row of every held-out input
     example_index = int(np.argsort(np.asarray(splits.test.mask).sum(1), kind="stable")[len(splits.test_tokens) // 2])
     n = int(np.asarray(splits.test.mask)[example_index].sum())
     pde_cosine = fidelity["pde"]["cosine"]  # (L, B, H)
@@ -258,6 +264,8 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, started:
                 "steps_run": result.history[-1]["step"] if result.history else 0, "history": result.history},
         "seconds": {"trace": traced - started, "fit": fitted - traced, "evaluate": time.perf_counter() - fitted},
         "coefficients": coefficient_curves(result.params, surrogate),
+        "attention_entropy": {"units": "bits, mean over real query rows of the held-out inputs, per head",
+                              "transformer": transformer_entropy, "pde_t": times, "pde": pde_entropy},
         "notes": ["all fidelity figures are on held-out test inputs (never used to fit or to stop early)",
                   "pde_without_<term>: the fitted surrogate with that term switched off, not refitted",
                   "pde_tight_solve: the fitted surrogate solved with rtol and atol 100x smaller",

@@ -157,6 +157,27 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
         fig.savefig(folder / "loss.png", dpi=110)
         plt.close(fig)
         written.append("loss.png")
+    if "attention_entropy" in metrics:
+        entropy = metrics["attention_entropy"]
+        transformer, pde = np.asarray(entropy["transformer"], float), np.asarray(entropy["pde"], float)
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        t = np.asarray(entropy["pde_t"], float)
+        for h in range(pde.shape[1]):
+            ax.plot(t, pde[:, h], color="tab:blue", lw=0.5, alpha=0.35)
+            ax.plot(np.arange(len(transformer)), transformer[:, h], ls="none", marker=".", color="tab:orange",
+                    alpha=0.35)
+        ax.plot(t, pde.mean(1), color="tab:blue", lw=2.5, label="PDE kernel at t (head mean; thin: heads)")
+        ax.plot(np.arange(len(transformer)), transformer.mean(1), color="tab:orange", marker="o", lw=0, ms=8,
+                label="transformer block l at t = l (head mean; dots: heads)")
+        ax.set_xlabel("depth-time t (block l at t = l)")
+        ax.set_ylabel("attention entropy (bits)")
+        ax.set_title("held-out attention entropy along depth")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "attention_entropy.png", dpi=120)
+        plt.close(fig)
+        written.append("attention_entropy.png")
     return written
 
 

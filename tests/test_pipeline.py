@@ -45,8 +45,13 @@ def test_fit_vit_reports_the_pde_beside_every_baseline_and_ablation(tiny_vit, tm
     assert held_out["pde_without_attention"]["cosine"][1] != pytest.approx(held_out["pde"]["cosine"][1])
     assert report.metrics["vit"]["test_accuracy"] == tiny_vit.test_accuracy
     assert all(0.0 <= v <= 1.0 for v in held_out["pde"]["cosine"])
+    entropy = report.metrics["attention_entropy"]  # the transformer's per block, the PDE's along depth-time
+    assert np.shape(entropy["transformer"]) == (2, 2)  # (L, H)
+    assert np.shape(entropy["pde"]) == (len(entropy["pde_t"]), 2) and entropy["pde_t"][-1] == 2.0
+    assert np.all(np.asarray(entropy["transformer"]) <= np.log2(17) + 1e-5)
     out = write_report(report, tmp_path / "vit")
-    assert {"metrics.json", "summary.md", "params.safetensors", "config.json", "attention_maps.png"} <= {
+    assert {"metrics.json", "summary.md", "params.safetensors", "config.json", "attention_maps.png",
+            "attention_entropy.png"} <= {
         p.name for p in out.iterdir()}
     from pdeflow.report import load_surrogate
 
@@ -59,3 +64,4 @@ def test_run_config_names_the_model():
     with pytest.raises(ValueError, match="unknown model"):
         RunConfig(model="gpt")
     assert dataclasses.replace(CONFIG, model="minilm").model == "minilm"
+

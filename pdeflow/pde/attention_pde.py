@@ -242,13 +242,15 @@ def batch_vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Arr
 
 
 def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,
-               mask: Array):
+               mask: Array, save_times=None):
     """Solve the PDE for a batch, as one ODE with shared steps (adaptive steps are controlled by the error of
-    the whole batch). ``hidden0 (B, N, d)``, ``laplacians (B, N, N)``, ``mask (B, N)``.
+    the whole batch). ``hidden0 (B, N, d)``, ``laplacians (B, N, N)``, ``mask (B, N)``; ``save_times`` (numpy,
+    in ``[0, L]``, starting at 0 and ending at L) default to ``0, 1, …, L``.
 
-    Returns ``(states (L+1, B, N, r) at t = 0..L, ok, num_steps)``.
+    Returns ``(states (T, B, N, r) at the save times, ok, num_steps)``.
     """
-    save_times = np.arange(config.num_layers + 1, dtype=np.float32)  # static: known at trace time
+    if save_times is None:
+        save_times = np.arange(config.num_layers + 1, dtype=np.float32)  # static: known at trace time
     field = lambda t, u, args: batch_vector_field(config, t, u, args)  # noqa: E731
     return solve(field, initial_state(params, hidden0), (params, laplacians, mask), float(config.num_layers),
                  save_times, solver)

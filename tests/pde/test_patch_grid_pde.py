@@ -79,3 +79,21 @@ def test_fit_refuses_a_trace_that_does_not_match_the_grid():
     trace = Trace(rng.normal(size=(3, 4, 9, 6)).astype(np.float32), attention, np.ones((4, 9), bool))
     with pytest.raises(ValueError, match="patch grid"):
         fit_surrogate(trace, trace, CONFIG, SolverConfig(), FitConfig(steps=1, batch_size=2))
+
+
+def test_attention_entropy_along_depth_matches_the_maps_at_integer_times():
+    from pdeflow.information import attention_entropy
+    from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
+
+    params = _params()
+    rng = np.random.default_rng(3)
+    hidden = rng.normal(size=(3, 5, 10, CONFIG.model_dim)).astype(np.float32)
+    attention = rng.dirichlet(np.ones(10), size=(2, 5, 2, 10)).astype(np.float32)
+    trace = Trace(hidden, attention, np.ones((5, 10), bool))
+    solver = SolverConfig(solver="rk4", adaptive=False, dt0=0.125)
+    t, entropy = attention_entropy_along_depth(params, CONFIG, solver, trace, points_per_layer=4, batch_size=2)
+    assert t.shape == (9,) and entropy.shape == (9, 2)
+    maps = predict_attention(params, CONFIG, solver, trace, batch_size=2)  # (L, B, H, N, N) at t = 0, 1
+    at_blocks = np.asarray(attention_entropy(maps, trace.mask)).mean(axis=(1, 3))  # (L, H)
+    np.testing.assert_allclose(entropy[[0, 4]], at_blocks, rtol=1e-4)
+    assert np.all(entropy >= 0) and np.all(entropy <= np.log2(10) + 1e-5)
