@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -114,12 +115,17 @@ def test_train_then_fit_a_vit_from_the_cli(tmp_path, capsys, monkeypatch):
     assert cli.main(["train", "vit-digits", "--out", str(folder), *TINY_VIT]) == 2  # no silent overwrite
     assert "--overwrite" in capsys.readouterr().err
 
-    # `fit --model vit-digits` loads the cached ViT; here the tiny one stands in for it
-    monkeypatch.setattr(pipeline, "load_or_train_vit", lambda progress=False: vit)
+    # `fit --model vit-digits` reaches fit_vit with the CLI's config (fit_vit itself is tested in test_pipeline)
+    from pdeflow.pipeline import RunConfig
+
+    calls = []
+
+    def fake_fit_vit(config, progress, checkpoint_dir, resume):
+        calls.append(config)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(pipeline, "fit_vit", fake_fit_vit)
     out = tmp_path / "fit"
-    assert cli.main(["fit", "--model", "vit-digits", "--out", str(out), *TINY]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"].startswith("ViT on scikit-learn digits")
-    config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "vit-digits" and config["surrogate"]["grid"] == [4, 4]
-    assert config["surrogate"]["prefix_tokens"] == 1
+    assert cli.main(["fit", "--model", "vit-digits", "--out", str(out), "--width", "8", "--no-progress"]) == 2
+    assert "stop here" in capsys.readouterr().err and not out.exists()
+    assert calls == [RunConfig(model="vit-digits", surrogate=dataclasses.replace(RunConfig().surrogate, width=8))]

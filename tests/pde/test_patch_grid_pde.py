@@ -53,23 +53,24 @@ def test_grid_surrogate_maps_are_row_stochastic_and_gradients_match_finite_diffe
     assert bool(out.ok) and out.log_attention.shape == (2, 2, 2, 10, 10)
     np.testing.assert_allclose(np.exp(np.asarray(out.log_attention)).sum(-1), 1.0, rtol=1e-5)
 
-    with jax.enable_x64():
+    with jax.enable_x64():  # the stored adjoint (a scan) compiles quickly; its gradient is diffrax's (test_solve)
+        solver64 = SolverConfig(solver="rk4", adaptive=False, dt0=0.25, adjoint="stored")
         p64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
         h64, laps = hidden0.astype(jnp.float64), token_laplacians(mask, CONFIG).astype(jnp.float64)
         target = jnp.asarray(rng.dirichlet(np.ones(10), size=(2, 2, 2, 10)))
 
+        @jax.jit
         def loss(bias):
             p = {**p64, "kernel": {**p64["kernel"], "position_bias": bias}}
-            logp = surrogate_forward(p, CONFIG, solver, h64, laps, mask).log_attention
+            logp = surrogate_forward(p, CONFIG, solver64, h64, laps, mask).log_attention
             return -jnp.sum(target * logp)
 
         bias = p64["kernel"]["position_bias"]
-        grad = jax.grad(loss)(bias)
+        grad = jax.jit(jax.grad(loss))(bias)
         direction = jnp.asarray(rng.normal(size=bias.shape))
         eps = 1e-6
         numeric = (loss(bias + eps * direction) - loss(bias - eps * direction)) / (2 * eps)
         np.testing.assert_allclose(jnp.vdot(grad, direction), numeric, rtol=1e-6)
-
 
 def test_fit_refuses_a_trace_that_does_not_match_the_grid():
     from pdeflow.fit import FitConfig, fit_surrogate

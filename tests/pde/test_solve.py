@@ -75,7 +75,7 @@ def test_solver_config_rejects_bad_choices():
         SolverConfig(adjoint="magic")
 
 
-@pytest.mark.parametrize("name", ["heun", "rk4", "tsit5"])
+@pytest.mark.parametrize("name", ["rk4", "tsit5"])  # tsit5 carries solver state (first same as last)
 def test_stored_adjoint_solves_and_differentiates_like_diffrax(name):
     """The stored adjoint runs diffrax's own solver steps in a scan: the same states, the same gradients."""
     with jax.enable_x64(True):
