@@ -33,6 +33,7 @@ from pdeflow.pipeline import (
     surrogate_for,
     trace_digit_splits,
     trace_sentence_splits,
+    transformer_parameters,
     vit_surrogate_for,
 )
 from pdeflow.store import atomic_folder, check_output_dir, json_ready
@@ -44,13 +45,11 @@ def traced_modality(model: str, data: DataConfig, progress: bool):
     """``(splits, surrogate_from(SurrogateConfig) -> SurrogateConfig, transformer parameter counts)``."""
     if model == "minilm":
         encoder = load_minilm()
-        blocks = {k: v for k, v in encoder.params["params"].items() if k.startswith("layer_")}
         return (trace_sentence_splits(encoder, data), lambda s: surrogate_for(encoder, s),
-                {"transformer": parameter_count(encoder.params), "transformer_blocks": parameter_count(blocks)})
+                transformer_parameters(encoder.params))
     vit = load_or_train_vit(progress=progress)
-    blocks = {k: v for k, v in vit.params["params"].items() if k.startswith("layer_")}
     return (trace_digit_splits(vit, data), lambda s: vit_surrogate_for(vit.config.model, s),
-            {"transformer": parameter_count(vit.params), "transformer_blocks": parameter_count(blocks)})
+            transformer_parameters(vit.params))
 
 
 def attention_parameter_count(params: dict) -> int:

