@@ -173,11 +173,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             raise ValueError(f"{name} trace has L={trace.num_layers}, H={trace.num_heads}, d={trace.hidden.shape[-1]} "
                              f"but the surrogate expects L={surrogate.num_layers}, H={surrogate.num_heads}, "
                              f"d={surrogate.model_dim}; build SurrogateConfig from the traced model.")
-        if surrogate.grid and trace.mask.shape[1] != surrogate.num_tokens:
-            raise ValueError(f"{name} trace has {trace.mask.shape[1]} tokens but the surrogate's "
-                             f"{surrogate.grid[0]}x{surrogate.grid[1]} patch grid after {surrogate.prefix_tokens} "
-                             f"prefix tokens has {surrogate.num_tokens}; set grid and prefix_tokens to the model's "
-                             "patch layout.")
+        surrogate.check_token_count(trace.mask.shape[1], f"{name} inputs")
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs the checkpoint_dir to resume from.")
     train = jax.tree_util.tree_map(np.asarray, train)

@@ -37,10 +37,7 @@ def token_laplacians(mask: Array, config: SurrogateConfig | None = None) -> Arra
     mask = jnp.asarray(mask)
     if config is None or not config.grid:
         return jax.vmap(chain_laplacian)(mask)
-    if mask.shape[-1] != config.num_tokens:
-        raise ValueError(f"a {config.grid[0]}x{config.grid[1]} patch grid after {config.prefix_tokens} prefix tokens "
-                         f"has {config.num_tokens} tokens, but the inputs have {mask.shape[-1]}; set grid and "
-                         "prefix_tokens to the model's patch layout.")
+    config.check_token_count(mask.shape[-1])
     height, width = config.grid
     return jax.vmap(lambda m: patch_grid_laplacian(height, width, m, config.prefix_tokens))(mask)
 

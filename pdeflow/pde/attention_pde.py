@@ -91,6 +91,13 @@ class SurrogateConfig:
         """N fixed by a patch grid (``prefix_tokens + h·w``); None for a chain, whose length is free."""
         return self.prefix_tokens + self.grid[0] * self.grid[1] if self.grid else None
 
+    def check_token_count(self, n: int, inputs: str = "the inputs") -> None:
+        """Raise ``ValueError`` if ``n`` tokens do not fit the patch grid (a chain takes any length)."""
+        if self.grid and n != self.num_tokens:
+            raise ValueError(f"{inputs} have {n} tokens, but a {self.grid[0]}x{self.grid[1]} patch grid after "
+                             f"{self.prefix_tokens} prefix tokens has {self.num_tokens}; set grid and prefix_tokens "
+                             "to the model's patch layout.")
+
     @property
     def position_range(self) -> int:
         """R: offsets are clipped to ``±R`` (on a grid, never beyond the grid's own extent)."""
@@ -170,10 +177,7 @@ def position_index(config: SurrogateConfig, n: int) -> np.ndarray:
     """
     if not config.grid:
         return relative_positions(n, config.max_distance)
-    if n != config.num_tokens:
-        raise ValueError(f"a {config.grid[0]}x{config.grid[1]} patch grid after {config.prefix_tokens} prefix tokens "
-                         f"has {config.num_tokens} tokens, but the inputs have {n}; set grid and prefix_tokens to "
-                         "the model's patch layout.")
+    config.check_token_count(n)
     r, p = config.position_range, config.prefix_tokens
     rows, cols = np.divmod(np.arange(config.grid[0] * config.grid[1]), config.grid[1])
     d_row = np.clip(rows[None, :] - rows[:, None], -r, r) + r
