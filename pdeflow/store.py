@@ -91,3 +91,66 @@ def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
             node = node.setdefault(part, {})
         node[leaf] = value
     return params
+
+
+def fingerprint(config) -> str:
+    """A short hash of every field of a (nested) config dataclass: names cache folders by their settings."""
+    import dataclasses
+    import hashlib
+    import json
+
+    text = json.dumps(json_ready(dataclasses.asdict(config)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    """Where models trained here are kept: ``$PDEFLOW_CACHE``, else ``~/.cache/pdeflow``."""
+    import os
+
+    return Path(os.environ.get("PDEFLOW_CACHE", Path.home() / ".cache" / "pdeflow"))
+
+
+def save_params_folder(folder: str | Path, params: dict, meta: dict, overwrite: bool = False) -> Path:
+    """Write ``params.safetensors`` and ``config.json`` (``meta``) into ``folder`` atomically."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    with atomic_folder(folder, overwrite) as staging:
+        save_file(flatten_params(params), staging / "params.safetensors")
+        (staging / "config.json").write_text(json.dumps(json_ready(meta), indent=1))
+    return Path(folder)
+
+
+def read_params_folder(folder: str | Path, retrain: str) -> tuple[dict, dict]:
+    """``(meta, params)`` from a folder written by `save_params_folder`; ``FileNotFoundError`` / ``ValueError``
+    naming the file and the fix (``retrain``, a command) when something is missing or unreadable."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    for name in ("config.json", "params.safetensors"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing; train the model with `{retrain}`.")
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+    except ValueError as error:
+        raise ValueError(f"{folder / 'config.json'} is not valid JSON ({error}); retrain with `{retrain}`.") from error
+    try:
+        params = unflatten_params(load_file(folder / "params.safetensors"))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{folder / 'params.safetensors'} is not a readable safetensors file ({error}); retrain "
+                         f"with `{retrain}`.") from error
+    return meta, params
+
+
+def check_params_match(expected, params, where: str) -> None:
+    """Raise ``ValueError`` unless ``params`` has the tree structure and leaf shapes of ``expected`` (e.g. from
+    ``jax.eval_shape`` of the model's init)."""
+    import jax
+
+    if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
+            a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
+        raise ValueError(f"{where} does not match the model config in config.json; retrain the model.")

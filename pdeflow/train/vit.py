@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -24,7 +22,7 @@ from pdeflow.data.batches import fixed_size_batches
 from pdeflow.data.digits import digit_splits
 from pdeflow.models.trace import Trace
 from pdeflow.models.vit import ViT, ViTConfig
-from pdeflow.store import atomic_folder, flatten_params, json_ready, unflatten_params
+from pdeflow.store import cache_root, check_params_match, fingerprint, read_params_folder, save_params_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +65,7 @@ class ViTTrainConfig:
 
     def fingerprint(self) -> str:
         """A short hash of every setting: the cache folder's name."""
-        text = json.dumps(json_ready(dataclasses.asdict(self)), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return fingerprint(self)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -127,8 +124,12 @@ def _forward(model: ViTConfig, params, images):
     return ViT(model).apply(params, images)
 
 
-def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False) -> TrainedViT:
-    """Train the ViT on the digits' training split; report accuracy on the held-out test split."""
+def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False,
+              on_epoch: Callable[[int, dict], None] | None = None) -> TrainedViT:
+    """Train the ViT on the digits' training split; report accuracy on the held-out test split.
+
+    ``on_epoch(epoch, params)``, if given, is called before the first epoch (epoch 0, the initialisation) and
+    after every epoch with the parameters on the host (e.g. to keep snapshots for the information plane)."""
     splits = digit_splits(config.test_fraction, config.split_seed)
     model = ViT(config.model)
     steps_per_epoch = max(len(splits.train_images) // config.batch_size, 1)
@@ -161,6 +162,8 @@ def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False)
     rng = np.random.default_rng(config.seed)
     history = []
     started = time.perf_counter()
+    if on_epoch is not None:
+        on_epoch(0, jax.device_get(params))
     for epoch in tqdm(range(config.epochs), desc="train vit-digits", disable=not progress, unit="epoch"):
         order = rng.permutation(len(splits.train_images))
         losses = []
@@ -175,6 +178,8 @@ def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False)
         if not np.isfinite(history[-1]["train_loss"]):
             raise FloatingPointError(f"ViT training diverged at epoch {epoch + 1} (loss is NaN/Inf); lower "
                                      "learning_rate.")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, jax.device_get(params))
     trained = TrainedViT(config, jax.device_get(params), 0.0, history)
     accuracy = float(_accuracy_from_logits(trained.logits(splits.test_images), splits.test_labels))
     return dataclasses.replace(trained, test_accuracy=accuracy)
@@ -182,50 +187,29 @@ def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False)
 
 def save_vit(model: TrainedViT, folder: str | Path, overwrite: bool = False) -> Path:
     """Write ``params.safetensors`` and ``config.json`` into ``folder`` atomically."""
-    from safetensors.numpy import save_file
-
-    with atomic_folder(folder, overwrite) as staging:
-        save_file(flatten_params(model.params), staging / "params.safetensors")
-        (staging / "config.json").write_text(json.dumps(json_ready(
-            {"kind": "vit-digits", "train": dataclasses.asdict(model.config), "test_accuracy": model.test_accuracy,
-             "history": model.history}), indent=1))
-    return Path(folder)
+    return save_params_folder(folder, model.params, {
+        "kind": "vit-digits", "train": dataclasses.asdict(model.config), "test_accuracy": model.test_accuracy,
+        "history": model.history}, overwrite)
 
 
 def load_vit(folder: str | Path) -> TrainedViT:
     """Read a ViT written by `save_vit`; raises ``FileNotFoundError`` / ``ValueError`` naming what is wrong."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     folder = Path(folder)
-    for name in ("config.json", "params.safetensors"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} is missing; train the model with `pdeflow train vit-digits "
-                                    f"--out {folder}`.")
+    meta, params = read_params_folder(folder, f"pdeflow train vit-digits --out {folder}")
     try:
-        meta = json.loads((folder / "config.json").read_text())
         config = ViTTrainConfig(**meta["train"])
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{folder / 'config.json'} is not a pdeflow ViT config ({error}); retrain the "
                          "model.") from error
-    try:
-        params = unflatten_params(load_file(folder / "params.safetensors"))
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{folder / 'params.safetensors'} is not a readable safetensors file ({error}); retrain the "
-                         "model.") from error
     expected = jax.eval_shape(lambda: ViT(config.model).init(jax.random.PRNGKey(0), jnp.zeros(
         (1, config.model.image_size, config.model.image_size))))
-    if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
-            a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
-        raise ValueError(f"{folder / 'params.safetensors'} does not match the ViT config in config.json; retrain the "
-                         "model.")
+    check_params_match(expected, params, str(folder / "params.safetensors"))
     return TrainedViT(config, params, float(meta["test_accuracy"]), meta.get("history", []))
 
 
 def default_vit_folder(config: ViTTrainConfig = ViTTrainConfig()) -> Path:
     """Where `load_or_train_vit` keeps the model trained with ``config``."""
-    cache = Path(os.environ.get("PDEFLOW_CACHE", Path.home() / ".cache" / "pdeflow"))
-    return cache / f"vit-digits-{config.fingerprint()}"
+    return cache_root() / f"vit-digits-{config.fingerprint()}"
 
 
 def load_or_train_vit(config: ViTTrainConfig = ViTTrainConfig(), folder: str | Path | None = None,
