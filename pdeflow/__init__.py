@@ -3,8 +3,8 @@
 Packages by job: ``models`` (traced transformers -> `Trace`), ``data`` (inputs that ship with the machine),
 ``train`` (transformers trained here), ``pde`` (the attention-PDE and its solve), ``fit`` (optax fitting),
 ``metrics`` (fidelity and baselines), ``information`` (entropies, logit lens, mutual information),
-``pipeline`` (the main job as one call), ``report`` and ``store`` (files and figures), ``cli`` (the
-``pdeflow`` command).
+``pipeline`` (the main job as one call), ``studies`` (the entropy lens of LM families, the ViT's information
+plane), ``report`` and ``store`` (files and figures), ``cli`` (the ``pdeflow`` command).
 """
 
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate

@@ -21,6 +21,9 @@ from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig
 from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
 from pdeflow.pipeline import MODELS, DataConfig, RunConfig
+from pdeflow.studies.information_plane import InfoPlaneConfig
+from pdeflow.studies.lens import LensConfig
+from pdeflow.train.lm import LM_FAMILIES, LMTrainConfig
 from pdeflow.train.vit import ViTTrainConfig
 
 # config section -> (dataclass, fields set from the traced model rather than by the user)
@@ -31,7 +34,9 @@ SECTIONS = {
     "fit": (FitConfig, ()),
 }
 VIT_SECTIONS = {"model": (ViTConfig, ()), "train": (ViTTrainConfig, ("model",))}
-CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS)}
+INFO_SECTIONS = {"information plane": (InfoPlaneConfig, ("train",)), **VIT_SECTIONS}
+CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS),
+           "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES)}
 
 
 def field_help(cls) -> dict[str, str]:
@@ -65,7 +70,7 @@ def _add_section(group, cls, skip):
                                help=text)
         elif typing.get_origin(kind) is tuple:
             group.add_argument(flag, dest=field.name, nargs="*", default=list(field.default),
-                               choices=CHOICES.get(field.name), help=text)
+                               type=typing.get_args(kind)[0], choices=CHOICES.get(field.name), help=text)
         else:
             group.add_argument(flag, dest=field.name, type=kind, default=field.default,
                                choices=CHOICES.get(field.name), help=text)
@@ -116,14 +121,48 @@ def build_parser() -> argparse.ArgumentParser:
                     "scikit-learn's bundled digits, report its accuracy on the held-out test split, and save "
                     "params.safetensors + config.json into --out (default: the cache folder that "
                     "`pdeflow fit --model vit-digits` loads from).")
-    vit.add_argument("--out", default=None, help="output folder (default: the cache, $PDEFLOW_CACHE or "
-                                                 "~/.cache/pdeflow, keyed by the settings)")
-    vit.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
-    vit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
-                     help="show a progress bar (default: when stderr is a terminal)")
+    _add_output_options(vit, "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the settings")
     for section, (cls, skip) in VIT_SECTIONS.items():
         _add_section(vit.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
+    lm = models.add_parser(
+        "lm", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="train a character-level causal language model on the pydoc topics and save it",
+        description="Train one GPT-style character model of a family (architecture) and depth on the training "
+                    "paragraphs of CPython's pydoc topics, report its loss on the held-out paragraphs, and save "
+                    "params.safetensors + config.json into --out (default: the cache folder that `pdeflow lens` "
+                    "loads from).")
+    _add_output_options(lm, "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the settings")
+    _add_section(lm.add_argument_group("train (LMTrainConfig)"), LMTrainConfig, ())
+
+    lens = commands.add_parser(
+        "lens", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="entropy profiles (logit lens) of language-model families and what they tell apart",
+        description="Train (or load from the cache) character-level LM families on the pydoc topics, compute the "
+                    "logit-lens entropy profile (Shannon and Rényi) of every layer on held-out prompts, and "
+                    "measure with a cross-validated k-NN classifier, beside chance and the final-layer entropy "
+                    "alone: family identification (also at depths unseen in training), text kind, and whether the "
+                    "next character is predicted correctly (ROC AUC). Also MiniLM's profile, with its tied word "
+                    "embeddings as the unembedding. Writes results.json, summary.md and figures into --out.")
+    _add_output_options(lens, "results/lens")
+    _add_section(lens.add_argument_group("lens (LensConfig)"), LensConfig, ())
+
+    info = commands.add_parser(
+        "info", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="the information plane I(X;T_l), I(T_l;Y) of the ViT on digits, over layers and epochs",
+        description="Train the ViT on the digits with snapshots, and at every snapshot estimate I(X;T_l) and "
+                    "I(T_l;Y) for every layer on the held-out test digits with a binning and a k-NN (KSG / Ross) "
+                    "estimator. Writes results.json, summary.md and information_plane.png into --out.")
+    _add_output_options(info, "results/info")
+    for section, (cls, skip) in INFO_SECTIONS.items():
+        _add_section(info.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
     return parser
+
+
+def _add_output_options(parser, default_out: str) -> None:
+    parser.add_argument("--out", default=None, help=f"output folder (written atomically; default {default_out})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
+                        help="show progress bars (default: when stderr is a terminal)")
 
 
 def _section(cls, skip, args):
@@ -141,32 +180,92 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(model=args.model, top_k=args.top_k, **sections)
 
 
-def train_main(args: argparse.Namespace) -> int:
-    from pdeflow.train.vit import default_vit_folder, save_vit, train_vit
+def info_config_from_args(args: argparse.Namespace) -> InfoPlaneConfig:
+    return dataclasses.replace(_section(InfoPlaneConfig, ("train",), args), train=vit_train_config_from_args(args))
 
+
+def _guarded(work) -> int:
+    """Run ``work()`` (which returns the exit status), turning the errors a user can fix into one line and exit
+    status 2, and Ctrl-C into 130 (outputs are written atomically, so nothing half-written is left)."""
     try:
-        config = vit_train_config_from_args(args)
-        out = Path(args.out) if args.out else default_vit_folder(config)
-        from pdeflow.store import check_output_dir
-
-        check_output_dir(out, args.overwrite)
-        model = train_vit(config, progress=args.progress)
-        save_vit(model, out, overwrite=args.overwrite)
-    except (ValueError, FileExistsError, PermissionError, FloatingPointError) as error:
+        return work()
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError) as error:
         print(f"pdeflow: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pdeflow: interrupted; nothing was saved", file=sys.stderr)
         return 130
-    print(f"vit-digits: test accuracy {model.test_accuracy:.4f} on {len(model.history)} epochs; wrote {out}/")
-    return 0
+
+
+def train_main(args: argparse.Namespace) -> int:
+    from pdeflow.store import check_output_dir
+
+    def work():
+        if args.model == "lm":
+            from pdeflow.train.lm import default_lm_folder, save_lm, train_lm
+
+            config = _section(LMTrainConfig, (), args)
+            out = Path(args.out) if args.out else default_lm_folder(config)
+            check_output_dir(out, args.overwrite)
+            model = train_lm(config, progress=args.progress)
+            save_lm(model, out, overwrite=args.overwrite)
+            print(f"{config.name}: held-out loss {model.held_out_bits_per_char:.3f} bits/char after {config.steps} "
+                  f"steps; wrote {out}/")
+            return 0
+        from pdeflow.train.vit import default_vit_folder, save_vit, train_vit
+
+        config = vit_train_config_from_args(args)
+        out = Path(args.out) if args.out else default_vit_folder(config)
+        check_output_dir(out, args.overwrite)
+        model = train_vit(config, progress=args.progress)
+        save_vit(model, out, overwrite=args.overwrite)
+        print(f"vit-digits: test accuracy {model.test_accuracy:.4f} on {len(model.history)} epochs; wrote {out}/")
+        return 0
+
+    return _guarded(work)
+
+
+def lens_main(args: argparse.Namespace) -> int:
+    from pdeflow.store import check_output_dir
+    from pdeflow.studies.lens import lens_study
+    from pdeflow.studies.reports import lens_summary, write_lens_report
+
+    def work():
+        config = _section(LensConfig, (), args)
+        out = args.out or "results/lens"
+        check_output_dir(out, args.overwrite)
+        result = lens_study(config, progress=args.progress)
+        write_lens_report(result, out, overwrite=args.overwrite)
+        print(lens_summary(result))
+        print(f"wrote {out}/ (results.json, summary.md, figures)")
+        return 0
+
+    return _guarded(work)
+
+
+def info_main(args: argparse.Namespace) -> int:
+    from pdeflow.store import check_output_dir
+    from pdeflow.studies.information_plane import information_plane
+    from pdeflow.studies.reports import info_summary, write_info_report
+
+    def work():
+        config = info_config_from_args(args)
+        out = args.out or "results/info"
+        check_output_dir(out, args.overwrite)
+        result = information_plane(config, progress=args.progress)
+        write_info_report(result, out, overwrite=args.overwrite)
+        print(info_summary(result))
+        print(f"wrote {out}/ (results.json, summary.md, information_plane.png)")
+        return 0
+
+    return _guarded(work)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train":
-        return train_main(args)
+    if args.command in ("train", "lens", "info"):
+        return {"train": train_main, "lens": lens_main, "info": info_main}[args.command](args)
     args.out = args.out or f"results/{args.model}"
     checkpoints = Path(args.checkpoints or f"{Path(args.out)}.checkpoints")
     try:

@@ -1,0 +1,111 @@
+"""What entropy profiles tell apart: a plain k-nearest-neighbour classifier on profile vectors, measured by
+grouped cross-validation beside a chance baseline.
+
+Features are standardised on the training folds only (a `sklearn.pipeline.Pipeline` of `StandardScaler` and
+`KNeighborsClassifier`). ``groups`` keep related samples (windows of one paragraph, tokens of one prompt, one
+prompt seen by several models) on the same side of every split, so no score comes from a near-copy of a
+training sample. Runs in numpy/scikit-learn on the host: measurement, not the hot path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def resample_depth(profile, points: int) -> np.ndarray:
+    """``(..., L+1) -> (..., points)``: a profile over layers ``0..L`` linearly interpolated at ``points``
+    evenly spaced normalised depths in ``[0, 1]``, so that models of different depth share one axis."""
+    profile = np.asarray(profile, np.float64)
+    if profile.shape[-1] < 2 or points < 2:
+        raise ValueError(f"need at least 2 layers and 2 points; got {profile.shape[-1]} and {points}.")
+    source = np.linspace(0.0, 1.0, profile.shape[-1])
+    target = np.linspace(0.0, 1.0, points)
+    flat = profile.reshape(-1, profile.shape[-1])
+    return np.stack([np.interp(target, source, row) for row in flat]).reshape(*profile.shape[:-1], points)
+
+
+def _check(features, labels, groups):
+    features = np.asarray(features, np.float64)
+    if features.ndim == 1:
+        features = features[:, None]
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if features.ndim != 2 or labels.shape != (features.shape[0],) or groups.shape != labels.shape:
+        raise ValueError(f"need features (n, f), labels (n,) and groups (n,); got {features.shape}, {labels.shape} "
+                         f"and {groups.shape}.")
+    if not np.all(np.isfinite(features)):
+        raise ValueError("features contain NaN or Inf; drop padded tokens before classifying.")
+    return features, labels, groups
+
+
+def knn_classifier(k: int):
+    """The classifier every comparison uses: standardise, then k nearest neighbours (Euclidean, uniform vote)."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k))
+
+
+def _folds(labels, groups, folds: int, seed: int):
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if len(np.unique(groups)) < folds:
+        raise ValueError(f"{folds}-fold cross-validation needs at least {folds} groups; got "
+                         f"{len(np.unique(groups))}.")
+    return StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(labels, labels, groups)
+
+
+def cross_validated_accuracy(features, labels, groups, k: int = 15, folds: int = 5, seed: int = 0) -> dict:
+    """Out-of-fold accuracy of the k-NN classifier, with the chance baseline (the training folds' most frequent
+    label) on the same folds.
+
+    Returns:
+        ``{"accuracy", "balanced_accuracy", "chance", "k", "folds", "samples"}``; balanced accuracy is the mean
+        per-class recall (chance level ``1 / classes``).
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    features, labels, groups = _check(features, labels, groups)
+    predicted = np.empty_like(labels)
+    chance = np.empty_like(labels)
+    for train, test in _folds(labels, groups, folds, seed):
+        model = knn_classifier(min(k, len(train))).fit(features[train], labels[train])
+        predicted[test] = model.predict(features[test])
+        values, counts = np.unique(labels[train], return_counts=True)
+        chance[test] = values[np.argmax(counts)]
+    return {"accuracy": float(np.mean(predicted == labels)),
+            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+            "chance": float(np.mean(chance == labels)), "k": k, "folds": folds, "samples": int(len(labels))}
+
+
+def transfer_accuracy(train_features, train_labels, test_features, test_labels, k: int = 15) -> dict:
+    """Accuracy of the k-NN classifier fitted on one set and scored on another (e.g. other depths), with the
+    chance baseline (the training set's most frequent label)."""
+    train_features, train_labels, _ = _check(train_features, train_labels, np.zeros(len(train_labels)))
+    test_features, test_labels, _ = _check(test_features, test_labels, np.zeros(len(test_labels)))
+    model = knn_classifier(min(k, len(train_labels))).fit(train_features, train_labels)
+    values, counts = np.unique(train_labels, return_counts=True)
+    return {"accuracy": float(np.mean(model.predict(test_features) == test_labels)),
+            "chance": float(np.mean(test_labels == values[np.argmax(counts)])), "k": k,
+            "samples": int(len(test_labels))}
+
+
+def cross_validated_auc(features, labels, groups, k: int = 15, folds: int = 5, seed: int = 0) -> dict:
+    """Out-of-fold ROC AUC of the k-NN classifier's probability for a binary label (True/1 the positive class).
+    Chance is 0.5 (a constant score).
+
+    Returns:
+        ``{"auc", "chance", "positive_rate", "k", "folds", "samples"}``.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    features, labels, groups = _check(features, labels, groups)
+    labels = labels.astype(bool)
+    if labels.all() or not labels.any():
+        raise ValueError("the binary label takes one value only; the AUC is undefined.")
+    scores = np.empty(len(labels))
+    for train, test in _folds(labels, groups, folds, seed):
+        model = knn_classifier(min(k, len(train))).fit(features[train], labels[train])
+        scores[test] = model.predict_proba(features[test])[:, list(model.classes_).index(True)]
+    return {"auc": float(roc_auc_score(labels, scores)), "chance": 0.5, "positive_rate": float(labels.mean()),
+            "k": k, "folds": folds, "samples": int(len(labels))}

@@ -1,0 +1,272 @@
+"""The entropy-lens study (`pdeflow lens`): entropy profiles of language-model families on held-out pydoc text,
+and what a k-nearest-neighbour classifier reads from them.
+
+For every model of the families (trained here, or loaded from the cache), every held-out prompt and every
+layer, the logit lens gives a distribution over the next character; its Shannon and Rényi entropies form the
+profile. Three questions, each answered by grouped cross-validation beside a chance baseline and beside the
+same classifier given only the final layer's Shannon entropy:
+
+* **family**: which architecture family produced a profile (profiles resampled to a common normalised-depth
+  grid), both with every depth seen in training and with one depth held out (depth-rescaling invariance);
+* **text kind**: prose, code, list or grammar, from one model's per-prompt profile;
+* **correctness**: whether a model's top next-character prediction is right, from that token's profile (AUC).
+
+MiniLM's profile on the same prompts is measured too: it has no language-model head, so its tied word
+embeddings are the unembedding (``logits = h · Eᵀ``), and as a masked encoder it is read for text kind only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from pdeflow.data.pydoc_corpus import TEXT_KINDS, Prompts, kind_prompts, split_corpus
+from pdeflow.information.classify import (
+    cross_validated_accuracy,
+    cross_validated_auc,
+    resample_depth,
+    transfer_accuracy,
+)
+from pdeflow.information.lens import entropy_profile
+from pdeflow.train.lm import DEFAULT_FAMILY_DEPTHS, LM_FAMILIES, LMTrainConfig, TrainedLM, load_or_train_lm
+
+
+@dataclasses.dataclass(frozen=True)
+class LensConfig:
+    """Settings of the entropy-lens study.
+
+    Attributes:
+        families: architecture families (LM_FAMILIES) to compare.
+        depths: depths trained for every family; family identification holds each out in turn.
+        steps: training steps of every language model (see LMTrainConfig for the rest).
+        alphas: Rényi orders of the profile (1 is Shannon; inf is written "inf").
+        depth_points: points of the common normalised-depth grid for comparing models of different depth.
+        prompt_length: characters per prompt window.
+        max_per_kind: at most this many prompts per text kind (seeded choice), so that no kind dominates.
+        k: neighbours of the k-NN classifier.
+        folds: cross-validation folds (grouped by paragraph).
+        minilm: also measure MiniLM's profile (tied word embeddings as the unembedding).
+        seed: seeds the prompt choice and the folds.
+    """
+
+    families: tuple[str, ...] = tuple(LM_FAMILIES)
+    depths: tuple[int, ...] = DEFAULT_FAMILY_DEPTHS
+    steps: int = LMTrainConfig.steps
+    alphas: tuple[float, ...] = (0.5, 1.0, 2.0, math.inf)
+    depth_points: int = 9
+    prompt_length: int = 48
+    max_per_kind: int = 120
+    k: int = 15
+    folds: int = 5
+    minilm: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = set(self.families) - set(LM_FAMILIES)
+        if unknown or len(self.families) < 2:
+            raise ValueError(f"need at least two families from {sorted(LM_FAMILIES)}; got {list(self.families)}.")
+        if len(set(self.depths)) < 2 or min(self.depths) < 1:
+            raise ValueError(f"need at least two distinct positive depths; got {list(self.depths)}.")
+        if 1.0 not in self.alphas:
+            raise ValueError("alphas must include 1.0 (Shannon): every baseline uses the final Shannon entropy.")
+        if self.prompt_length < 4 or self.prompt_length > LMTrainConfig.context_size:
+            raise ValueError(f"prompt_length must be in [4, {LMTrainConfig.context_size}]; got {self.prompt_length}.")
+
+    def train_configs(self) -> list[LMTrainConfig]:
+        return [LMTrainConfig(family=f, num_layers=d, steps=self.steps) for f in self.families for d in self.depths]
+
+
+def study_prompts(config: LensConfig) -> Prompts:
+    """Held-out prompt windows, at most ``max_per_kind`` per kind (whole paragraphs chosen, seeded)."""
+    split = split_corpus(LMTrainConfig.held_out_fraction, LMTrainConfig.split_seed)
+    prompts = kind_prompts(split.held_out, config.prompt_length)
+    rng = np.random.default_rng(config.seed)
+    keep = []
+    for kind in range(len(TEXT_KINDS)):
+        members = rng.permutation(np.flatnonzero(prompts.kind == kind))
+        keep.extend(sorted(members[:config.max_per_kind]))
+    keep = np.sort(np.asarray(keep))
+    return Prompts(tuple(prompts.text[i] for i in keep), prompts.kind[keep], prompts.paragraph[keep])
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelProfile:
+    """One model's lens on the prompts.
+
+    Attributes:
+        name: e.g. ``pre-ln-L4`` or ``minilm``.
+        entropy: ``(A, L+1, P, N)`` bits, NaN at padding.
+        mask: ``(P, N)`` real tokens.
+        correct: ``(P, N)`` whether the model's top prediction at a position is the next token (False where
+            there is no next token); None for MiniLM.
+    """
+
+    name: str
+    entropy: np.ndarray
+    mask: np.ndarray
+    correct: np.ndarray | None
+
+    def per_prompt(self) -> np.ndarray:
+        """``(A, L+1, P)``: entropies averaged over each prompt's real tokens."""
+        m = self.mask[None, None]
+        return np.where(m, self.entropy, 0.0).sum(-1) / m.sum(-1)
+
+
+def lm_profile(model: TrainedLM, prompts: Prompts, alphas, batch_size: int = 128) -> ModelProfile:
+    """The lens of a language model over the prompts (batched, one compile per batch shape)."""
+    import jax
+
+    from pdeflow.models.gpt import lens_readout
+
+    tokens, mask = model.encode(prompts.text)
+    logits, trace = model.run(tokens, mask, batch_size)
+    norm, unembedding, bias = lens_readout(model.model, model.params)
+    profile = jax.jit(lambda h, m: entropy_profile(h, m, unembedding, norm, bias, alphas).entropy)
+    entropy = np.concatenate([np.asarray(profile(trace.hidden[:, i:i + batch_size], mask[i:i + batch_size]))
+                              for i in range(0, len(tokens), batch_size)], axis=2)
+    correct = np.zeros(mask.shape, bool)
+    correct[:, :-1] = (logits[:, :-1].argmax(-1) == tokens[:, 1:]) & mask[:, 1:]
+    return ModelProfile(model.config.name, entropy, mask, correct)
+
+
+def minilm_profile(prompts: Prompts, alphas, batch_size: int = 32) -> ModelProfile:
+    """MiniLM's lens over the prompts, its tied word embeddings ``(V, d)`` transposed as the unembedding
+    (a post-LayerNorm encoder: no final norm)."""
+    import jax
+
+    from pdeflow.models.minilm import load_minilm
+
+    encoder = load_minilm()
+    tokenized = encoder.tokenize(prompts.text, max_tokens=64)
+    trace = encoder.trace_tokens(tokenized)
+    unembedding = encoder.params["params"]["word_embeddings"]["embedding"].T
+    profile = jax.jit(lambda h, m: entropy_profile(h, m, unembedding, None, None, alphas).entropy)
+    mask = np.asarray(trace.mask)
+    entropy = np.concatenate([np.asarray(profile(trace.hidden[:, i:i + batch_size], mask[i:i + batch_size]))
+                              for i in range(0, len(mask), batch_size)], axis=2)
+    return ModelProfile("minilm", entropy, mask, None)
+
+
+def _flat(values: np.ndarray) -> np.ndarray:
+    """``(A, X, P) -> (P, A·X)``."""
+    return values.transpose(2, 0, 1).reshape(values.shape[2], -1)
+
+
+def family_identification(profiles: list[ModelProfile], families: list[str], depths: list[int], prompts: Prompts,
+                          config: LensConfig) -> dict:
+    """Family from depth-resampled per-prompt profiles: cross-validated over prompts with every depth in
+    training, and with each depth held out (trained on the other depths' models, scored on the held-out
+    depth's, prompts split by the same folds)."""
+    shannon = list(config.alphas).index(1.0)
+    per_prompt = [np.moveaxis(resample_depth(np.moveaxis(p.per_prompt(), 1, -1), config.depth_points), -1, 1)
+                  for p in profiles]  # (A, G, P) each
+    features = np.concatenate([_flat(x) for x in per_prompt])
+    final_only = np.concatenate([x[shannon, -1] for x in per_prompt])
+    labels = np.repeat([sorted(set(families)).index(f) for f in families], len(prompts))
+    depth_of = np.repeat(depths, len(prompts))
+    groups = np.tile(prompts.paragraph, len(profiles))
+    seen = {"profile": cross_validated_accuracy(features, labels, groups, config.k, config.folds, config.seed),
+            "final_entropy_only": cross_validated_accuracy(final_only, labels, groups, config.k, config.folds,
+                                                           config.seed)}
+    from sklearn.model_selection import GroupKFold
+
+    unseen = {}
+    for depth in sorted(set(depths)):
+        totals = {"profile": [0, 0], "final_entropy_only": [0, 0], "chance": [0, 0]}
+        for train_p, test_p in GroupKFold(config.folds).split(prompts.kind, groups=prompts.paragraph):
+            in_train = np.isin(groups, prompts.paragraph[train_p]) & (depth_of != depth)
+            in_test = np.isin(groups, prompts.paragraph[test_p]) & (depth_of == depth)
+            for name, x in (("profile", features), ("final_entropy_only", final_only[:, None])):
+                result = transfer_accuracy(x[in_train], labels[in_train], x[in_test], labels[in_test], config.k)
+                totals[name][0] += result["accuracy"] * result["samples"]
+                totals[name][1] += result["samples"]
+                if name == "profile":
+                    totals["chance"][0] += result["chance"] * result["samples"]
+                    totals["chance"][1] += result["samples"]
+        unseen[str(depth)] = {name: a / n for name, (a, n) in totals.items()}
+    mean_unseen = {name: float(np.mean([u[name] for u in unseen.values()])) for name in
+                   ("profile", "final_entropy_only", "chance")}
+    return {"classes": sorted(set(families)), "k": config.k, "folds": config.folds, "seen_depths": seen,
+            "unseen_depth": unseen, "unseen_depth_mean": mean_unseen}
+
+
+def text_kind_identification(profile: ModelProfile, prompts: Prompts, config: LensConfig) -> dict:
+    """Text kind from one model's per-prompt profile (all layers, all α), folds grouped by paragraph."""
+    shannon = list(config.alphas).index(1.0)
+    per_prompt = profile.per_prompt()
+    args = (prompts.kind, prompts.paragraph, config.k, config.folds, config.seed)
+    return {"profile": cross_validated_accuracy(_flat(per_prompt), *args),
+            "final_entropy_only": cross_validated_accuracy(per_prompt[shannon, -1], *args)}
+
+
+def correctness_prediction(profile: ModelProfile, prompts: Prompts, config: LensConfig) -> dict:
+    """ROC AUC for "the top next-token prediction is right" from one token's profile, folds grouped by prompt
+    paragraph; positions without a next token are left out."""
+    shannon = list(config.alphas).index(1.0)
+    has_next = profile.mask.copy()
+    has_next[:, -1] = False
+    has_next[:, :-1] &= profile.mask[:, 1:]
+    prompt_of, position = np.nonzero(has_next)
+    features = profile.entropy[:, :, prompt_of, position]  # (A, L+1, T)
+    labels = profile.correct[prompt_of, position]
+    groups = prompts.paragraph[prompt_of]
+    args = (labels, groups, config.k, config.folds, config.seed)
+    return {"profile": cross_validated_auc(features.reshape(-1, len(labels)).T, *args),
+            "final_entropy_only": cross_validated_auc(features[shannon, -1], *args),
+            "accuracy_of_model": float(labels.mean())}
+
+
+def renyi_agreement(profiles: list[ModelProfile], alphas) -> dict:
+    """Spearman rank correlation between each Rényi order's and Shannon's per-prompt, per-layer entropies,
+    pooled over models: how much the choice of α changes the ordering a profile gives."""
+    from scipy.stats import spearmanr
+
+    shannon = list(alphas).index(1.0)
+    pooled = np.concatenate([p.per_prompt().reshape(len(alphas), -1) for p in profiles], axis=1)
+    return {str(a): float(spearmanr(pooled[i], pooled[shannon]).statistic) for i, a in enumerate(alphas)}
+
+
+def profile_summary(profile: ModelProfile, alphas) -> dict:
+    """Per layer: mean and quartiles over prompts of each α's per-prompt entropy (bits)."""
+    per_prompt = profile.per_prompt()
+    return {str(a): {"mean": per_prompt[i].mean(-1), "q25": np.percentile(per_prompt[i], 25, axis=-1),
+                     "q75": np.percentile(per_prompt[i], 75, axis=-1)} for i, a in enumerate(alphas)}
+
+
+def lens_study(config: LensConfig = LensConfig(), progress: bool = False) -> dict:
+    """Run the study; returns a JSON-ready dict (numbers and lists) and the per-model profiles under
+    ``"_profiles"`` (for figures)."""
+    from tqdm.auto import tqdm
+
+    prompts = study_prompts(config)
+    models, profiles = [], []
+    for train in tqdm(config.train_configs(), desc="language models", disable=not progress, unit="model"):
+        model = load_or_train_lm(train, progress=progress)
+        models.append(model)
+        profiles.append(lm_profile(model, prompts, config.alphas))
+    families = [m.config.family for m in models]
+    depths = [m.config.num_layers for m in models]
+    result = {
+        "config": dataclasses.asdict(config),
+        "prompts": {"count": len(prompts), "per_kind": {k: int((prompts.kind == i).sum())
+                                                        for i, k in enumerate(TEXT_KINDS)},
+                    "paragraphs": int(len(np.unique(prompts.paragraph))), "length": config.prompt_length},
+        "models": [{"name": m.config.name, "family": m.config.family, "depth": m.config.num_layers,
+                    "held_out_bits_per_char": m.held_out_bits_per_char,
+                    "training": dataclasses.asdict(m.config)} for m in models],
+        "profiles": {p.name: profile_summary(p, config.alphas) for p in profiles},
+        "family": family_identification(profiles, families, depths, prompts, config),
+        "text_kind": {p.name: text_kind_identification(p, prompts, config) for p in profiles},
+        "correctness": {p.name: correctness_prediction(p, prompts, config) for p in profiles},
+        "renyi_vs_shannon_spearman": renyi_agreement(profiles, config.alphas),
+        "_profiles": profiles,
+        "_prompts": prompts,
+    }
+    if config.minilm:
+        minilm = minilm_profile(prompts, config.alphas)
+        result["profiles"]["minilm"] = profile_summary(minilm, config.alphas)
+        result["text_kind"]["minilm"] = text_kind_identification(minilm, prompts, config)
+        result["_profiles"].append(minilm)
+    return result

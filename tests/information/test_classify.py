@@ -1,0 +1,67 @@
+"""The k-NN read-out of profiles: depth resampling, grouped cross-validation, chance baselines."""
+
+import numpy as np
+import pytest
+
+from pdeflow.information.classify import (
+    cross_validated_accuracy,
+    cross_validated_auc,
+    resample_depth,
+    transfer_accuracy,
+)
+
+
+def test_resampling_is_exact_on_linear_profiles_and_the_identity_on_its_own_grid():
+    layers = np.linspace(0, 1, 5)
+    profile = np.stack([3 - 2 * layers, 1 + layers])  # (2, L+1) linear in depth
+    resampled = resample_depth(profile, 9)
+    np.testing.assert_allclose(resampled, np.stack([3 - 2 * np.linspace(0, 1, 9), 1 + np.linspace(0, 1, 9)]))
+    curved = np.random.default_rng(0).normal(size=(3, 4, 7))
+    np.testing.assert_allclose(resample_depth(curved, 7), curved)
+    with pytest.raises(ValueError, match="at least 2"):
+        resample_depth(np.ones((3, 1)), 5)
+
+
+def test_separable_classes_are_found_and_random_labels_stay_at_chance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 60)
+    features = rng.normal(size=(180, 4)) + 5 * labels[:, None]
+    groups = np.arange(180)
+    found = cross_validated_accuracy(features, labels, groups, k=5)
+    assert found["accuracy"] > 0.97 and found["balanced_accuracy"] > 0.97
+    assert found["chance"] == pytest.approx(1 / 3, abs=0.05)
+    noise = cross_validated_accuracy(rng.normal(size=(180, 4)), labels, groups, k=5)
+    assert noise["accuracy"] < 0.5
+
+
+def test_groups_never_straddle_a_split():
+    # every group is 6 copies of one random point with one random label: if copies leaked across the split,
+    # 1-NN would find its twin and score 100 %; grouped folds keep it near chance
+    rng = np.random.default_rng(1)
+    centres, group_labels = rng.normal(size=(60, 3)), rng.integers(0, 2, 60)
+    features, labels, groups = np.repeat(centres, 6, 0), np.repeat(group_labels, 6), np.repeat(np.arange(60), 6)
+    assert cross_validated_accuracy(features, labels, groups, k=1)["accuracy"] < 0.75
+    assert cross_validated_auc(features, labels, groups, k=1)["auc"] < 0.75
+
+
+def test_auc_separates_and_is_half_on_noise():
+    rng = np.random.default_rng(2)
+    labels = rng.random(400) < 0.3
+    features = rng.normal(size=(400, 2)) + 3 * labels[:, None]
+    assert cross_validated_auc(features, labels, np.arange(400), k=15)["auc"] > 0.95
+    noise = cross_validated_auc(rng.normal(size=(400, 2)), labels, np.arange(400), k=15)
+    assert abs(noise["auc"] - 0.5) < 0.1 and noise["positive_rate"] == pytest.approx(labels.mean())
+    with pytest.raises(ValueError, match="one value"):
+        cross_validated_auc(features, np.ones(400, bool), np.arange(400))
+
+
+def test_transfer_accuracy_and_bad_input():
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 50)
+    features = rng.normal(size=(100, 2)) + 4 * labels[:, None]
+    result = transfer_accuracy(features[::2], labels[::2], features[1::2], labels[1::2], k=3)
+    assert result["accuracy"] > 0.95 and result["chance"] == 0.5 and result["samples"] == 50
+    with pytest.raises(ValueError, match="NaN"):
+        cross_validated_accuracy(np.full((10, 2), np.nan), np.zeros(10), np.arange(10))
+    with pytest.raises(ValueError, match="labels"):
+        cross_validated_accuracy(np.zeros((10, 2)), np.zeros(9), np.arange(10))
