@@ -22,7 +22,7 @@ run: install
 	$(VENV)/bin/pdeflow fit --out $(OUT) --overwrite --progress $(ARGS)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2  # two workers (pytest-xdist): CI has 2 cores
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
