@@ -34,6 +34,7 @@ SECTIONS = {
     "fit": (FitConfig, ()),
 }
 VIT_SECTIONS = {"model": (ViTConfig, ()), "train": (ViTTrainConfig, ("model",))}
+CACHE_OUT = "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the settings"
 INFO_SECTIONS = {"information plane": (InfoPlaneConfig, ("train",)), **VIT_SECTIONS}
 CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS),
            "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES)}
@@ -114,47 +115,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a transformer here on data that ships with the machine")
     models = train.add_subparsers(dest="model", required=True)
-    vit = models.add_parser(
-        "vit-digits", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="train the ViT on scikit-learn's 8x8 digits and save it",
-        description="Train the ViT (pre-LayerNorm, class token) on a fixed stratified train split of "
-                    "scikit-learn's bundled digits, report its accuracy on the held-out test split, and save "
-                    "params.safetensors + config.json into --out (default: the cache folder that "
-                    "`pdeflow fit --model vit-digits` loads from).")
-    _add_output_options(vit, "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the settings")
-    for section, (cls, skip) in VIT_SECTIONS.items():
-        _add_section(vit.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
-    lm = models.add_parser(
-        "lm", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="train a character-level causal language model on the pydoc topics and save it",
-        description="Train one GPT-style character model of a family (architecture) and depth on the training "
-                    "paragraphs of CPython's pydoc topics, report its loss on the held-out paragraphs, and save "
-                    "params.safetensors + config.json into --out (default: the cache folder that `pdeflow lens` "
-                    "loads from).")
-    _add_output_options(lm, "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the settings")
-    _add_section(lm.add_argument_group("train (LMTrainConfig)"), LMTrainConfig, ())
+    _command(models, "vit-digits", "train the ViT on scikit-learn's 8x8 digits and save it",
+             "Train the ViT (pre-LayerNorm, class token) on a fixed stratified train split of scikit-learn's bundled "
+             "digits, report its accuracy on the held-out test split, and save params.safetensors + config.json "
+             "into --out (default: the cache folder that `pdeflow fit --model vit-digits` loads from).", CACHE_OUT,
+             VIT_SECTIONS)
+    _command(models, "lm", "train a character-level causal language model on the pydoc topics and save it",
+             "Train one GPT-style character model of a family (architecture) and depth on the training paragraphs "
+             "of CPython's pydoc topics, report its loss on the held-out paragraphs, and save params.safetensors + "
+             "config.json into --out (default: the cache folder that `pdeflow lens` loads from).", CACHE_OUT,
+             {"train": (LMTrainConfig, ())})
+    _command(commands, "lens", "entropy profiles (logit lens) of language-model families and what they tell apart",
+             "Train (or load from the cache) character-level LM families on the pydoc topics, compute the "
+             "logit-lens entropy profile (Shannon and Rényi) of every layer on held-out prompts, and measure with a "
+             "cross-validated k-NN classifier, beside chance and the final-layer entropy alone: family "
+             "identification (also at depths unseen in training), text kind, and whether the next character is "
+             "predicted correctly (ROC AUC). Also MiniLM's profile, with its tied word embeddings as the "
+             "unembedding. Writes results.json, summary.md and figures into --out.", "results/lens",
+             {"lens": (LensConfig, ())})
+    _command(commands, "info", "the information plane I(X;T_l), I(T_l;Y) of the ViT on digits, over layers and epochs",
+             "Train the ViT on the digits with snapshots, and at every snapshot estimate I(X;T_l) and I(T_l;Y) for "
+             "every layer on the held-out test digits with a binning and a k-NN (KSG / Ross) estimator. Writes "
+             "results.json, summary.md and information_plane.png into --out.", "results/info", INFO_SECTIONS)
+    return parser
 
-    lens = commands.add_parser(
-        "lens", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="entropy profiles (logit lens) of language-model families and what they tell apart",
-        description="Train (or load from the cache) character-level LM families on the pydoc topics, compute the "
-                    "logit-lens entropy profile (Shannon and Rényi) of every layer on held-out prompts, and "
-                    "measure with a cross-validated k-NN classifier, beside chance and the final-layer entropy "
-                    "alone: family identification (also at depths unseen in training), text kind, and whether the "
-                    "next character is predicted correctly (ROC AUC). Also MiniLM's profile, with its tied word "
-                    "embeddings as the unembedding. Writes results.json, summary.md and figures into --out.")
-    _add_output_options(lens, "results/lens")
-    _add_section(lens.add_argument_group("lens (LensConfig)"), LensConfig, ())
 
-    info = commands.add_parser(
-        "info", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="the information plane I(X;T_l), I(T_l;Y) of the ViT on digits, over layers and epochs",
-        description="Train the ViT on the digits with snapshots, and at every snapshot estimate I(X;T_l) and "
-                    "I(T_l;Y) for every layer on the held-out test digits with a binning and a k-NN (KSG / Ross) "
-                    "estimator. Writes results.json, summary.md and information_plane.png into --out.")
-    _add_output_options(info, "results/info")
-    for section, (cls, skip) in INFO_SECTIONS.items():
-        _add_section(info.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
+def _command(subparsers, name: str, help: str, description: str, default_out: str, sections: dict):
+    """A subcommand with --out/--overwrite/--progress and one option group per config section."""
+    parser = subparsers.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, help=help,
+                                   description=description)
+    _add_output_options(parser, default_out)
+    for section, (cls, skip) in sections.items():
+        _add_section(parser.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
     return parser
 
 

@@ -154,3 +154,19 @@ def check_params_match(expected, params, where: str) -> None:
     if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
             a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
         raise ValueError(f"{where} does not match the model config in config.json; retrain the model.")
+
+
+def load_or_train(folder: str | Path, config, load, train, save, what: str):
+    """The model trained with ``config``: ``load(folder)`` if ``folder`` holds one (refused, naming the fix, if
+    it was trained with other settings), else ``train()`` and ``save(model, folder, overwrite=True)``.
+    ``what`` names the model in the message, e.g. "a ViT"."""
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        model = load(folder)
+        if model.config != config:
+            raise ValueError(f"{folder} holds {what} trained with other settings; choose another folder or retrain "
+                             "it with --overwrite.")
+        return model
+    model = train()
+    save(model, folder, overwrite=True)
+    return model

@@ -15,6 +15,17 @@ def _public(result: dict) -> dict:
     return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
+def _write_study(result: dict, out, overwrite: bool, summary, figures) -> Path:
+    """``results.json`` (the result without its ``_``-prefixed in-memory parts), ``summary.md`` and, with
+    ``figures(result, folder)``, the figures, into ``out`` atomically."""
+    with atomic_folder(out, overwrite) as staging:
+        (staging / "results.json").write_text(json.dumps(json_ready(_public(result)), indent=1))
+        (staging / "summary.md").write_text(summary(result))
+        if figures is not None:
+            figures(result, staging)
+    return Path(out)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -139,12 +150,7 @@ def write_lens_figures(result: dict, folder: Path) -> list[str]:
 def write_lens_report(result: dict, out: str | Path, overwrite: bool = False, figures: bool = True) -> Path:
     """``results.json``, ``summary.md`` and (optionally) ``profiles.png``, ``renyi_vs_shannon.png``,
     ``profiles_by_kind.png``."""
-    with atomic_folder(out, overwrite) as staging:
-        (staging / "results.json").write_text(json.dumps(json_ready(_public(result)), indent=1))
-        (staging / "summary.md").write_text(lens_summary(result))
-        if figures:
-            write_lens_figures(result, staging)
-    return Path(out)
+    return _write_study(result, out, overwrite, lens_summary, write_lens_figures if figures else None)
 
 
 def info_summary(result: dict) -> str:
@@ -195,9 +201,4 @@ def write_info_figure(result: dict, folder: Path) -> str:
 
 def write_info_report(result: dict, out: str | Path, overwrite: bool = False, figures: bool = True) -> Path:
     """``results.json``, ``summary.md`` and (optionally) ``information_plane.png``."""
-    with atomic_folder(out, overwrite) as staging:
-        (staging / "results.json").write_text(json.dumps(json_ready(_public(result)), indent=1))
-        (staging / "summary.md").write_text(info_summary(result))
-        if figures:
-            write_info_figure(result, staging)
-    return Path(out)
+    return _write_study(result, out, overwrite, info_summary, write_info_figure if figures else None)

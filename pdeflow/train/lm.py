@@ -25,7 +25,14 @@ from pdeflow.data.batches import fixed_size_batches
 from pdeflow.data.pydoc_corpus import corpus_vocabulary, encode, split_corpus
 from pdeflow.models.gpt import GPT, GPTConfig
 from pdeflow.models.trace import Trace
-from pdeflow.store import cache_root, check_params_match, fingerprint, read_params_folder, save_params_folder
+from pdeflow.store import (
+    cache_root,
+    check_params_match,
+    fingerprint,
+    load_or_train,
+    read_params_folder,
+    save_params_folder,
+)
 
 # family name -> the GPTConfig fields that define it (everything but depth)
 LM_FAMILIES = {
@@ -235,17 +242,10 @@ def load_or_train_lm(config: LMTrainConfig = LMTrainConfig(), folder: str | Path
     """Load the model trained with ``config`` from ``folder`` (default: the cache), training and saving it first
     if it is not there. A folder holding a model trained with other settings is refused."""
     folder = default_lm_folder(config) if folder is None else Path(folder)
-    if (folder / "config.json").is_file():
-        model = load_lm(folder)
-        if model.config != config:
-            raise ValueError(f"{folder} holds a model trained with other settings; choose another folder or retrain "
-                             "it with --overwrite.")
-        if model.vocabulary != corpus_vocabulary():
-            raise ValueError(f"{folder} was trained on another Python's pydoc topics (its vocabulary differs); "
-                             "retrain it here with --overwrite.")
-        return model
-    model = train_lm(config, progress)
-    save_lm(model, folder, overwrite=True)
+    model = load_or_train(folder, config, load_lm, lambda: train_lm(config, progress), save_lm, "a model")
+    if model.vocabulary != corpus_vocabulary():
+        raise ValueError(f"{folder} was trained on another Python's pydoc topics (its vocabulary differs); "
+                         "retrain it here with --overwrite.")
     return model
 
 

@@ -22,7 +22,14 @@ from pdeflow.data.batches import fixed_size_batches
 from pdeflow.data.digits import digit_splits
 from pdeflow.models.trace import Trace
 from pdeflow.models.vit import ViT, ViTConfig
-from pdeflow.store import cache_root, check_params_match, fingerprint, read_params_folder, save_params_folder
+from pdeflow.store import (
+    cache_root,
+    check_params_match,
+    fingerprint,
+    load_or_train,
+    read_params_folder,
+    save_params_folder,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,12 +224,4 @@ def load_or_train_vit(config: ViTTrainConfig = ViTTrainConfig(), folder: str | P
     """Load the ViT trained with ``config`` from ``folder`` (default: the cache), training and saving it first
     if it is not there. A folder holding a ViT trained with other settings is refused."""
     folder = default_vit_folder(config) if folder is None else Path(folder)
-    if (folder / "config.json").is_file():
-        model = load_vit(folder)
-        if model.config != config:
-            raise ValueError(f"{folder} holds a ViT trained with other settings; choose another folder or retrain "
-                             "it with --overwrite.")
-        return model
-    model = train_vit(config, progress)
-    save_vit(model, folder, overwrite=True)
-    return model
+    return load_or_train(folder, config, load_vit, lambda: train_vit(config, progress), save_vit, "a ViT")
