@@ -217,40 +217,36 @@ def train_main(args: argparse.Namespace) -> int:
     return _guarded(work)
 
 
-def lens_main(args: argparse.Namespace) -> int:
+def _study_main(args: argparse.Namespace, config, study, write, summary, default_out: str) -> int:
+    """Check --out, run ``study(config, progress)``, write its report with ``write`` and print ``summary``."""
     from pdeflow.store import check_output_dir
-    from pdeflow.studies.lens import lens_study
-    from pdeflow.studies.reports import lens_summary, write_lens_report
 
     def work():
-        config = _section(LensConfig, (), args)
-        out = args.out or "results/lens"
+        out = args.out or default_out
         check_output_dir(out, args.overwrite)
-        result = lens_study(config, progress=args.progress)
-        write_lens_report(result, out, overwrite=args.overwrite)
-        print(lens_summary(result))
+        result = study(config, progress=args.progress)
+        write(result, out, overwrite=args.overwrite)
+        print(summary(result))
         print(f"wrote {out}/ (results.json, summary.md, figures)")
         return 0
 
     return _guarded(work)
 
 
+def lens_main(args: argparse.Namespace) -> int:
+    from pdeflow.studies.lens import lens_study
+    from pdeflow.studies.reports import lens_summary, write_lens_report
+
+    return _guarded(lambda: _study_main(args, _section(LensConfig, (), args), lens_study, write_lens_report,
+                                        lens_summary, "results/lens"))
+
+
 def info_main(args: argparse.Namespace) -> int:
-    from pdeflow.store import check_output_dir
     from pdeflow.studies.information_plane import information_plane
     from pdeflow.studies.reports import info_summary, write_info_report
 
-    def work():
-        config = info_config_from_args(args)
-        out = args.out or "results/info"
-        check_output_dir(out, args.overwrite)
-        result = information_plane(config, progress=args.progress)
-        write_info_report(result, out, overwrite=args.overwrite)
-        print(info_summary(result))
-        print(f"wrote {out}/ (results.json, summary.md, information_plane.png)")
-        return 0
-
-    return _guarded(work)
+    return _guarded(lambda: _study_main(args, info_config_from_args(args), information_plane, write_info_report,
+                                        info_summary, "results/info"))
 
 
 def main(argv: list[str] | None = None) -> int:
