@@ -90,3 +90,18 @@ class PathAttentionNet(nn.Module):
         a = self.param("readout", normal, (c.width,))
         r = readout_weights(x.shape[1], c.readout)
         return jnp.einsum("t,btn,n->b", r, h, a) / math.sqrt(c.width), jnp.stack(maps)
+
+
+def with_bilinear_head(params, config: PathNetConfig, layer: int, head: int, bilinear) -> dict:
+    """Parameters whose head ``(layer, head)`` scores ``score(s, t) = x_sᵀ W x_t`` for a given ``W (D, D)``
+    (needs ``key_dim == input_dim``: query = identity, key = ``W · D√G``, undoing the network's scaling)."""
+    if config.key_dim != config.input_dim:
+        raise ValueError(f"a bilinear head needs key_dim == input_dim ({config.input_dim}); got {config.key_dim}.")
+    w = jnp.asarray(bilinear, jnp.float32)
+    if w.shape != (config.input_dim, config.input_dim):
+        raise ValueError(f"W must have shape ({config.input_dim}, {config.input_dim}); got {w.shape}.")
+    p = dict(params["params"])
+    scale = config.input_dim * math.sqrt(config.key_dim)
+    p[f"query_{layer}"] = p[f"query_{layer}"].at[head].set(jnp.eye(config.input_dim))
+    p[f"key_{layer}"] = p[f"key_{layer}"].at[head].set(w * scale)
+    return {"params": p}

@@ -5,12 +5,16 @@ Given path kernels on the training inputs and a matrix ``U`` over path pairs, th
 
     mean(X*) = k*ᵀ (K(U) + T I)⁻¹ Y,    var(X*) = k** − k*ᵀ (K(U) + T I)⁻¹ k*.
 
-``U`` is found by minimising the action (here in the Kronecker form of one ``H × H`` order parameter per layer,
-``U = (U⁽¹⁾ ⊗ ⋯ ⊗ U⁽ᴸ⁾) / H^L``, ``U⁽ˡ⁾`` positive definite):
+``U`` is found by minimising the action, here in a Kronecker form: a scalar ``u₀`` for the input layer and one
+``H × H`` positive-definite order parameter per attention layer, ``U = u₀ (U⁽¹⁾ ⊗ ⋯ ⊗ U⁽ᴸ⁾) / H^L``:
 
-    S(U) = (N/2) Σ_l [Tr U⁽ˡ⁾ − log det U⁽ˡ⁾] + ½ log det(K(U) + T I) + ½ Yᵀ (K(U) + T I)⁻¹ Y.
+    S(U) = (N/2) [u₀ − log u₀ + Σ_l (Tr U⁽ˡ⁾ − log det U⁽ˡ⁾)] + ½ log det(K(U) + T I) + ½ Yᵀ (K(U) + T I)⁻¹ Y.
 
-The first (entropy) term grows with the width N and pins every ``U⁽ˡ⁾`` to the identity — the
+This is the back-propagating kernel renormalisation of deep linear networks (Li & Sompolinsky 2021) with the
+scalar renormalisation of each head-carrying layer promoted to an ``H × H`` matrix. The Kronecker form is this
+module's reading of the theory; it is checked against networks sampled from the weight posterior
+(`pdeflow.paths.training`), not only against itself. The first (entropy) term grows with the width N and pins
+every order parameter to one / the identity — the
 Gaussian-process limit ``U = I / H^L``; the other two (energy) terms grow with the number of training
 examples and pull ``U`` towards the paths that fit the labels. `head_scores` ranks heads by how much of ``U``
 runs through them.
@@ -19,6 +23,7 @@ runs through them.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,29 +52,53 @@ def gp_predict(k_train: Array, k_cross: Array, k_test_diag: Array, targets: Arra
     return mean, variance
 
 
+class OrderParameter(NamedTuple):
+    """The order parameter in Kronecker form: ``U = u₀ · (U⁽¹⁾ ⊗ ⋯ ⊗ U⁽ᴸ⁾) / H^L``.
+
+    Attributes:
+        input_scale: ``u₀ > 0``, the renormalisation of the input layer (no heads).
+        layers: ``(L, H, H)`` positive-definite ``U⁽ˡ⁾``, one per attention layer.
+    """
+
+    input_scale: Array
+    layers: Array
+
+    @classmethod
+    def gp_limit(cls, num_layers: int, num_heads: int) -> OrderParameter:
+        """``u₀ = 1``, every ``U⁽ˡ⁾ = I``: the Gaussian-process limit ``U = I / H^L``."""
+        return cls(jnp.asarray(1.0), jnp.broadcast_to(jnp.eye(num_heads), (num_layers, num_heads, num_heads)))
+
+    def matrix(self) -> Array:
+        """``(H^L, H^L)`` over path pairs (layer 1 the slowest index, as `all_paths`)."""
+        return self.input_scale * kronecker_order_parameter(self.layers)
+
+
 def kronecker_order_parameter(layers: Array) -> Array:
-    """``(L, H, H) -> (H^L, H^L)``: ``U = U⁽¹⁾ ⊗ ⋯ ⊗ U⁽ᴸ⁾ / H^L`` (layer 1 the slowest index, as `all_paths`)."""
+    """``(L, H, H) -> (H^L, H^L)``: ``U⁽¹⁾ ⊗ ⋯ ⊗ U⁽ᴸ⁾ / H^L`` (layer 1 the slowest index, as `all_paths`)."""
     u = layers[0]
     for layer in layers[1:]:
         u = jnp.kron(u, layer)
     return u / layers.shape[1] ** layers.shape[0]
 
 
-def _positive_definite(factors: Array) -> Array:
-    """``(L, H, H)`` unconstrained -> ``F Fᵀ + 1e-6 I`` per layer."""
-    eye = jnp.eye(factors.shape[-1])
-    return jnp.einsum("lij,lkj->lik", factors, factors) + 1e-6 * eye
-
-
-def action(layers: Array, kernels: Array, targets: Array, width: int, temperature: float) -> Array:
-    """``S(U)`` for per-layer order parameters ``layers (L, H, H)`` (positive definite), path kernels
-    ``(P_paths, P_paths, P, P)`` on the training inputs and labels ``(P,)``."""
-    entropy = 0.5 * width * sum(jnp.trace(u) - jnp.linalg.slogdet(u)[1] for u in layers)
-    k = total_kernel(kronecker_order_parameter(layers), kernels)
+def action(order: OrderParameter, kernels: Array, targets: Array, width: int, temperature: float) -> Array:
+    """``S(U)`` for an `OrderParameter`, path kernels ``(P_paths, P_paths, P, P)`` on the training inputs and
+    labels ``(P,)``: ``(N/2)[u₀ − log u₀ + Σ_l (Tr U⁽ˡ⁾ − log det U⁽ˡ⁾)] + ½ log det(K(U) + T I)
+    + ½ Yᵀ (K(U) + T I)⁻¹ Y``."""
+    u0 = order.input_scale
+    entropy = 0.5 * width * (u0 - jnp.log(u0) + sum(jnp.trace(u) - jnp.linalg.slogdet(u)[1] for u in order.layers))
+    k = total_kernel(order.matrix(), kernels)
     factor = jax.scipy.linalg.cho_factor(k + temperature * jnp.eye(k.shape[0]))
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(factor[0])))
     energy = 0.5 * logdet + 0.5 * targets @ jax.scipy.linalg.cho_solve(factor, targets)
     return entropy + energy
+
+
+def _constrained(free) -> OrderParameter:
+    """Unconstrained ``(log u₀, F (L, H, H))`` -> ``OrderParameter(u₀, F Fᵀ + 1e-6 I)``."""
+    log_u0, factors = free
+    eye = jnp.eye(factors.shape[-1])
+    return OrderParameter(jnp.exp(log_u0), jnp.einsum("lij,lkj->lik", factors, factors) + 1e-6 * eye)
 
 
 @functools.partial(jax.jit, static_argnames=("width", "steps"))
@@ -78,32 +107,32 @@ def _minimise(kernels, targets, width: int, temperature, steps: int, learning_ra
 
     optimizer = optax.adam(learning_rate)
 
-    def loss(f):
-        return action(_positive_definite(f), kernels, targets, width, temperature)
+    def loss(free):
+        return action(_constrained(free), kernels, targets, width, temperature)
 
     def step(carry, _):
-        f, state = carry
-        value, grad = jax.value_and_grad(loss)(f)
+        free, state = carry
+        value, grad = jax.value_and_grad(loss)(free)
         updates, state = optimizer.update(grad, state)
-        return (optax.apply_updates(f, updates), state), value
+        return (optax.apply_updates(free, updates), state), value
 
-    (factors, _), history = jax.lax.scan(step, (start, optimizer.init(start)), None, length=steps)
-    return _positive_definite(factors), history
+    (free, _), history = jax.lax.scan(step, (start, optimizer.init(start)), None, length=steps)
+    return _constrained(free), history
 
 
 def minimise_action(kernels: Array, targets: Array, num_layers: int, num_heads: int, width: int,
-                    temperature: float, steps: int = 500, learning_rate: float = 0.01) -> tuple[Array, Array]:
-    """Minimise `action` over the per-layer order parameters with Adam, starting from the Gaussian-process
-    limit (every ``U⁽ˡ⁾ = I``). Returns ``(layers (L, H, H), action per step (steps,))``."""
+                    temperature: float, steps: int = 500, learning_rate: float = 0.01) -> tuple[OrderParameter, Array]:
+    """Minimise `action` with Adam from the Gaussian-process limit. Returns ``(OrderParameter, action per
+    step (steps,))``."""
     if kernels.shape[0] != num_heads ** num_layers:
         raise ValueError(f"kernels hold {kernels.shape[0]} paths; {num_layers} layers of {num_heads} heads have "
                          f"{num_heads ** num_layers}.")
-    start = jnp.broadcast_to(jnp.eye(num_heads), (num_layers, num_heads, num_heads))
-    layers, history = _minimise(kernels, targets, width, temperature, steps, learning_rate, start)
+    start = (jnp.asarray(0.0), jnp.broadcast_to(jnp.eye(num_heads), (num_layers, num_heads, num_heads)))
+    order, history = _minimise(kernels, targets, width, temperature, steps, learning_rate, start)
     if not np.all(np.isfinite(np.asarray(history))):
         raise FloatingPointError("the action became NaN/Inf while minimising; lower learning_rate or raise the "
                                  "temperature.")
-    return layers, history
+    return order, history
 
 
 def head_scores(order_parameter: Array, paths, num_heads: int) -> Array:

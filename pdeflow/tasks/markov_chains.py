@@ -64,3 +64,28 @@ class MarkovChainTask:
         content = np.concatenate([begin, tokens], axis=1)
         positions = np.broadcast_to(np.eye(self.length + 1), (count, self.length + 1, self.length + 1))
         return np.concatenate([content, positions], axis=-1).astype(np.float32), labels, states
+
+
+def switch_detector(task: MarkovChainTask, sharpness: float = 4.0, position: float = 10.0) -> np.ndarray:
+    """The hand-built "good" head for this task: a bilinear score ``W (token_dim, token_dim)``, ``score(s, t) =
+    x_sᵀ W x_t``, with which every token attends to its predecessor when both are in the same state and to the
+    beginning token when the state switched (and the beginning token to itself).
+
+    Position part: ``position`` for key ``s − 1`` and for the beginning key; content part:
+    ``sharpness · σ_s σ_t`` up to the noise, through a direction ``u`` with ``u · v± = ±1/2`` and
+    ``u · v_begin = 0``. So the beginning token collects a share of attention equal to the
+    fraction of switches, which separates the classes (0.3 vs 0.7 in expectation), and a linear readout of
+    the head's output can read it."""
+    v = task.vocabulary()
+    # the shortest u with u · v+ = 1/2, u · v− = −1/2 and u · v_begin = 0 (the beginning token scores no content)
+    u = v.T @ np.linalg.solve(v @ v.T, np.array([0.5, -0.5, 0.0]))
+    w = np.zeros((task.token_dim, task.token_dim))
+    w[:task.dim, :task.dim] = 4.0 * sharpness * np.outer(u, u)
+    positions = slice(task.dim, task.token_dim)
+    block = np.zeros((task.length + 1, task.length + 1))
+    block[0, 0] = position
+    for s in range(1, task.length + 1):
+        block[s, s - 1] += position
+        block[s, 0] += position if s > 1 else 0.0
+    w[positions, positions] = block
+    return w

@@ -28,3 +28,21 @@ def test_classes_stay_in_their_state_as_often_as_stated():
     np.testing.assert_allclose(x[:, 1:, :task.dim], np.where(states[..., None] == 1, v[0], v[1]), rtol=1e-6)
     with pytest.raises(ValueError, match="stay"):
         MarkovChainTask(stay=(1.2, 0.3))
+
+
+def test_digit_sequences_hold_the_patches_in_grid_order_and_the_test_set_out():
+    from pdeflow.data.digits import digit_splits
+    from pdeflow.tasks import digit_pair_task, digit_sequences
+
+    images = np.arange(64, dtype=np.float32).reshape(1, 8, 8)
+    x = digit_sequences(images)
+    assert x.shape == (1, 17, 4 + 1 + 17)
+    np.testing.assert_allclose(x[0, 1, :4] * 16, [0, 1, 8, 9])  # top-left 2x2 patch
+    np.testing.assert_allclose(x[0, 2, :4] * 16, [2, 3, 10, 11])  # the next patch to its right
+    assert x[0, 0, 4] == 1 and x[0, 1:, 4].sum() == 0
+    x_train, y_train, x_test, y_test = digit_pair_task((3, 8), num_train=40)
+    assert x_train.shape == (40, 17, 22) and (y_train == 1).sum() == 20
+    splits = digit_splits()
+    assert len(y_test) == np.isin(splits.test_labels, (3, 8)).sum()
+    train_rows = {r.tobytes() for r in x_train.reshape(40, -1)}
+    assert not train_rows & {r.tobytes() for r in x_test.reshape(len(x_test), -1)}
