@@ -65,6 +65,7 @@ class PathsExperiment:
         step_size: Langevin / gradient-descent step.
         prune_width: width of the gradient-descent-trained network that is pruned.
         action_steps: Adam steps minimising the action.
+        vit_heads: also score the trained ViT's heads by path-kernel alignment against single-head removal.
     """
 
     widths: tuple[int, ...] = (2, 4, 8, 16, 32)
@@ -78,6 +79,7 @@ class PathsExperiment:
     step_size: float = 5e-4
     prune_width: int = 16
     action_steps: int = 1500
+    vit_heads: bool = True
 
 
 def _error(prediction, labels) -> float:
@@ -153,12 +155,46 @@ def run(config: PathsExperiment, progress: bool = False) -> dict:
     pruning = prune_study(config, net, *train, *test, scores)
     digit_net, digit_train, digit_test = setup(config, "digits")
     digit_rows, _, _ = width_sweep(config, digit_net, digit_train, digit_test, progress, "digit widths")
+    vit = vit_head_study() if config.vit_heads else None
     return {"config": dataclasses.asdict(config), "task": dataclasses.asdict(MarkovChainTask()), "rows": rows,
             "digits": {"classes": DIGIT_CLASSES, "train": int(len(digit_train[1])), "test": int(len(digit_test[1])),
                        "rows": digit_rows},
             "order_parameter": {"width": min(config.widths), "matrix": np.asarray(narrow.matrix()),
                                 "layers": np.asarray(narrow.layers), "input_scale": float(narrow.input_scale)},
-            "paths": paths, "head_scores": scores, "pruning": pruning}
+            "paths": paths, "head_scores": scores, "pruning": pruning, "vit_heads": vit}
+
+
+def vit_head_study(top_k: int = 64) -> dict:
+    """Path-kernel head scores of the trained ViT (class-token readout, held-out test digits, one-hot labels)
+    against the accuracy drop when each head is removed alone (its output zeroed)."""
+    from scipy.stats import spearmanr
+
+    from pdeflow.data.digits import digit_splits
+    from pdeflow.models.vit import ViT
+    from pdeflow.paths.traced import top_paths, traced_head_scores
+    from pdeflow.train.vit import load_or_train_vit
+
+    splits, model = digit_splits(), load_or_train_vit()
+    trace = model.trace(splits.test_images)
+    num_layers, num_heads = model.config.model.num_layers, model.config.model.num_heads
+    readout = jnp.zeros(trace.hidden.shape[2]).at[0].set(1.0)  # the class token
+    paths, alignment = top_paths(jnp.asarray(trace.hidden[0]), jnp.asarray(trace.attention), readout,
+                                 splits.test_labels, k=top_k)
+    scores = traced_head_scores(paths, alignment, num_heads)
+    logits = jax.jit(lambda mask: ViT(model.config.model).apply(model.params, jnp.asarray(splits.test_images),
+                                                                mask)[0])
+
+    def accuracy(mask):
+        return float(np.mean(np.argmax(logits(mask), -1) == splits.test_labels))
+
+    full = accuracy(jnp.ones((num_layers, num_heads)))
+    drops = np.array([[full - accuracy(jnp.ones((num_layers, num_heads)).at[l, h].set(0.0))
+                       for h in range(num_heads)] for l in range(num_layers)])
+    within = [spearmanr(scores[l], drops[l]).statistic for l in range(num_layers)]
+    return {"top_k": top_k, "best_paths": paths[:8], "best_alignment": alignment[:8], "head_scores": scores,
+            "full_accuracy": full, "single_head_drop": drops,
+            "spearman_within_layer": [None if not np.isfinite(v) else float(v) for v in within],
+            "spearman_all_heads": float(spearmanr(scores.ravel(), drops.ravel()).statistic)}
 
 
 def prune_study(config, net, x_train, y_train, maps_train, x_test, y_test, maps_test, scores) -> dict:
@@ -280,6 +316,18 @@ def summary(result: dict) -> str:
               f"Spearman(score, single-head drop) = {p['spearman_score_vs_drop']:.3f}; half the heads removed: "
               f"score order {p['half_pruned']['score_order']:.3f}, random order "
               f"{p['half_pruned']['random_mean']:.3f} ± {p['half_pruned']['random_sd']:.3f}.", ""]
+    vit = result.get("vit_heads")
+    if vit:
+        lines += ["## ViT heads (path-kernel alignment vs single-head removal)", "",
+                  f"Top {vit['top_k']} paths by kernel-target alignment (class-token readout, held-out digits); "
+                  f"full accuracy {vit['full_accuracy']:.3f}.", "",
+                  "| layer | head scores | accuracy drop per head removed | Spearman within layer |",
+                  "|---|---|---|---|"]
+        for layer, (sc, dr, rho) in enumerate(zip(vit["head_scores"], vit["single_head_drop"],
+                                                  vit["spearman_within_layer"])):
+            scores, drops = (np.round(np.asarray(v), 3).tolist() for v in (sc, dr))
+            lines.append(f"| {layer + 1} | {scores} | {drops} | {'n/a' if rho is None else f'{rho:.2f}'} |")
+        lines += ["", f"Spearman over all heads: {vit['spearman_all_heads']:.2f}.", ""]
     return "\n".join(lines)
 
 
@@ -293,9 +341,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sampler-steps", type=int, default=PathsExperiment.sampler_steps)
     parser.add_argument("--num-train", type=int, default=PathsExperiment.num_train)
     parser.add_argument("--num-test", type=int, default=PathsExperiment.num_test)
+    parser.add_argument("--vit-heads", action=argparse.BooleanOptionalAction, default=PathsExperiment.vit_heads)
     args = parser.parse_args(argv)
     config = PathsExperiment(widths=tuple(args.widths), seeds=args.seeds, sampler_steps=args.sampler_steps,
-                             num_train=args.num_train, num_test=args.num_test)
+                             num_train=args.num_train, num_test=args.num_test, vit_heads=args.vit_heads)
     check_output_dir(args.out, args.overwrite)
     result = run(config, args.progress)
     with atomic_folder(args.out, args.overwrite) as staging:

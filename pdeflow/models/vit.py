@@ -82,7 +82,7 @@ class Block(nn.Module):
     config: ViTConfig
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, head_mask=None):
         c = self.config
         batch, n, _ = x.shape
         h = nn.LayerNorm(c.layer_norm_eps, name="attention_norm")(x)
@@ -92,7 +92,10 @@ class Block(nn.Module):
 
         q, k, v = heads("query"), heads("key"), heads("value")
         probs = jax.nn.softmax(jnp.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(c.head_dim), axis=-1)
-        context = jnp.einsum("bhij,bjhd->bihd", probs, v).reshape(batch, n, c.hidden_size)
+        context = jnp.einsum("bhij,bjhd->bihd", probs, v)
+        if head_mask is not None:  # pruning: a removed head adds nothing to the block's output
+            context = context * head_mask[None, None, :, None]
+        context = context.reshape(batch, n, c.hidden_size)
         x = x + nn.Dense(c.hidden_size, name="attention_out")(context)
         h = nn.LayerNorm(c.layer_norm_eps, name="mlp_norm")(x)
         h = nn.Dense(c.hidden_size, name="mlp_out")(jax.nn.gelu(nn.Dense(c.mlp_size, name="mlp_in")(h)))
@@ -100,12 +103,13 @@ class Block(nn.Module):
 
 
 class ViT(nn.Module):
-    """``apply(params, images (B, S, S)) -> (logits (B, C), Trace)``; every token is real (mask all True)."""
+    """``apply(params, images (B, S, S), head_mask (L, H) = None) -> (logits (B, C), Trace)``; every token is
+    real (mask all True). ``head_mask`` scales each head's output (0 removes a head, as in head pruning)."""
 
     config: ViTConfig
 
     @nn.compact
-    def __call__(self, images) -> tuple[jax.Array, Trace]:
+    def __call__(self, images, head_mask=None) -> tuple[jax.Array, Trace]:
         c = self.config
         if images.ndim != 3 or images.shape[1:] != (c.image_size, c.image_size):
             raise ValueError(f"images must have shape (B, {c.image_size}, {c.image_size}); got {images.shape}.")
@@ -115,7 +119,7 @@ class ViT(nn.Module):
         x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, c.hidden_size)), x], axis=1) + positions
         hidden, attention = [x], []
         for layer in range(c.num_layers):
-            x, probs = Block(c, name=f"layer_{layer}")(x)
+            x, probs = Block(c, name=f"layer_{layer}")(x, None if head_mask is None else head_mask[layer])
             hidden.append(x)
             attention.append(probs)
         logits = nn.Dense(c.num_classes, name="head")(nn.LayerNorm(c.layer_norm_eps, name="final_norm")(x[:, 0]))

@@ -11,7 +11,7 @@ from experiments import attention_paths
 def test_tiny_attention_paths_experiment_writes_its_numbers_and_figures(tmp_path):
     out = tmp_path / "paths"
     assert attention_paths.main(["--out", str(out), "--widths", "2", "8", "--seeds", "1", "--sampler-steps", "200",
-                                 "--num-train", "40", "--num-test", "100", "--no-progress"]) == 0
+                                 "--num-train", "40", "--num-test", "100", "--no-vit-heads", "--no-progress"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["error_vs_width.png", "order_parameter.png", "pruning.png",
                                                       "results.json", "summary.md"]
     result = json.loads((out / "results.json").read_text())
