@@ -1,6 +1,8 @@
 """A real task that ships with the machine, as token sequences: scikit-learn's 8×8 digits cut into a 4×4 grid
-of 2×2-pixel patches, read in row-major order after a beginning token, each token its 4 pixels (scaled to
-[0, 1]), a beginning flag and a one-hot position; labels ±1 for two chosen digit classes. The train and test
+of 2×2-pixel patches, read in row-major order after a beginning token. Each token is its patch's pixels
+(scaled to [0, 1]) placed where they sit in the 64-pixel image (zeros elsewhere, so a token says where its
+pixels are and the token average is the image), a beginning flag and a one-hot position; labels ±1 for two
+chosen digit classes. The train and test
 sequences come from the digits' fixed stratified split (`pdeflow.data.digits.digit_splits`), so test
 sequences are held out."""
 
@@ -13,15 +15,21 @@ from pdeflow.models.vit import image_patches
 
 
 def digit_sequences(images: np.ndarray, patch_size: int = 2) -> np.ndarray:
-    """``(B, 8, 8)`` images -> ``(B, 1 + g², p² + 1 + 1 + g²)`` token sequences (beginning token first)."""
+    """``(B, S, S)`` images -> ``(B, 1 + g², S² + 1 + 1 + g²)`` token sequences (beginning token first)."""
     import jax.numpy as jnp
 
+    batch, size, _ = images.shape
+    pixels = size * size
+    # which image pixel each (patch, offset) is: image_patches of the pixel indices
+    where = np.asarray(image_patches(jnp.arange(pixels, dtype=jnp.float32).reshape(1, size, size),
+                                     patch_size))[0].astype(int)  # (g², p²)
     patches = np.asarray(image_patches(jnp.asarray(images, jnp.float32), patch_size)) / 16.0  # (B, g², p²)
-    batch, count, size = patches.shape
-    tokens = np.zeros((batch, count + 1, size + 1 + count + 1), np.float32)
-    tokens[:, 1:, :size] = patches
-    tokens[:, 0, size] = 1.0  # the beginning flag
-    tokens[:, :, size + 1:] = np.eye(count + 1)
+    count = patches.shape[1]
+    tokens = np.zeros((batch, count + 1, pixels + 1 + count + 1), np.float32)
+    for patch in range(count):
+        tokens[:, patch + 1, where[patch]] = patches[:, patch]
+    tokens[:, 0, pixels] = 1.0  # the beginning flag
+    tokens[:, :, pixels + 1:] = np.eye(count + 1)
     return tokens
 
 

@@ -34,14 +34,15 @@ def test_digit_sequences_hold_the_patches_in_grid_order_and_the_test_set_out():
     from pdeflow.data.digits import digit_splits
     from pdeflow.tasks import digit_pair_task, digit_sequences
 
-    images = np.arange(64, dtype=np.float32).reshape(1, 8, 8)
+    images = np.arange(64, dtype=np.float32).reshape(1, 8, 8) + 1
     x = digit_sequences(images)
-    assert x.shape == (1, 17, 4 + 1 + 17)
-    np.testing.assert_allclose(x[0, 1, :4] * 16, [0, 1, 8, 9])  # top-left 2x2 patch
-    np.testing.assert_allclose(x[0, 2, :4] * 16, [2, 3, 10, 11])  # the next patch to its right
-    assert x[0, 0, 4] == 1 and x[0, 1:, 4].sum() == 0
+    assert x.shape == (1, 17, 64 + 1 + 17)
+    assert np.flatnonzero(x[0, 1, :64]).tolist() == [0, 1, 8, 9]  # top-left 2x2 patch, where it sits
+    assert np.flatnonzero(x[0, 2, :64]).tolist() == [2, 3, 10, 11]  # the next patch to its right
+    np.testing.assert_allclose(x[0, 1:, :64].sum(0) * 16, images.ravel())  # the tokens add up to the image
+    assert x[0, 0, 64] == 1 and x[0, 1:, 64].sum() == 0
     x_train, y_train, x_test, y_test = digit_pair_task((3, 8), num_train=40)
-    assert x_train.shape == (40, 17, 22) and (y_train == 1).sum() == 20
+    assert x_train.shape == (40, 17, 82) and (y_train == 1).sum() == 20
     splits = digit_splits()
     assert len(y_test) == np.isin(splits.test_labels, (3, 8)).sum()
     train_rows = {r.tobytes() for r in x_train.reshape(40, -1)}
