@@ -126,8 +126,7 @@ def information_plane(config: InfoPlaneConfig = InfoPlaneConfig(), progress: boo
     accuracies = []
     for epoch in wanted:
         model = TrainedViT(config.train, snapshots[epoch], 0.0, [])
-        trace = model.trace(splits.test_images)
-        logits = model.logits(splits.test_images)
+        logits, trace = model.run(splits.test_images)
         accuracies.append(float(np.mean(logits.argmax(-1) == splits.test_labels)))
         measured = layer_information(np.asarray(trace.hidden), splits.test_images, splits.test_labels, config)
         for name in ESTIMATORS:

@@ -21,10 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pdeflow.data.batches import fixed_size_batches
 from pdeflow.data.pydoc_corpus import corpus_vocabulary, encode, split_corpus
 from pdeflow.models.gpt import GPT, GPTConfig
-from pdeflow.models.trace import Trace
+from pdeflow.models.trace import Trace, run_in_batches
 from pdeflow.store import (
     cache_root,
     check_params_match,
@@ -132,14 +131,7 @@ class TrainedLM:
         if tokens.ndim != 2 or tokens.shape[0] == 0 or mask.shape != tokens.shape:
             raise ValueError(f"need tokens (B, N) with B >= 1 and a mask of the same shape; got {tokens.shape} and "
                              f"{mask.shape}.")
-        logits, traces = [], []
-        for index, keep in fixed_size_batches(tokens.shape[0], min(batch_size, tokens.shape[0])):
-            out, trace = _forward(self.model, self.params, tokens[index], mask[index])
-            logits.append(np.asarray(out)[:keep])
-            traces.append(Trace(np.asarray(trace.hidden)[:, :keep], np.asarray(trace.attention)[:, :keep],
-                                np.asarray(trace.mask)[:keep]))
-        return np.concatenate(logits), Trace(*(np.concatenate([getattr(t, f) for t in traces],
-                                                              axis=0 if f == "mask" else 1) for f in Trace._fields))
+        return run_in_batches(lambda t, m: _forward(self.model, self.params, t, m), (tokens, mask), batch_size)
 
 
 @functools.partial(jax.jit, static_argnums=0)

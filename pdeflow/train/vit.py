@@ -18,9 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pdeflow.data.batches import fixed_size_batches
 from pdeflow.data.digits import digit_splits
-from pdeflow.models.trace import Trace
+from pdeflow.models.trace import Trace, run_in_batches
 from pdeflow.models.vit import ViT, ViTConfig
 from pdeflow.store import (
     cache_root,
@@ -88,28 +87,21 @@ class TrainedViT:
     def module(self) -> ViT:
         return ViT(self.config.model)
 
-    def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """``(B, S, S) -> (B, classes)`` (numpy)."""
-        return np.concatenate([x[0] for x in self._apply(images, batch_size)])
-
-    def trace(self, images: np.ndarray, batch_size: int = 256) -> Trace:
-        """The `Trace` of ``images`` ``(B, S, S)``: hidden ``(L+1, B, 1+g², d)``, attention ``(L, B, H, N, N)``
-        (numpy; fixed-size batches, one compile)."""
-        pieces = [x[1] for x in self._apply(images, batch_size)]
-        return Trace(*(np.concatenate([getattr(p, f) for p in pieces], axis=1 if f != "mask" else 0)
-                       for f in Trace._fields))
-
-    def _apply(self, images, batch_size):
+    def run(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, Trace]:
+        """``(logits (B, classes), Trace)`` of ``images (B, S, S)``: hidden ``(L+1, B, 1+g², d)``, attention
+        ``(L, B, H, N, N)`` (numpy; fixed-size batches, one compile)."""
         images = np.asarray(images, np.float32)
         if images.ndim != 3 or images.shape[0] == 0:
             raise ValueError(f"images must have shape (B, S, S) with B >= 1; got {images.shape}.")
-        out = []
-        for index, keep in fixed_size_batches(images.shape[0], min(batch_size, images.shape[0])):
-            logits, trace = _forward(self.config.model, self.params, images[index])
-            out.append((np.asarray(logits)[:keep], Trace(np.asarray(trace.hidden)[:, :keep],
-                                                          np.asarray(trace.attention)[:, :keep],
-                                                          np.asarray(trace.mask)[:keep])))
-        return out
+        return run_in_batches(lambda x: _forward(self.config.model, self.params, x), (images,), batch_size)
+
+    def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """``(B, S, S) -> (B, classes)`` (numpy)."""
+        return self.run(images, batch_size)[0]
+
+    def trace(self, images: np.ndarray, batch_size: int = 256) -> Trace:
+        """The `Trace` of ``images`` (see `run`)."""
+        return self.run(images, batch_size)[1]
 
 
 @jax.jit
