@@ -346,10 +346,12 @@ def main(argv=None) -> int:
     parser.add_argument("--sampler-steps", type=int, default=PathsExperiment.sampler_steps)
     parser.add_argument("--num-train", type=int, default=PathsExperiment.num_train)
     parser.add_argument("--num-test", type=int, default=PathsExperiment.num_test)
+    parser.add_argument("--action-steps", type=int, default=PathsExperiment.action_steps)
     parser.add_argument("--vit-heads", action=argparse.BooleanOptionalAction, default=PathsExperiment.vit_heads)
     args = parser.parse_args(argv)
     config = PathsExperiment(widths=tuple(args.widths), seeds=args.seeds, sampler_steps=args.sampler_steps,
-                             num_train=args.num_train, num_test=args.num_test, vit_heads=args.vit_heads)
+                             num_train=args.num_train, num_test=args.num_test, action_steps=args.action_steps,
+                             vit_heads=args.vit_heads)
     check_output_dir(args.out, args.overwrite)
     result = run(config, args.progress)
     with atomic_folder(args.out, args.overwrite) as staging:
