@@ -30,7 +30,14 @@ from pdeflow.information.classify import (
     transfer_accuracy,
 )
 from pdeflow.information.lens import entropy_profile
-from pdeflow.train.lm import DEFAULT_FAMILY_DEPTHS, LM_FAMILIES, LMTrainConfig, TrainedLM, load_or_train_lm
+from pdeflow.train.lm import (
+    DEFAULT_FAMILY_DEPTHS,
+    LM_FAMILIES,
+    LMTrainConfig,
+    TrainedLM,
+    family_configs,
+    load_or_train_lm,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +82,7 @@ class LensConfig:
             raise ValueError(f"prompt_length must be in [4, {LMTrainConfig.context_size}]; got {self.prompt_length}.")
 
     def train_configs(self) -> list[LMTrainConfig]:
-        return [LMTrainConfig(family=f, num_layers=d, steps=self.steps) for f in self.families for d in self.depths]
+        return family_configs(self.families, self.depths, steps=self.steps)
 
 
 def study_prompts(config: LensConfig) -> Prompts:
