@@ -217,11 +217,13 @@ def train_main(args: argparse.Namespace) -> int:
     return _guarded(work)
 
 
-def _study_main(args: argparse.Namespace, config, study, write, summary, default_out: str) -> int:
-    """Check --out, run ``study(config, progress)``, write its report with ``write`` and print ``summary``."""
+def _study_main(args: argparse.Namespace, make_config, study, write, summary, default_out: str) -> int:
+    """Build the config (``make_config()``), check --out, run ``study(config, progress)``, write its report with
+    ``write`` and print ``summary``; errors a user can fix become one line and exit status 2."""
     from pdeflow.store import check_output_dir
 
     def work():
+        config = make_config()
         out = args.out or default_out
         check_output_dir(out, args.overwrite)
         result = study(config, progress=args.progress)
@@ -237,16 +239,16 @@ def lens_main(args: argparse.Namespace) -> int:
     from pdeflow.studies.lens import lens_study
     from pdeflow.studies.reports import lens_summary, write_lens_report
 
-    return _guarded(lambda: _study_main(args, _section(LensConfig, (), args), lens_study, write_lens_report,
-                                        lens_summary, "results/lens"))
+    return _study_main(args, lambda: _section(LensConfig, (), args), lens_study, write_lens_report, lens_summary,
+                       "results/lens")
 
 
 def info_main(args: argparse.Namespace) -> int:
     from pdeflow.studies.information_plane import information_plane
     from pdeflow.studies.reports import info_summary, write_info_report
 
-    return _guarded(lambda: _study_main(args, info_config_from_args(args), information_plane, write_info_report,
-                                        info_summary, "results/info"))
+    return _study_main(args, lambda: info_config_from_args(args), information_plane, write_info_report,
+                       info_summary, "results/info")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,11 +5,12 @@ from pdeflow.information.entropy import attention_entropy, renyi_entropy, renyi_
 from pdeflow.information.lens import EntropyProfile, entropy_profile, lens_logits
 from pdeflow.information.mutual_information import (
     binned_mutual_information,
+    discrete_entropy,
     gaussian_mutual_information,
     ksg_mutual_information,
     mixed_ksg_mutual_information,
 )
 
-__all__ = ["EntropyProfile", "attention_entropy", "binned_mutual_information", "entropy_profile",
+__all__ = ["EntropyProfile", "attention_entropy", "binned_mutual_information", "discrete_entropy", "entropy_profile",
            "gaussian_mutual_information", "ksg_mutual_information", "lens_logits", "mixed_ksg_mutual_information",
            "renyi_entropy", "renyi_entropy_from_logits", "shannon_entropy"]

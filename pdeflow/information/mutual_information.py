@@ -55,10 +55,12 @@ def _symbols(values: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(index, axis=0, return_inverse=True)[1].ravel()
 
 
-def _entropy_of_symbols(symbols: np.ndarray) -> float:
-    counts = np.unique(symbols, return_counts=True)[1]
+def discrete_entropy(symbols, base: float = 2.0) -> float:
+    """Plug-in entropy of the empirical distribution of ``symbols`` (any hashable numpy values), in bits by
+    default."""
+    counts = np.unique(np.asarray(symbols), return_counts=True)[1]
     p = counts / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    return float(-(p * np.log(p)).sum() / math.log(base))
 
 
 def binned_mutual_information(x, y, bins: int = 30, y_discrete: bool | None = None, base: float = 2.0) -> float:
@@ -83,7 +85,7 @@ def binned_mutual_information(x, y, bins: int = 30, y_discrete: bool | None = No
     _check_pair(x, sy[:, None])
     sx = _symbols(x, bins)
     joint = sx * (sy.max() + 1) + sy
-    nats = _entropy_of_symbols(sx) + _entropy_of_symbols(sy) - _entropy_of_symbols(joint)
+    nats = discrete_entropy(sx, math.e) + discrete_entropy(sy, math.e) - discrete_entropy(joint, math.e)
     return float(max(nats, 0.0) / math.log(base))
 
 

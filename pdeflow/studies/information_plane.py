@@ -29,6 +29,7 @@ import numpy as np
 
 from pdeflow.information.mutual_information import (
     binned_mutual_information,
+    discrete_entropy,
     ksg_mutual_information,
     mixed_ksg_mutual_information,
 )
@@ -137,12 +138,8 @@ def information_plane(config: InfoPlaneConfig = InfoPlaneConfig(), progress: boo
         "epochs": wanted,
         "test_accuracy": accuracies,
         "final_test_accuracy": final.test_accuracy,
-        "label_entropy_bits": _entropy_bits(splits.test_labels),
+        "label_entropy_bits": discrete_entropy(splits.test_labels),
         "image_entropy_bits": float(np.log2(len(splits.test_labels))),
         "plane": {name: np.stack(planes[name]).tolist() for name in ESTIMATORS},
     }
 
-
-def _entropy_bits(labels: np.ndarray) -> float:
-    p = np.unique(labels, return_counts=True)[1] / len(labels)
-    return float(-(p * np.log2(p)).sum())

@@ -123,16 +123,13 @@ class ModelProfile:
 
 def lm_profile(model: TrainedLM, prompts: Prompts, alphas, batch_size: int = 128) -> ModelProfile:
     """The lens of a language model over the prompts (batched, one compile per batch shape)."""
-    import jax
 
     from pdeflow.models.gpt import lens_readout
 
     tokens, mask = model.encode(prompts.text)
     logits, trace = model.run(tokens, mask, batch_size)
     norm, unembedding, bias = lens_readout(model.model, model.params)
-    profile = jax.jit(lambda h, m: entropy_profile(h, m, unembedding, norm, bias, alphas).entropy)
-    entropy = np.concatenate([np.asarray(profile(trace.hidden[:, i:i + batch_size], mask[i:i + batch_size]))
-                              for i in range(0, len(tokens), batch_size)], axis=2)
+    entropy = _batched_entropy(trace.hidden, mask, unembedding, norm, bias, alphas, batch_size)
     correct = np.zeros(mask.shape, bool)
     correct[:, :-1] = (logits[:, :-1].argmax(-1) == tokens[:, 1:]) & mask[:, 1:]
     return ModelProfile(model.config.name, entropy, mask, correct)
@@ -141,7 +138,6 @@ def lm_profile(model: TrainedLM, prompts: Prompts, alphas, batch_size: int = 128
 def minilm_profile(prompts: Prompts, alphas, batch_size: int = 32) -> ModelProfile:
     """MiniLM's lens over the prompts, its tied word embeddings ``(V, d)`` transposed as the unembedding
     (a post-LayerNorm encoder: no final norm)."""
-    import jax
 
     from pdeflow.models.minilm import load_minilm
 
@@ -149,11 +145,19 @@ def minilm_profile(prompts: Prompts, alphas, batch_size: int = 32) -> ModelProfi
     tokenized = encoder.tokenize(prompts.text, max_tokens=64)
     trace = encoder.trace_tokens(tokenized)
     unembedding = encoder.params["params"]["word_embeddings"]["embedding"].T
-    profile = jax.jit(lambda h, m: entropy_profile(h, m, unembedding, None, None, alphas).entropy)
     mask = np.asarray(trace.mask)
-    entropy = np.concatenate([np.asarray(profile(trace.hidden[:, i:i + batch_size], mask[i:i + batch_size]))
-                              for i in range(0, len(mask), batch_size)], axis=2)
-    return ModelProfile("minilm", entropy, mask, None)
+    return ModelProfile("minilm", _batched_entropy(trace.hidden, mask, unembedding, None, None, alphas, batch_size),
+                        mask, None)
+
+
+def _batched_entropy(hidden, mask, unembedding, norm, bias, alphas, batch_size: int) -> np.ndarray:
+    """`entropy_profile` entropies ``(A, L+1, P, N)`` over batches of ``batch_size`` prompts (one compile per
+    batch shape), so a large vocabulary's logits never exist for every prompt at once."""
+    import jax
+
+    profile = jax.jit(lambda h, m: entropy_profile(h, m, unembedding, norm, bias, alphas).entropy)
+    return np.concatenate([np.asarray(profile(hidden[:, i:i + batch_size], mask[i:i + batch_size]))
+                           for i in range(0, len(mask), batch_size)], axis=2)
 
 
 def _flat(values: np.ndarray) -> np.ndarray:
