@@ -23,10 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from pdeflow.models import relative_position
 from pdeflow.pde import basis
 from pdeflow.pde.solve import SolverConfig, solve
 
 TERMS = ("diffusion", "attention", "residual")
+POSITION_FAMILIES = ("offsets",) + tuple(f for f in relative_position.RPE_FAMILIES if f != "table")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,14 @@ class SurrogateConfig:
         num_knots: K ≤ L, knots of the smooth-in-t basis.
         max_distance: relative positions are clipped to ``±max_distance`` (per axis on a patch grid) for the
             position bias.
+        position_family: the form of each head's position bias. ``"offsets"``: a free value per clipped
+            offset (signed, so left and right differ; on a grid per ``(Δrow, Δcolumn)``). The others are the
+            relative-position families of `pdeflow.models.relative_position`, functions of the distance
+            ``|i − j|`` on a chain: ``"none"``; ``"linear"`` ``−p·δ`` (exponential decay); ``"log"``
+            ``−p·log(1 + δ)`` (power-law decay); ``"t5"`` a value per T5 bucket (``position_buckets`` buckets up
+            to ``max_distance``). Slopes ``p`` start at 0 and, like every kernel parameter, vary in ``t``.
+        position_buckets: buckets of the ``"t5"`` family.
+        causal: keys after the query are masked out (fitting a causal model).
         terms: which terms of the right-hand side are on (an ablation switches one off).
         grid: the token grid the Laplacian and the position bias live on. ``()`` (text): the tokens form a
             chain ``0 − 1 − … − N−1``. ``(h, w)`` (images): after ``prefix_tokens`` tokens come ``h·w`` patches
@@ -67,6 +77,9 @@ class SurrogateConfig:
     terms: tuple[str, ...] = TERMS
     grid: tuple[int, ...] = ()
     prefix_tokens: int = 0
+    position_family: str = "offsets"
+    position_buckets: int = 32
+    causal: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "terms", tuple(self.terms))
@@ -76,6 +89,13 @@ class SurrogateConfig:
         if self.prefix_tokens < 0 or (self.prefix_tokens and not self.grid):
             raise ValueError(f"prefix_tokens ({self.prefix_tokens}) must be >= 0 and needs a patch grid (grid=(h, w)); "
                              "on a token chain every token is on the chain.")
+        if self.position_family not in POSITION_FAMILIES:
+            raise ValueError(f"unknown position_family {self.position_family!r}; choose from {POSITION_FAMILIES}.")
+        if self.position_family != "offsets" and self.grid:
+            raise ValueError(f"position_family {self.position_family!r} is a function of distance on a token "
+                             "chain; a patch grid takes the default 'offsets'.")
+        if self.position_family == "t5":
+            relative_position.t5_buckets(0, self.position_buckets, self.max_distance)  # validates the settings
         unknown = set(self.terms) - set(TERMS)
         if unknown:
             raise ValueError(f"unknown PDE terms {sorted(unknown)}; choose from {list(TERMS)}.")
@@ -106,7 +126,11 @@ class SurrogateConfig:
     @property
     def num_position_buckets(self) -> int:
         """Entries of each head's position bias: ``2R+1`` on a chain; ``(2R+1)² + 3`` on a grid (the 3 for
-        prefix query, prefix key, and prefix to prefix)."""
+        prefix query, prefix key, and prefix to prefix); for the distance families their weight count
+        (`pdeflow.models.relative_position.num_weights`, at least 1)."""
+        if self.position_family != "offsets":
+            return max(1, relative_position.num_weights(self.position_family, self.position_buckets,
+                                                        self.max_distance))
         span = 2 * self.position_range + 1
         return span * span + 3 if self.grid else span
 
@@ -201,8 +225,21 @@ def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     q = qk[..., :rank].transpose(1, 0, 2) + theta["query_bias"][:, None, :]
     k = qk[..., rank:].transpose(1, 0, 2)
     logits = jnp.einsum("hik,hjk->hij", q, k) / math.sqrt(rank)
-    logits = logits + theta["position_bias"][:, position_index(config, u.shape[0])]
-    return jnp.where(mask[None, None, :], logits, -1e9)
+    logits = logits + position_bias(theta["position_bias"], config, u.shape[0])
+    allowed = mask[None, :]
+    if config.causal:
+        allowed = allowed & jnp.tril(jnp.ones((u.shape[0], u.shape[0]), bool))
+    return jnp.where(allowed[None], logits, -1e9)
+
+
+def position_bias(weights: Array, config: SurrogateConfig, n: int) -> Array:
+    """``(H, N, N)`` (or broadcastable) position bias of every head from its weights ``(H, buckets)``."""
+    if config.position_family == "offsets":
+        return weights[:, position_index(config, n)]
+    if config.position_family == "none":
+        return jnp.zeros((1, n, n), weights.dtype)
+    return relative_position.relative_bias(config.position_family, weights, n, config.position_buckets,
+                                           config.max_distance)
 
 
 def attention_kernel(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:

@@ -1,7 +1,24 @@
 """Tasks with known structure, seeded and reproducible: the hidden-Markov-chain classification task of the
-attention-path theory (with its hand-built switch-detecting head) and digit-patch sequences."""
+attention-path theory (with its hand-built switch-detecting head), digit-patch sequences, and sequence tasks
+with long but sparse memory (fixed, adaptive, nested, smooth power-law or exponential-type, sparse parity)."""
 
 from pdeflow.tasks.digit_sequences import digit_pair_task, digit_sequences
 from pdeflow.tasks.markov_chains import MarkovChainTask, switch_detector
+from pdeflow.tasks.sparse_memory import (
+    READOUTS,
+    AdaptiveMemory,
+    FixedMemory,
+    MemoryBatch,
+    SmoothMemory,
+    SparseBoolean,
+    batches,
+    heavy_tailed_memory,
+    light_tailed_memory,
+    memory_kernel,
+    normalised_mse,
+    sample,
+)
 
-__all__ = ["MarkovChainTask", "digit_pair_task", "digit_sequences", "switch_detector"]
+__all__ = ["READOUTS", "AdaptiveMemory", "FixedMemory", "MarkovChainTask", "MemoryBatch", "SmoothMemory",
+           "SparseBoolean", "batches", "digit_pair_task", "digit_sequences", "heavy_tailed_memory",
+           "light_tailed_memory", "memory_kernel", "normalised_mse", "sample", "switch_detector"]

@@ -50,7 +50,7 @@ class MemoryTrainConfig:
 
 
 def _optimizer(config: MemoryTrainConfig) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup_steps, config.steps),
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup_steps, config.steps - 1),
                                                   config.steps, config.learning_rate * 0.01)
     return optax.chain(optax.clip_by_global_norm(config.clip_norm),
                        optax.adamw(schedule, weight_decay=config.weight_decay))

@@ -112,7 +112,7 @@ def test_adaptive_targets_depend_only_on_the_tokens_they_name(nested):
     task = AdaptiveMemory(num_keys=3, nested=nested, readout="product", length=16)
     targets = jax.jit(lambda inputs: task.targets(inputs)[0])
     checked = 0
-    for seed in range(4):
+    for seed in range(3):
         x = task.inputs(jax.random.PRNGKey(seed), 1)
         _, valid = task.targets(x)
         positions = np.asarray(task.memory_positions(x))[0]
