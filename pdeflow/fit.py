@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 from pdeflow.checkpoint import FitCheckpointer, FitState
 from pdeflow.data.batches import ShuffledBatches, fixed_size_batches
 from pdeflow.models.trace import Trace, check_trace
+from pdeflow.optim import warmup_cosine_adamw
 from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
@@ -87,10 +88,8 @@ class FitResult:
 
 
 def make_optimizer(config: FitConfig) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup_steps, config.steps - 1),
-                                                  config.steps, end_value=0.01 * config.learning_rate)
-    return optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                       optax.adamw(schedule, weight_decay=config.weight_decay))
+    return warmup_cosine_adamw(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay,
+                               config.clip_norm, end_fraction=0.01)
 
 
 def _loss(params, surrogate, solver, hidden_weight, trace, laplacians):

@@ -103,4 +103,7 @@ def test_a_fit_compiles_its_step_once_and_never_again(traces):
     assert any("_train_step" in str(name) for name in compiled[:marks[0]]), compiled
     assert marks[-1] == marks[0], f"compiled after the first validation point: {compiled[marks[0]:]}"
     assert sum("_train_step" in str(n) for n in compiled) <= 1, compiled
-    assert not [n for n in compiled if "copy" in str(n)], compiled  # snapshots of the best parameters go to host
+    # snapshots of the best parameters go to the host: no device copy is compiled once training has begun (the
+    # copy that gives the fit its own buffers before the first step compiles only if no earlier test made it)
+    first_step = next(i for i, name in enumerate(compiled) if "_train_step" in str(name))
+    assert not [n for n in compiled[first_step:] if "copy" in str(n)], compiled

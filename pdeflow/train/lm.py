@@ -24,6 +24,7 @@ import optax
 from pdeflow.data.pydoc_corpus import corpus_vocabulary, encode, split_corpus
 from pdeflow.models.gpt import GPT, GPTConfig
 from pdeflow.models.trace import Trace, run_in_batches
+from pdeflow.optim import warmup_cosine_adamw
 from pdeflow.store import (
     cache_root,
     check_params_match,
@@ -163,9 +164,8 @@ def train_lm(config: LMTrainConfig = LMTrainConfig(), progress: bool = False) ->
     held_ids = encode("\n\n".join(p.text for p in split.held_out), vocabulary)
     model = config.model(len(vocabulary))
     module = GPT(model)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate,
-                                                  min(config.warmup_steps, config.steps - 1), config.steps)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
+    optimizer = warmup_cosine_adamw(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay,
+                                    clip_norm=1.0)
     params = module.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, config.context_size), jnp.int32))
     opt_state = optimizer.init(params)
 

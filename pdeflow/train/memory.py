@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from pdeflow.models.rpe_transformer import RPETransformer, RPETransformerConfig
+from pdeflow.optim import warmup_cosine_adamw
 from pdeflow.tasks.sparse_memory import MemoryTask, normalised_mse, sample
 
 TEST_STREAM = 2**31 - 1  # folded into a seed's key for its test set; training steps count up from 0
@@ -49,18 +50,12 @@ class MemoryTrainConfig:
             raise ValueError("steps, batch_size and test_size must be positive and learning_rate > 0.")
 
 
-def _optimizer(config: MemoryTrainConfig) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup_steps, config.steps - 1),
-                                                  config.steps, config.learning_rate * 0.01)
-    return optax.chain(optax.clip_by_global_norm(config.clip_norm),
-                       optax.adamw(schedule, weight_decay=config.weight_decay))
-
-
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _train(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryTrainConfig, keys):
     """Train one model per key (``keys (S, 2)``); returns stacked params and the loss curve ``(steps, S)``."""
     model = RPETransformer(model_config)
-    optimizer = _optimizer(config)
+    optimizer = warmup_cosine_adamw(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay,
+                                    config.clip_norm, end_fraction=0.01)
 
     def one(key):
         init_key, data_key = jax.random.split(key)

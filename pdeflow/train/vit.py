@@ -21,6 +21,7 @@ import optax
 from pdeflow.data.digits import digit_splits
 from pdeflow.models.trace import Trace, run_in_batches
 from pdeflow.models.vit import ViT, ViTConfig
+from pdeflow.optim import warmup_cosine_adamw
 from pdeflow.store import (
     cache_root,
     check_params_match,
@@ -133,9 +134,7 @@ def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False,
     model = ViT(config.model)
     steps_per_epoch = max(len(splits.train_images) // config.batch_size, 1)
     total = config.epochs * steps_per_epoch
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup_steps, total - 1),
-                                                  total)
-    optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
+    optimizer = warmup_cosine_adamw(config.learning_rate, config.warmup_steps, total, config.weight_decay)
     key = jax.random.PRNGKey(config.seed)
     key, init_key = jax.random.split(key)
     params = model.init(init_key, jnp.asarray(splits.train_images[:1]))
