@@ -464,14 +464,19 @@ def write_figures(results: dict, folder: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="results/sparse_memory")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
-    parser.add_argument("--sweeps", nargs="+", default=list(SWEEPS), choices=SWEEPS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(MemoryExperiment.seeds))
-    parser.add_argument("--steps", type=int, default=MemoryExperiment.steps)
-    parser.add_argument("--learning-rate", type=float, default=MemoryExperiment.learning_rate)
-    parser.add_argument("--pde-steps", type=int, default=MemoryExperiment.pde_steps)
+    parser.add_argument("--out", default="results/sparse_memory", help="folder for the JSONs, figures and summary")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
+                        help="print each model's error as it finishes")
+    parser.add_argument("--sweeps", nargs="+", default=list(SWEEPS), choices=SWEEPS, metavar="SWEEP",
+                        help=f"which sweeps to run (default: all of {', '.join(SWEEPS)})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(MemoryExperiment.seeds),
+                        help="one model per seed and setting (error bars are over seeds)")
+    parser.add_argument("--steps", type=int, default=MemoryExperiment.steps, help="optimiser steps per model")
+    parser.add_argument("--learning-rate", type=float, default=MemoryExperiment.learning_rate,
+                        help="peak AdamW learning rate")
+    parser.add_argument("--pde-steps", type=int, default=MemoryExperiment.pde_steps,
+                        help="optimiser steps of each attention-PDE fit (pde_positional)")
     parser.add_argument("--large", action="store_true", help="4x longer memories and 4x the steps (for a GPU)")
     args = parser.parse_args(argv)
     config = MemoryExperiment(sweeps=tuple(args.sweeps), seeds=tuple(args.seeds), steps=args.steps,
