@@ -236,8 +236,6 @@ def position_bias(weights: Array, config: SurrogateConfig, n: int) -> Array:
     """``(H, N, N)`` (or broadcastable) position bias of every head from its weights ``(H, buckets)``."""
     if config.position_family == "offsets":
         return weights[:, position_index(config, n)]
-    if config.position_family == "none":
-        return jnp.zeros((1, n, n), weights.dtype)
     return relative_position.relative_bias(config.position_family, weights, n, config.position_buckets,
                                            config.max_distance)
 

@@ -81,6 +81,23 @@ def _shifted(x: Array, lag: int) -> Array:
     return jnp.concatenate([pad, x[:, :-lag]], axis=1)
 
 
+def _checked_lags(lags, length: int) -> tuple[int, ...]:
+    """``lags`` as a tuple of ints, after checking they are distinct, non-negative and inside the sequence."""
+    lags = tuple(int(t) for t in lags)
+    if not lags or min(lags) < 0 or len(set(lags)) != len(lags):
+        raise ValueError(f"lags must be distinct non-negative integers; got {lags}.")
+    if length <= max(lags):
+        raise ValueError(f"length {length} must exceed the largest lag {max(lags)}.")
+    return lags
+
+
+def _lagged_targets(x: Array, lags: tuple[int, ...], readout: str) -> tuple[Array, Array]:
+    """``f(x_{t−T₁}, …)`` of scalar tokens ``x (B, N, 1)``, valid from the largest lag on."""
+    z = jnp.stack([_shifted(x[..., 0], lag) for lag in lags], axis=-1)
+    valid = jnp.broadcast_to(jnp.arange(x.shape[1]) >= max(lags), x.shape[:2])
+    return READOUTS[readout](z), valid
+
+
 @dataclasses.dataclass(frozen=True)
 class FixedMemory:
     """``y_t = f(x_{t−T₁}, …, x_{t−T_M})``, scalar standard-normal tokens.
@@ -96,12 +113,8 @@ class FixedMemory:
     length: int = 64
 
     def __post_init__(self):
-        object.__setattr__(self, "lags", tuple(int(t) for t in self.lags))
+        object.__setattr__(self, "lags", _checked_lags(self.lags, self.length))
         _check_readout(self.readout)
-        if not self.lags or min(self.lags) < 0 or len(set(self.lags)) != len(self.lags):
-            raise ValueError(f"lags must be distinct non-negative integers; got {self.lags}.")
-        if self.length <= max(self.lags):
-            raise ValueError(f"length {self.length} must exceed the largest lag {max(self.lags)}.")
 
     input_dim = 1
 
@@ -109,9 +122,7 @@ class FixedMemory:
         return jax.random.normal(key, (batch, self.length, 1))
 
     def targets(self, x: Array) -> tuple[Array, Array]:
-        z = jnp.stack([_shifted(x[..., 0], lag) for lag in self.lags], axis=-1)
-        valid = jnp.broadcast_to(jnp.arange(self.length) >= max(self.lags), x.shape[:2])
-        return READOUTS[self.readout](z), valid
+        return _lagged_targets(x, self.lags, self.readout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +138,7 @@ class SparseBoolean:
     length: int = 64
 
     def __post_init__(self):
-        FixedMemory(self.lags, "product", self.length)  # same checks
-        object.__setattr__(self, "lags", tuple(int(t) for t in self.lags))
+        object.__setattr__(self, "lags", _checked_lags(self.lags, self.length))
 
     input_dim = 1
 
@@ -136,7 +146,7 @@ class SparseBoolean:
         return jax.random.rademacher(key, (batch, self.length, 1), dtype=jnp.float32)
 
     def targets(self, x: Array) -> tuple[Array, Array]:
-        return FixedMemory(self.lags, "product", self.length).targets(x)
+        return _lagged_targets(x, self.lags, "product")
 
 
 def most_recent_match(keys: Array, query: Array, before: Array) -> Array:

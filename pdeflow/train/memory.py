@@ -100,18 +100,14 @@ def held_out_batch(task: MemoryTask, config: MemoryTrainConfig, seed: int = 0):
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _apply_stacked(model_config, params, inputs):
+def traces(model_config: RPETransformerConfig, params, inputs):
+    """``(predictions (S, B, N), Trace with a leading seed axis)`` of stacked models on ``inputs``."""
     return jax.vmap(lambda p: RPETransformer(model_config).apply(p, inputs))(params)
 
 
 def held_out_errors(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryTrainConfig, params,
-                seed: int = 0) -> np.ndarray:
+                    seed: int = 0) -> np.ndarray:
     """Normalised test MSE of each stacked model ``(S,)`` on `held_out_batch`."""
     batch = held_out_batch(task, config, seed)
-    predictions, _ = _apply_stacked(model_config, params, batch.inputs)
+    predictions, _ = traces(model_config, params, batch.inputs)
     return np.asarray(normalised_mse(predictions, batch.targets, batch.valid))
-
-
-def traces(model_config: RPETransformerConfig, params, inputs):
-    """``(predictions (S, B, N), Trace with a leading seed axis)`` of stacked models on ``inputs``."""
-    return _apply_stacked(model_config, params, inputs)
