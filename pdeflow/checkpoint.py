@@ -29,7 +29,7 @@ class FitState:
         best, best_step, since_best: early-stopping state (lowest validation loss, its step, evaluations since).
         history: validation records so far.
         running: training losses since the last validation point.
-        data_order: `pdeflow.data.batches.ShuffledBatches.state`.
+        data_order: the batch iterator's ``state()`` (`pdeflow.data.batches.ShuffledBatches` or ``BucketedBatches``).
     """
 
     step: int

@@ -23,7 +23,14 @@ import optax
 from jax.sharding import Mesh
 
 from pdeflow.checkpoint import FitCheckpointer, FitState
-from pdeflow.data.batches import ShuffledBatches, fixed_size_batches
+from pdeflow.data.batches import (
+    BucketedBatches,
+    ShuffledBatches,
+    batches_from_state,
+    bucket_lengths,
+    fixed_size_batches,
+    token_lengths,
+)
 from pdeflow.models.trace import Trace, check_trace
 from pdeflow.optim import warmup_cosine_adamw
 from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
@@ -51,6 +58,10 @@ class FitConfig:
             device JAX sees. ``batch_size`` must be a multiple of it.
         checkpoint_every: steps between checkpoints when the fit is given a checkpoint folder (0: only at the
             end and on interruption).
+        length_buckets: group training batches by length into this many buckets (quantiles of the training
+            inputs' lengths) and trim each batch's padding to its bucket's length, so short inputs stop paying
+            for the longest; the step compiles once per bucket, all before the first step. 1: every batch keeps
+            the full padded length (one compiled shape). Token chains only; validation keeps the full length.
     """
 
     steps: int = 300
@@ -65,12 +76,15 @@ class FitConfig:
     seed: int = 0
     devices: int = 0
     checkpoint_every: int = 50
+    length_buckets: int = 1
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("steps, batch_size and eval_every must be positive.")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0; got {self.checkpoint_every}.")
+        if self.length_buckets < 1:
+            raise ValueError(f"length_buckets must be >= 1 (1: no bucketing); got {self.length_buckets}.")
         if self.devices < 0:
             raise ValueError(f"devices must be 0 (all) or a positive count; got {self.devices}.")
         if not self.learning_rate > 0 or self.hidden_weight < 0 or self.patience < 0:
@@ -118,9 +132,13 @@ def _eval_losses(surrogate, solver, params, trace, laplacians):
     return kl, hidden_error, out.ok, out.finite_times
 
 
-def _sharded_batch(trace: Trace, index, mesh: Mesh | None, surrogate: SurrogateConfig):
-    """The sub-batch ``index`` of ``trace`` and its token Laplacians, split over ``mesh`` if given."""
+def _sharded_batch(trace: Trace, index, mesh: Mesh | None, surrogate: SurrogateConfig,
+                   num_tokens: int | None = None):
+    """The sub-batch ``index`` of ``trace`` (trimmed to ``num_tokens`` tokens if given) and its token
+    Laplacians, split over ``mesh`` if given."""
     batch = trace.take(index)
+    if num_tokens is not None:
+        batch = batch.truncate(num_tokens)
     laplacians = token_laplacians(batch.mask, surrogate)
     if mesh is None:
         return batch, laplacians
@@ -175,6 +193,9 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
         surrogate.check_token_count(trace.mask.shape[1], f"{name} inputs")
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs the checkpoint_dir to resume from.")
+    if config.length_buckets > 1 and surrogate.grid:
+        raise ValueError(f"length_buckets={config.length_buckets} trims padding off token chains, but a patch grid "
+                         "has a fixed token count; use length_buckets=1.")
     train = jax.tree_util.tree_map(np.asarray, train)
     count = train.mask.shape[0]
     batch_size = min(config.batch_size, count)
@@ -185,7 +206,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     optimizer = make_optimizer(config)
     params = replicated(jax.tree_util.tree_map(jnp.array, params), mesh)  # own buffers: the step donates them
     opt_state = replicated(optimizer.init(params), mesh)
-    batches = ShuffledBatches(count, batch_size, np.random.default_rng(config.seed))
+    batches = _training_batches(train, batch_size, config)
     # best_params is a host copy: the step donates (frees) the device buffers of params, and copying to the
     # host compiles nothing
     state = FitState(step=0, params=params, opt_state=opt_state, best_params=jax.tree_util.tree_map(to_host, params),
@@ -201,7 +222,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
         state = checkpointer.restore(state, settings)
         state.params, state.opt_state = (replicated(x, mesh) for x in (state.params, state.opt_state))
         state.best_params = jax.tree_util.tree_map(to_host, state.best_params)
-        batches = ShuffledBatches.from_state(state.data_order)
+        batches = batches_from_state(state.data_order)
     stopped_early = bool(config.patience) and state.since_best >= config.patience
 
     def save() -> None:
@@ -211,13 +232,20 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
 
     from tqdm.auto import tqdm
 
+    static = (surrogate, solver, optimizer, float(config.hidden_weight))
+    if isinstance(batches, BucketedBatches):  # compile every bucket's step now, none during the fit
+        for length in tqdm(batches.buckets, desc="compile buckets", disable=not progress, unit="bucket"):
+            fits = np.flatnonzero(batches.lengths <= length)
+            example = fits[np.arange(batch_size) % fits.size]
+            _train_step.lower(*static, state.params, state.opt_state,
+                              *_sharded_batch(train, example, mesh, surrogate, length)).compile()
     bar = tqdm(total=config.steps, initial=state.step, desc="fit", disable=not progress, unit="step")
     with _interrupt_at_step_boundary() as interrupted:
         while state.step < config.steps and not stopped_early:
             step = state.step + 1
-            batch, laplacians = _sharded_batch(train, next(batches), mesh, surrogate)
-            new_params, new_opt_state, info = _train_step(surrogate, solver, optimizer, float(config.hidden_weight),
-                                                          state.params, state.opt_state, batch, laplacians)
+            index, num_tokens = next(batches) if isinstance(batches, BucketedBatches) else (next(batches), None)
+            batch, laplacians = _sharded_batch(train, index, mesh, surrogate, num_tokens)
+            new_params, new_opt_state, info = _train_step(*static, state.params, state.opt_state, batch, laplacians)
             state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated
             if not bool(info["good"]):  # the step kept the last good parameters: save them, then stop
                 save()
@@ -257,6 +285,15 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     save()  # the final state (a no-op if the last step was just saved)
     return FitResult(jax.tree_util.tree_map(to_host, state.best_params), state.history, state.best_step,
                      stopped_early)
+
+
+def _training_batches(train: Trace, batch_size: int, config: FitConfig) -> ShuffledBatches | BucketedBatches:
+    """The fit's batch order: shuffled full-length batches, or batches grouped into length buckets."""
+    rng = np.random.default_rng(config.seed)
+    if config.length_buckets == 1:
+        return ShuffledBatches(train.mask.shape[0], batch_size, rng)
+    lengths = token_lengths(train.mask)
+    return BucketedBatches(lengths, bucket_lengths(lengths, config.length_buckets), batch_size, rng)
 
 
 @contextlib.contextmanager

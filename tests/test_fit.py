@@ -107,3 +107,52 @@ def test_a_fit_compiles_its_step_once_and_never_again(traces):
     # copy that gives the fit its own buffers before the first step compiles only if no earlier test made it)
     first_step = next(i for i, name in enumerate(compiled) if "_train_step" in str(name))
     assert not [n for n in compiled[first_step:] if "copy" in str(n)], compiled
+
+
+def test_trimming_padding_leaves_the_losses_unchanged(traces):
+    """Length bucketing trims a batch to its longest input: with fixed steps (whose solve does not depend on
+    how many padded zeros the error norm averages over) the per-input losses must not change."""
+    from pdeflow.data import token_lengths
+    from pdeflow.surrogate import surrogate_losses, token_laplacians
+
+    train = traces[0].take(np.arange(16))
+    shortest_first = train.take(np.argsort(token_lengths(train.mask)))
+    batch = shortest_first.take(np.arange(8))  # the 8 shortest inputs
+    length = int(token_lengths(batch.mask).max())
+    assert length < batch.mask.shape[1]
+    solver = SolverConfig("rk4", adaptive=False, dt0=0.5)
+    params = init_surrogate(jax.random.PRNGKey(0), SURROGATE)
+    full = surrogate_losses(params, SURROGATE, solver, batch, token_laplacians(batch.mask))
+    short = batch.truncate(length)
+    trimmed = surrogate_losses(params, SURROGATE, solver, short, token_laplacians(short.mask))
+    np.testing.assert_allclose(trimmed[0], full[0], rtol=1e-5, atol=1e-7)  # attention KL per input
+    np.testing.assert_allclose(trimmed[1], full[1], rtol=1e-5, atol=1e-7)  # hidden-state error per input
+
+
+def test_a_bucketed_fit_compiles_one_step_per_bucket_before_training_and_none_after(traces):
+    from pdeflow.data import bucket_lengths, token_lengths
+
+    compiled, marks = [], []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiled.append(kw.get("fun_name"))
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    config = dataclasses.replace(FIT, steps=16, eval_every=4, seed=11, length_buckets=2)
+    buckets = bucket_lengths(token_lengths(traces[0].mask), 2)
+    assert len(buckets) == 2 and buckets[0] < buckets[1]
+    solver = SolverConfig("ralston", adaptive=False, dt0=0.5)  # static arguments no other test uses
+    result = fit_surrogate(traces[0], traces[1], SURROGATE, solver, config, progress=False,
+                           on_eval=lambda record: marks.append(len(compiled)))
+    steps = [n for n in compiled[:marks[0]] if "_train_step" in str(n)]
+    assert len(steps) == 2, compiled  # one per bucket
+    assert marks[-1] == marks[0], f"compiled after the first validation point: {compiled[marks[0]:]}"
+    assert sum("_train_step" in str(n) for n in compiled) == 2, compiled
+    assert result.history[-1]["validation_kl"] < result.history[0]["validation_kl"]
+
+
+def test_length_buckets_are_refused_on_a_patch_grid(traces):
+    grid = dataclasses.replace(SURROGATE, grid=(2, 5))
+    with pytest.raises(ValueError, match="length_buckets"):
+        fit_surrogate(traces[0], traces[1], grid, SolverConfig(), dataclasses.replace(FIT, length_buckets=3),
+                      progress=False)
+    with pytest.raises(ValueError, match="length_buckets"):
+        FitConfig(length_buckets=0)

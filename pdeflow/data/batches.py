@@ -1,4 +1,4 @@
-"""Batch indices with static shapes, so a jit-compiled function compiles once."""
+"""Batch indices with static shapes, so a jit-compiled function compiles once (or once per length bucket)."""
 
 from __future__ import annotations
 
@@ -42,9 +42,7 @@ class ShuffledBatches:
 
     @classmethod
     def from_state(cls, state: dict) -> ShuffledBatches:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
-        batches = cls(state["count"], state["batch_size"], rng)
+        batches = cls(state["count"], state["batch_size"], _rng_from_state(state["rng"]))
         batches.order = np.asarray(state["order"], dtype=np.int64)
         return batches
 
@@ -52,3 +50,91 @@ class ShuffledBatches:
 def shuffled_batches(count: int, batch_size: int, rng: np.random.Generator) -> ShuffledBatches:
     """Endless full batches from successive permutations of ``range(count)``; see `ShuffledBatches`."""
     return ShuffledBatches(count, batch_size, rng)
+
+
+def token_lengths(mask) -> np.ndarray:
+    """``(B, N)`` mask -> ``(B,)``: one past the last real token of each input (the length it can be trimmed
+    to without dropping a real token)."""
+    mask = np.asarray(mask, bool)
+    return np.where(mask.any(1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0)
+
+
+def bucket_lengths(lengths, num_buckets: int) -> tuple[int, ...]:
+    """At most ``num_buckets`` padded lengths, ascending, that split ``lengths`` into groups of about equal
+    size (quantiles); the last is ``max(lengths)``, so every input fits the last bucket."""
+    lengths = np.sort(np.asarray(lengths, np.int64))
+    if lengths.size == 0 or num_buckets < 1:
+        raise ValueError(f"need at least one length and num_buckets >= 1; got {lengths.size}, {num_buckets}.")
+    cuts = np.ceil(np.arange(1, num_buckets + 1) * lengths.size / num_buckets).astype(np.int64) - 1
+    return tuple(int(x) for x in np.unique(lengths[cuts]))
+
+
+class BucketedBatches:
+    """Endless full batches grouped by length: each batch comes with the bucket length its inputs fit in,
+    so a step can trim the padding beyond it (one compiled shape per bucket).
+
+    Every epoch shuffles the inputs, deals each into the shortest bucket it fits, and cuts each bucket into
+    full batches; the few left over in a bucket move up to the next (they fit any longer bucket), and those
+    left over after the longest are topped up with other inputs of the epoch into one last full batch. So
+    every input is seen once an epoch (a few twice, never twice in one batch). The epoch's batches are then
+    served in a shuffled order, so short and long batches alternate rather than coming in runs. Like
+    `ShuffledBatches` its position can be saved and restored exactly (`state` / `from_state`).
+    """
+
+    def __init__(self, lengths, buckets: tuple[int, ...], batch_size: int, rng: np.random.Generator):
+        self.lengths = np.asarray(lengths, np.int64)
+        self.buckets = tuple(int(b) for b in buckets)
+        if batch_size < 1 or self.lengths.size < batch_size:
+            raise ValueError(f"need 1 <= batch_size <= number of inputs; got {batch_size}, {self.lengths.size}.")
+        if list(self.buckets) != sorted(set(self.buckets)) or self.lengths.max() > self.buckets[-1]:
+            raise ValueError(f"buckets must be ascending and the last ({self.buckets[-1]}) must fit the longest "
+                             f"input ({self.lengths.max()}); use bucket_lengths.")
+        self.batch_size, self.rng = batch_size, rng
+        self.pending: list[tuple[list[int], int]] = []  # the rest of this epoch's (index, length) batches
+
+    def __iter__(self) -> BucketedBatches:
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, int]:
+        if not self.pending:
+            self._deal_epoch()
+        index, length = self.pending.pop(0)
+        return np.asarray(index, np.int64), length
+
+    def _deal_epoch(self) -> None:
+        order = self.rng.permutation(self.lengths.size)
+        bucket_of = np.searchsorted(self.buckets, self.lengths[order])
+        batches, carry = [], []
+        for b, length in enumerate(self.buckets):
+            members = carry + order[bucket_of == b].tolist()
+            full = len(members) // self.batch_size * self.batch_size
+            batches += [(members[i:i + self.batch_size], length) for i in range(0, full, self.batch_size)]
+            carry = members[full:]
+        if carry:
+            left = set(carry)
+            others = [i for i in order.tolist() if i not in left]
+            batches.append((carry + others[: self.batch_size - len(carry)], self.buckets[-1]))
+        self.pending = [batches[i] for i in self.rng.permutation(len(batches))]
+
+    def state(self) -> dict:
+        """JSON-serialisable position: the generator's state and this epoch's remaining batches."""
+        return {"kind": "bucketed", "lengths": self.lengths.tolist(), "buckets": list(self.buckets),
+                "batch_size": self.batch_size, "rng": self.rng.bit_generator.state,
+                "pending": [[list(map(int, index)), int(length)] for index, length in self.pending]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> BucketedBatches:
+        batches = cls(state["lengths"], tuple(state["buckets"]), state["batch_size"], _rng_from_state(state["rng"]))
+        batches.pending = [(list(index), int(length)) for index, length in state["pending"]]
+        return batches
+
+
+def batches_from_state(state: dict) -> ShuffledBatches | BucketedBatches:
+    """Restore whichever batch iterator saved ``state`` (`ShuffledBatches` or `BucketedBatches`)."""
+    return (BucketedBatches if state.get("kind") == "bucketed" else ShuffledBatches).from_state(state)
+
+
+def _rng_from_state(state: dict) -> np.random.Generator:
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    return rng

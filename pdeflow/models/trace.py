@@ -36,6 +36,11 @@ class Trace(NamedTuple):
         """The sub-batch ``index`` (an integer array or slice over the batch axis)."""
         return Trace(self.hidden[:, index], self.attention[:, index], self.mask[index])
 
+    def truncate(self, num_tokens: int) -> Trace:
+        """The first ``num_tokens`` tokens of every input (dropping padding beyond the longest input)."""
+        n = int(num_tokens)
+        return Trace(self.hidden[:, :, :n], self.attention[..., :n, :n], self.mask[:, :n])
+
 
 def check_trace(trace: Trace, *, atol: float = 1e-3) -> None:
     """Raise ``ValueError`` naming the problem if ``trace`` is not a well-formed trace.
