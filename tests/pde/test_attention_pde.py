@@ -130,3 +130,9 @@ def test_forward_saves_every_block_and_maps_are_normalised():
     assert bool(out.ok) and int(out.finite_times) == CONFIG.num_layers + 1
     np.testing.assert_allclose(jnp.exp(out.log_attention).sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(out.states[0], trace.hidden[0] @ params["projection"], rtol=1e-5)
+
+
+def test_a_state_wider_than_the_model_gets_a_full_projection():
+    params = init_surrogate(jax.random.PRNGKey(0), dataclasses.replace(CONFIG, width=16))  # wider than d = 8
+    assert params["projection"].shape == (8, 16) and params["readout"]["kernel"].shape == (16, 8)
+    np.testing.assert_allclose(params["projection"] @ params["projection"].T, np.eye(8), atol=1e-5)
