@@ -4,6 +4,7 @@ recompilations, wall time to a held-out cosine target on every layer, and the sa
     python -m benchmarks.fit_throughput                    # default fit (a few minutes on 2 CPU cores)
     python -m benchmarks.fit_throughput --steps 600 --target 0.98
     python -m benchmarks.fit_throughput --no-peer          # without the PyTorch/torchdiffeq fit step
+    python -m benchmarks.fit_throughput --length-buckets 1 # without the length-bucketed comparison
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.fit_throughput --no-fit --no-peer
                                                            # data parallel over 2 CPU devices
 
@@ -15,6 +16,8 @@ What is measured, all in one run:
   the same optimiser (AdamW, clipping) in PyTorch;
 - recompilations: XLA compilations counted by ``jax.monitoring`` during the timed steps (must be 0) and
   during the whole fit, named by function;
+- length bucketing: the default step with ``--length-buckets`` buckets (every bucket compiled first), its
+  mean step time over the bucket mix the fit draws, and its ratio to the padded step;
 - time to target: the default fit, with held-out per-layer cosine measured at every validation point; the
   fit's wall time excludes those measurements.
 """
@@ -32,7 +35,7 @@ import numpy as np
 
 from benchmarks.reporting import machine_label, peak_memory_bytes, write_result
 from pdeflow import metrics
-from pdeflow.fit import FitConfig, _sharded_batch, _train_step, fit_surrogate, make_optimizer
+from pdeflow.fit import FitConfig, _sharded_batch, _train_step, _training_batches, fit_surrogate, make_optimizer
 from pdeflow.models.minilm import load_minilm
 from pdeflow.parallel import data_mesh, replicated
 from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
@@ -58,37 +61,45 @@ class CompileCounter:
 
 
 def time_steps(surrogate, solver, fit: FitConfig, train, count: int, counter: CompileCounter) -> dict:
-    """Compile the fit step once (timed apart), then time ``count`` steps on fresh batches."""
+    """Compile the fit step (timed apart; once per length bucket with ``fit.length_buckets > 1``), then time
+    ``count`` steps on fresh batches drawn as the fit draws them."""
     optimizer = make_optimizer(fit)
     mesh = data_mesh(fit.devices)  # the batch is split over every device JAX sees, as in a fit
     params = replicated(init_surrogate(jax.random.PRNGKey(fit.seed), surrogate, train.hidden[0][train.mask]), mesh)
     opt_state = replicated(optimizer.init(params), mesh)
-    rng = np.random.default_rng(0)
-    batches = [rng.choice(train.mask.shape[0], fit.batch_size, replace=False) for _ in range(count + 1)]
+    batches = _training_batches(train, fit.batch_size, fit)
+    draws = [next(batches) for _ in range(count + 1)]
+    draws = [d if isinstance(d, tuple) else (d, None) for d in draws]
     static = (surrogate, solver, optimizer, float(fit.hidden_weight))
-    batch, laplacians = _sharded_batch(train, batches[0], mesh)
+    lengths = sorted({length for _, length in draws}, key=lambda n: -1 if n is None else n)
+    trace_s = compile_s = 0.0
+    for length in lengths:  # every shape the timed steps will use, compiled before them (as the fit does)
+        index = next(i for i, n in draws if n == length)
+        start = time.perf_counter()
+        batch = _sharded_batch(train, index, mesh, surrogate, length)
+        lowered = _train_step.lower(*static, params, opt_state, *batch)
+        traced = time.perf_counter()
+        lowered.compile()
+        trace_s, compile_s = trace_s + traced - start, compile_s + time.perf_counter() - traced
     start = time.perf_counter()
-    lowered = _train_step.lower(*static, params, opt_state, batch, laplacians)
-    traced = time.perf_counter()
-    lowered.compile()
-    compiled = time.perf_counter()
-    params, opt_state, info = _train_step(*static, params, opt_state, batch, laplacians)
+    params, opt_state, info = _train_step(*static, params, opt_state,
+                                          *_sharded_batch(train, draws[0][0], mesh, surrogate, draws[0][1]))
     jax.block_until_ready(params)
-    first = time.perf_counter()
+    first = time.perf_counter() - start
     mark = len(counter.events)
     durations, solver_steps = [], []
-    for index in batches[1:]:
+    for index, length in draws[1:]:
         start_step = time.perf_counter()
-        batch, laplacians = _sharded_batch(train, index, mesh)
+        batch, laplacians = _sharded_batch(train, index, mesh, surrogate, length)
         params, opt_state, info = _train_step(*static, params, opt_state, batch, laplacians)
         float(info["loss"])  # the fit reads the loss every step (NaN check): so does the benchmark
         durations.append(time.perf_counter() - start_step)
         solver_steps.append(int(info["num_steps"]))
     return {"solver": dataclasses.asdict(solver), "devices": int(mesh.devices.size),
-            "trace_and_lower_s": traced - start,
-            "xla_compile_s": compiled - traced, "first_step_s": first - compiled,
+            "length_buckets": fit.length_buckets, "compiled_lengths": [n or train.mask.shape[1] for n in lengths],
+            "trace_and_lower_s": trace_s, "xla_compile_s": compile_s, "first_step_s": first,
             "steady_step_s_median": float(np.median(durations)), "steady_step_s_mean": float(np.mean(durations)),
-            "steps_per_s": 1.0 / float(np.median(durations)), "solver_steps_mean": float(np.mean(solver_steps)),
+            "steps_per_s": 1.0 / float(np.mean(durations)), "solver_steps_mean": float(np.mean(solver_steps)),
             "recompilations_during_timed_steps": counter.since(mark)}
 
 
@@ -186,6 +197,9 @@ def main(argv=None) -> None:
     parser.add_argument("--timed-steps", type=int, default=20)
     parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch/torchdiffeq step")
     parser.add_argument("--no-fit", action="store_true", help="skip the time-to-target fit")
+    parser.add_argument("--length-buckets", type=int, default=4,
+                        help="also time the step, and run the time-to-target fit, with this many length buckets "
+                             "(FitConfig.length_buckets; 1 skips the comparison)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     counter = CompileCounter()
@@ -211,10 +225,22 @@ def main(argv=None) -> None:
         result["speedup_pdeflow_over_peer"] = ratio
         print(f"peer (torch + torchdiffeq dopri5): {result['peer_dopri5_step']['steady_step_s_median']:.3f}s/step; "
               f"pdeflow is x{ratio:.2f} faster", flush=True)
-    if not args.no_fit:
-        print(f"time to held-out cosine >= {args.target} on every layer (default fit, {args.steps} steps max):")
-        result["time_to_target"] = time_to_target(splits, surrogate, default, fit, args.target, counter)
-        t = result["time_to_target"]
+    bucketed = dataclasses.replace(fit, length_buckets=args.length_buckets)
+    if args.length_buckets > 1:
+        result["bucketed_step"] = b = time_steps(surrogate, default, bucketed, splits.train, args.timed_steps, counter)
+        result["speedup_bucketed_over_padded"] = b["steps_per_s"] / d["steps_per_s"]
+        print(f"default step with {args.length_buckets} length buckets {b['compiled_lengths']} (of "
+              f"{splits.train.mask.shape[1]} tokens): compile {b['xla_compile_s']:.1f}s in all, steady "
+              f"{1 / b['steps_per_s']:.3f}s/step (mean over the bucket mix), "
+              f"x{result['speedup_bucketed_over_padded']:.2f} the padded step's throughput; recompilations during "
+              f"timed steps: "
+              f"{b['recompilations_during_timed_steps'] or 0}", flush=True)
+    for name, config in (("time_to_target", fit), ("time_to_target_bucketed", bucketed)):
+        if args.no_fit or (name.endswith("bucketed") and args.length_buckets == 1):
+            continue
+        print(f"time to held-out cosine >= {args.target} on every layer ({args.steps} steps max, length_buckets="
+              f"{config.length_buckets}):")
+        result[name] = t = time_to_target(splits, surrogate, default, config, args.target, counter)
         print(f"reached: {t['reached_at_step'] is not None} (step {t['reached_at_step']}, {t['reached_after_s']} s); "
               f"best min-over-layers cosine {t['best_min_layer_cosine']:.3f}; fit wall {t['fit_wall_s']:.1f}s; "
               f"compilations during the fit: {t['compilations_during_fit']}", flush=True)

@@ -6,12 +6,14 @@ the vector field, times the field evaluations the solver made) over the float32 
 
     python -m benchmarks.solver_throughput                 # default grid (CPU-sized), writes a JSON
     python -m benchmarks.solver_throughput --sizes 32,128,384,12,6 --repeats 3
+    python -m benchmarks.solver_throughput --compute-dtypes float32 bfloat16   # the bfloat16 option beside
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import time
 
 import jax
@@ -20,6 +22,7 @@ import numpy as np
 
 from benchmarks.reporting import machine_label, matmul_peak, peak_memory_bytes, write_result
 from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
+from pdeflow.pde.attention_pde import COMPUTE_DTYPES
 from pdeflow.pde.solve import SOLVERS, STAGES
 from pdeflow.surrogate import surrogate_forward, token_laplacians
 
@@ -54,9 +57,10 @@ def time_call(fn, *args, repeats: int):
     return compile_and_first, (time.perf_counter() - start) / repeats, out
 
 
-def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, repeats: int, peak: float) -> dict:
+def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, repeats: int, peak: float,
+             compute_dtype: str = "float32") -> dict:
     config = SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
-                             key_dim=max(width // heads, 1), num_knots=layers)
+                             key_dim=max(width // heads, 1), num_knots=layers, compute_dtype=compute_dtype)
     params = init_surrogate(jax.random.PRNGKey(0), config)
     rng = np.random.default_rng(0)
     hidden0 = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
@@ -81,7 +85,8 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     flops = factor * evaluations * batch * field_flops(config, n)
     gflops = flops / step_s / 1e9
     return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,
-            "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode, "solver_steps": steps,
+            "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode, "compute_dtype": compute_dtype,
+            "solver_steps": steps,
             "compile_and_first_s": compile_s, "steady_s": step_s,
             "field_evaluations_per_s": evaluations * batch / step_s,
             "token_layers_per_s": batch * n * layers / step_s,
@@ -93,6 +98,9 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, help="B,N,r,H,L for each case")
     parser.add_argument("--solvers", nargs="*", default=["tsit5:adaptive", "tsit5:1.0", "rk4:0.5"],
                         help="SOLVER:adaptive or SOLVER:DT (fixed steps of DT)")
+    parser.add_argument("--compute-dtypes", nargs="*", default=["float32"], choices=list(COMPUTE_DTYPES),
+                        help="SurrogateConfig.compute_dtype of each case (bfloat16 is meant for GPUs; the peak stays "
+                             "the float32 matmul peak)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
@@ -108,10 +116,10 @@ def main(argv=None) -> None:
             if name not in SOLVERS:
                 raise SystemExit(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}")
             solver = SolverConfig(name) if step == "adaptive" else SolverConfig(name, adaptive=False, dt0=float(step))
-            for mode in ("forward", "forward+backward"):
-                row = run_case(batch, n, width, heads, layers, solver, mode, args.repeats, peak)
+            for dtype, mode in itertools.product(args.compute_dtypes, ("forward", "forward+backward")):
+                row = run_case(batch, n, width, heads, layers, solver, mode, args.repeats, peak, dtype)
                 rows.append(row)
-                print(f"B={batch:3d} N={n:4d} r={width:4d} H={heads:3d} L={layers} {spec:15s} {mode:17s} "
+                print(f"B={batch:3d} N={n:4d} r={width:4d} H={heads:3d} L={layers} {spec:15s} {dtype:8s} {mode:17s} "
                       f"steps={row['solver_steps']:3d} compile={row['compile_and_first_s']:6.1f}s "
                       f"steady={row['steady_s'] * 1e3:8.1f}ms {row['gflop_per_s']:7.1f} GFLOP/s "
                       f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak", flush=True)

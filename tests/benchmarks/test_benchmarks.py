@@ -1,0 +1,35 @@
+"""The benchmarks are run by hand, so these keep them from rotting: each runs at a toy size and must write a
+labelled result whose numbers make sense (no timing is asserted)."""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from benchmarks import fit_throughput, solver_throughput
+from pdeflow.pde import SolverConfig
+from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
+
+
+def test_solver_throughput_writes_a_labelled_result_with_a_flop_count(tmp_path, capsys):
+    solver_throughput.main(["--sizes", "2,8,8,2,2", "--solvers", "euler:1.0", "--repeats", "1",
+                            "--out", str(tmp_path)])
+    (path,) = tmp_path.glob("solver_throughput_*.json")
+    result = json.loads(path.read_text())
+    assert result["label"]["matmul_peak_gflop_per_s"] > 0 and "jax" in result["label"]
+    rows = result["rows"]
+    assert [r["mode"] for r in rows] == ["forward", "forward+backward"]
+    assert all(r["solver_steps"] == 2 and r["gflop_per_s"] > 0 and r["compute_dtype"] == "float32" for r in rows)
+    assert "% of peak" in capsys.readouterr().out
+
+
+def test_fit_throughput_times_a_bucketed_step_without_recompiling():
+    train = tiny_traces()[0]
+    fit = dataclasses.replace(FIT, length_buckets=2, seed=5)
+    counter = fit_throughput.CompileCounter()
+    solver = SolverConfig("euler", adaptive=False, dt0=1.0, adjoint="stored")
+    row = fit_throughput.time_steps(SURROGATE, solver, fit, train, 4, counter)
+    assert row["recompilations_during_timed_steps"] == {}
+    assert len(row["compiled_lengths"]) == 2 and max(row["compiled_lengths"]) <= train.mask.shape[1]
+    assert row["steps_per_s"] > 0 and np.isfinite(row["xla_compile_s"])
+    json.dumps(row)  # goes into the result file as it is
