@@ -175,6 +175,8 @@ def time_to_target(splits, surrogate, solver, fit: FitConfig, target: float, cou
         on_eval.params = out[0]
         return out
 
+    capturing_step.lower = original.lower  # the fit compiles length buckets ahead through it
+
     fit_module._train_step = capturing_step
     try:
         result = fit_surrogate(splits.train, splits.validation, surrogate, solver, fit, progress=False,
@@ -210,12 +212,19 @@ def main(argv=None) -> None:
     splits = trace_sentence_splits(encoder, DataConfig())
     fit = dataclasses.replace(FitConfig(), steps=args.steps)
     result = {}
+    path = None
+
+    def save() -> None:  # after every measurement, so a late failure keeps the earlier ones
+        nonlocal path
+        path = write_result("fit_throughput", label, [], args.out, **result, peak_memory_bytes=peak_memory_bytes())
+
     default = SolverConfig()
     result["default_step"] = time_steps(surrogate, default, fit, splits.train, args.timed_steps, counter)
     d = result["default_step"]
     print(f"default step (tsit5 adaptive): trace+lower {d['trace_and_lower_s']:.1f}s, XLA compile "
           f"{d['xla_compile_s']:.1f}s, steady {d['steady_step_s_median']:.3f}s/step = {d['steps_per_s']:.2f} steps/s, "
           f"recompilations during timed steps: {d['recompilations_during_timed_steps'] or 0}", flush=True)
+    save()
     peer_solver = dataclasses.replace(default, solver="dopri5")
     result["dopri5_step"] = time_steps(surrogate, peer_solver, fit, splits.train, args.timed_steps, counter)
     print(f"dopri5 step: {result['dopri5_step']['steady_step_s_median']:.3f}s/step", flush=True)
@@ -225,6 +234,7 @@ def main(argv=None) -> None:
         result["speedup_pdeflow_over_peer"] = ratio
         print(f"peer (torch + torchdiffeq dopri5): {result['peer_dopri5_step']['steady_step_s_median']:.3f}s/step; "
               f"pdeflow is x{ratio:.2f} faster", flush=True)
+        save()
     bucketed = dataclasses.replace(fit, length_buckets=args.length_buckets)
     if args.length_buckets > 1:
         result["bucketed_step"] = b = time_steps(surrogate, default, bucketed, splits.train, args.timed_steps, counter)
@@ -235,6 +245,7 @@ def main(argv=None) -> None:
               f"x{result['speedup_bucketed_over_padded']:.2f} the padded step's throughput; recompilations during "
               f"timed steps: "
               f"{b['recompilations_during_timed_steps'] or 0}", flush=True)
+        save()
     for name, config in (("time_to_target", fit), ("time_to_target_bucketed", bucketed)):
         if args.no_fit or (name.endswith("bucketed") and args.length_buckets == 1):
             continue
@@ -244,8 +255,8 @@ def main(argv=None) -> None:
         print(f"reached: {t['reached_at_step'] is not None} (step {t['reached_at_step']}, {t['reached_after_s']} s); "
               f"best min-over-layers cosine {t['best_min_layer_cosine']:.3f}; fit wall {t['fit_wall_s']:.1f}s; "
               f"compilations during the fit: {t['compilations_during_fit']}", flush=True)
-    result["peak_memory_bytes"] = peak_memory_bytes()
-    path = write_result("fit_throughput", label, [], args.out, **result)
+        save()
+    save()
     print(f"wrote {path}")
 
 

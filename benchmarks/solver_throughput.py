@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.reporting import machine_label, matmul_peak, peak_memory_bytes, write_result
 from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
 from pdeflow.pde.attention_pde import COMPUTE_DTYPES
-from pdeflow.pde.solve import SOLVERS, STAGES
+from pdeflow.pde.solve import ADJOINTS, SOLVERS, STAGES
 from pdeflow.surrogate import surrogate_forward, token_laplacians
 
 DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
@@ -79,13 +79,16 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     steps = int(out[1] if mode == "forward" else out[0][1])
     # per input, accepted steps only (rejected adaptive steps are not counted)
     evaluations = steps * STAGES[solver.solver]
-    # forward+backward with the recursive-checkpoint adjoint: the forward solve, then per step a recomputed
-    # forward and its vector-Jacobian product (about twice a forward): ~4x the forward's field work
-    factor = 1 if mode == "forward" else 4
+    # forward+backward, counting a vector-Jacobian product as two forwards: "recursive" re-runs each step's
+    # forward in the backward pass (1 + 1 + 2 = 4 forwards' work), "stored" keeps it (1 + 2 = 3), "backsolve"
+    # re-solves the state backwards beside the adjoint (1 + 1 + 2 = 4, on the forward's step count)
+    factor = 1 if mode == "forward" else {"recursive": 4, "stored": 3, "backsolve": 4}[solver.adjoint]
     flops = factor * evaluations * batch * field_flops(config, n)
     gflops = flops / step_s / 1e9
     return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,
-            "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode, "compute_dtype": compute_dtype,
+            "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode,
+            "adjoint": solver.adjoint if mode != "forward" else None, "flop_factor": factor,
+            "compute_dtype": compute_dtype,
             "solver_steps": steps,
             "compile_and_first_s": compile_s, "steady_s": step_s,
             "field_evaluations_per_s": evaluations * batch / step_s,
@@ -101,6 +104,8 @@ def main(argv=None) -> None:
     parser.add_argument("--compute-dtypes", nargs="*", default=["float32"], choices=list(COMPUTE_DTYPES),
                         help="SurrogateConfig.compute_dtype of each case (bfloat16 is meant for GPUs; the peak stays "
                              "the float32 matmul peak)")
+    parser.add_argument("--adjoints", nargs="*", default=list(ADJOINTS), choices=list(ADJOINTS),
+                        help="adjoints timed forward+backward (stored only with fixed steps)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
@@ -116,10 +121,14 @@ def main(argv=None) -> None:
             if name not in SOLVERS:
                 raise SystemExit(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}")
             solver = SolverConfig(name) if step == "adaptive" else SolverConfig(name, adaptive=False, dt0=float(step))
-            for dtype, mode in itertools.product(args.compute_dtypes, ("forward", "forward+backward")):
-                row = run_case(batch, n, width, heads, layers, solver, mode, args.repeats, peak, dtype)
+            adjoints = [a for a in args.adjoints if a != "stored" or not solver.adaptive]  # stored: fixed steps
+            modes = [("forward", solver)] + [("forward+backward", dataclasses.replace(solver, adjoint=a))
+                                             for a in adjoints]
+            for dtype, (mode, case) in itertools.product(args.compute_dtypes, modes):
+                row = run_case(batch, n, width, heads, layers, case, mode, args.repeats, peak, dtype)
                 rows.append(row)
-                print(f"B={batch:3d} N={n:4d} r={width:4d} H={heads:3d} L={layers} {spec:15s} {dtype:8s} {mode:17s} "
+                what = mode if mode == "forward" else f"fwd+bwd {case.adjoint}"
+                print(f"B={batch:3d} N={n:4d} r={width:4d} H={heads:3d} L={layers} {spec:15s} {dtype:8s} {what:18s} "
                       f"steps={row['solver_steps']:3d} compile={row['compile_and_first_s']:6.1f}s "
                       f"steady={row['steady_s'] * 1e3:8.1f}ms {row['gflop_per_s']:7.1f} GFLOP/s "
                       f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak", flush=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pdeflow.fit import FitConfig
 from pdeflow.models.vit import ViTConfig
-from pdeflow.pde.attention_pde import TERMS, SurrogateConfig
+from pdeflow.pde.attention_pde import COMPUTE_DTYPES, POSITION_FAMILIES, TERMS, SurrogateConfig
 from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
 from pdeflow.pipeline import MODELS, DataConfig, RunConfig
 from pdeflow.studies.information_plane import InfoPlaneConfig
@@ -37,7 +37,8 @@ VIT_SECTIONS = {"model": (ViTConfig, ()), "train": (ViTTrainConfig, ("model",))}
 CACHE_OUT = "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the settings"
 INFO_SECTIONS = {"information plane": (InfoPlaneConfig, ("train",)), **VIT_SECTIONS}
 CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS),
-           "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES)}
+           "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES), "compute_dtype": list(COMPUTE_DTYPES),
+           "position_family": list(POSITION_FAMILIES)}
 
 
 def field_help(cls) -> dict[str, str]:

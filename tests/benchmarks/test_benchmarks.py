@@ -12,13 +12,13 @@ from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 
 
 def test_solver_throughput_writes_a_labelled_result_with_a_flop_count(tmp_path, capsys):
-    solver_throughput.main(["--sizes", "2,8,8,2,2", "--solvers", "euler:1.0", "--repeats", "1",
-                            "--out", str(tmp_path)])
+    solver_throughput.main(["--sizes", "2,8,8,2,2", "--solvers", "euler:1.0", "--adjoints", "stored",
+                            "--repeats", "1", "--out", str(tmp_path)])
     (path,) = tmp_path.glob("solver_throughput_*.json")
     result = json.loads(path.read_text())
     assert result["label"]["matmul_peak_gflop_per_s"] > 0 and "jax" in result["label"]
     rows = result["rows"]
-    assert [r["mode"] for r in rows] == ["forward", "forward+backward"]
+    assert [(r["mode"], r["adjoint"]) for r in rows] == [("forward", None), ("forward+backward", "stored")]
     assert all(r["solver_steps"] == 2 and r["gflop_per_s"] > 0 and r["compute_dtype"] == "float32" for r in rows)
     assert "% of peak" in capsys.readouterr().out
 
