@@ -22,7 +22,7 @@ run: install
 	$(VENV)/bin/pdeflow fit --out $(OUT) --overwrite --progress $(ARGS)
 
 test: install
-	$(PY) -m pytest -q -n 2  # two workers (pytest-xdist): CI has 2 cores
+	$(PY) -m pytest -q -n 2 --durations=25  # two workers (pytest-xdist): CI has 2 cores; the slowest tests listed
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
