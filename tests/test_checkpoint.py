@@ -29,7 +29,8 @@ config = dataclasses.replace(FIT, steps=16, eval_every=4, checkpoint_every=3)
 def on_eval(record):
     if record["step"] == 8 and mode in ("sigint", "sigkill"):
         os.kill(os.getpid(), signal.SIGINT if mode == "sigint" else signal.SIGKILL)
-result = fit_surrogate(train, validation, SURROGATE, SolverConfig(), config, progress=False, on_eval=on_eval,
+solver = SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored")  # quick to compile; resume is solver-blind
+result = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False, on_eval=on_eval,
                        checkpoint_dir=None if mode == "plain" else folder, resume=mode == "resume")
 np.savez(out, *[np.asarray(x) for x in jax.tree_util.tree_leaves(result.params)])
 with open(out + ".json", "w") as f:
@@ -37,8 +38,10 @@ with open(out + ".json", "w") as f:
 """
 
 
-def _run(mode: str, folder: Path, out: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _run(mode: str, folder: Path, out: Path, cache: Path) -> subprocess.CompletedProcess:
+    # the runs share JAX's persistent compilation cache, so only the first compiles (the executables are the same)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(cache),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
     return subprocess.run([sys.executable, "-c", _FIT, mode, str(folder), str(out)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
 
@@ -50,26 +53,32 @@ def _result(out: Path):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def compile_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("compile_cache")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, compile_cache):
     out = tmp_path_factory.mktemp("plain") / "plain.npz"
-    plain = _run("plain", out.parent / "unused", out)
+    plain = _run("plain", out.parent / "unused", out, compile_cache)
     assert plain.returncode == 0, plain.stderr[-2000:]
     return _result(out)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, saved_step", [(signal.SIGINT, 8), (signal.SIGKILL, 6)])
-def test_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, signum, saved_step):
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, compile_cache, signum,
+                                                            saved_step):
     """Kill a fit at step 8 (SIGINT: it finishes and saves the step; SIGKILL: the checkpoint of step 6
     survives), resume it, and get bit for bit the parameters and history of a fit never interrupted."""
     folder = tmp_path / "checkpoints"
     mode = "sigint" if signum == signal.SIGINT else "sigkill"
-    killed = _run(mode, folder, tmp_path / "killed.npz")
+    killed = _run(mode, folder, tmp_path / "killed.npz", compile_cache)
     assert killed.returncode != 0 and not (tmp_path / "killed.npz").exists()
     if signum == signal.SIGINT:
         assert "fit interrupted after step 8" in killed.stderr
     assert FitCheckpointer(folder).latest_step() == saved_step
-    resumed = _run("resume", folder, tmp_path / "resumed.npz")
+    resumed = _run("resume", folder, tmp_path / "resumed.npz", compile_cache)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     expected, expected_history = uninterrupted
     got, got_history = _result(tmp_path / "resumed.npz")

@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -103,11 +104,12 @@ def test_loss_gradient_matches_finite_differences(solver, reference):
         trace = _random_trace(config)
         laps = token_laplacians(trace.mask).astype(jnp.float64)
 
+        @functools.partial(jax.jit, static_argnums=1)
         def loss(p, solver):
             kl, hidden_error, _ = surrogate_losses(p, config, solver, trace, laps)
             return kl.mean() + 0.1 * hidden_error.mean()
 
-        grads = jax.grad(loss)(params, solver)
+        grads = jax.jit(jax.grad(loss), static_argnums=1)(params, solver)
         rng = np.random.default_rng(5)
         direction = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape)), params)
         analytic = sum(float(jnp.vdot(g, v)) for g, v in zip(jax.tree_util.tree_leaves(grads),
