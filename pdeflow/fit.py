@@ -102,8 +102,14 @@ class FitResult:
 
 
 def make_optimizer(config: FitConfig) -> optax.GradientTransformation:
-    return warmup_cosine_adamw(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay,
-                               config.clip_norm, end_fraction=0.01)
+    return _optimizer(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay, config.clip_norm)
+
+
+@functools.cache
+def _optimizer(learning_rate, warmup_steps, steps, weight_decay, clip_norm) -> optax.GradientTransformation:
+    # one object per setting: the step takes the optimizer as a static argument, so fits with equal settings (a
+    # resumed fit, a repeated one) share its compiled step instead of compiling their own
+    return warmup_cosine_adamw(learning_rate, warmup_steps, steps, weight_decay, clip_norm, end_fraction=0.01)
 
 
 def _loss(params, surrogate, solver, hidden_weight, trace, laplacians):

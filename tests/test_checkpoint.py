@@ -90,7 +90,7 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, uninterru
 def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
     train, validation, _ = tiny_traces()
     config = dataclasses.replace(FIT, steps=4, eval_every=2, checkpoint_every=2)
-    solver = SolverConfig("heun", adaptive=False, dt0=0.5)
+    solver = SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored")
     fit_surrogate(train, validation, SURROGATE, solver, config, progress=False, checkpoint_dir=tmp_path)
     assert FitCheckpointer(tmp_path).latest_step() == 4
     with pytest.raises(ValueError, match=r"other settings \(fit.learning_rate"):

@@ -128,7 +128,7 @@ def test_trimming_padding_leaves_the_losses_unchanged(traces):
     np.testing.assert_allclose(trimmed[1], full[1], rtol=1e-5, atol=1e-7)  # hidden-state error per input
 
 
-def test_a_bucketed_fit_compiles_one_step_per_bucket_before_training_and_none_after(traces):
+def test_a_bucketed_fit_compiles_one_step_per_bucket_before_training_and_none_after(traces, tmp_path):
     from pdeflow.data import bucket_lengths, token_lengths
 
     compiled, marks = [], []
@@ -146,6 +146,23 @@ def test_a_bucketed_fit_compiles_one_step_per_bucket_before_training_and_none_af
     assert marks[-1] == marks[0], f"compiled after the first validation point: {compiled[marks[0]:]}"
     assert sum("_train_step" in str(n) for n in compiled) == 2, compiled
     assert result.history[-1]["validation_kl"] < result.history[0]["validation_kl"]
+
+    # stopped after step 8 and resumed from its checkpoint, the bucketed batch order picks up where it was
+    class Stop(Exception):
+        pass
+
+    def stop_at_8(record):
+        if record["step"] == 8:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit_surrogate(traces[0], traces[1], SURROGATE, solver, dataclasses.replace(config, checkpoint_every=4),
+                      progress=False, on_eval=stop_at_8, checkpoint_dir=tmp_path)
+    resumed = fit_surrogate(traces[0], traces[1], SURROGATE, solver, config, progress=False,
+                            checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history == result.history
+    for a, b in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_length_buckets_are_refused_on_a_patch_grid(traces):
