@@ -35,6 +35,7 @@ import numpy as np
 
 from benchmarks.reporting import machine_label, peak_memory_bytes, write_result
 from pdeflow import metrics
+from pdeflow.data.batches import next_batch
 from pdeflow.fit import FitConfig, _sharded_batch, _train_step, _training_batches, fit_surrogate, make_optimizer
 from pdeflow.models.minilm import load_minilm
 from pdeflow.parallel import data_mesh, replicated
@@ -68,8 +69,7 @@ def time_steps(surrogate, solver, fit: FitConfig, train, count: int, counter: Co
     params = replicated(init_surrogate(jax.random.PRNGKey(fit.seed), surrogate, train.hidden[0][train.mask]), mesh)
     opt_state = replicated(optimizer.init(params), mesh)
     batches = _training_batches(train, fit.batch_size, fit)
-    draws = [next(batches) for _ in range(count + 1)]
-    draws = [d if isinstance(d, tuple) else (d, None) for d in draws]
+    draws = [next_batch(batches) for _ in range(count + 1)]
     static = (surrogate, solver, optimizer, float(fit.hidden_weight))
     lengths = sorted({length for _, length in draws}, key=lambda n: -1 if n is None else n)
     trace_s = compile_s = 0.0

@@ -29,6 +29,7 @@ from pdeflow.data.batches import (
     batches_from_state,
     bucket_lengths,
     fixed_size_batches,
+    next_batch,
     token_lengths,
 )
 from pdeflow.models.trace import Trace, check_trace
@@ -241,15 +242,13 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     static = (surrogate, solver, optimizer, float(config.hidden_weight))
     if isinstance(batches, BucketedBatches):  # compile every bucket's step now, none during the fit
         for length in tqdm(batches.buckets, desc="compile buckets", disable=not progress, unit="bucket"):
-            fits = np.flatnonzero(batches.lengths <= length)
-            example = fits[np.arange(batch_size) % fits.size]
-            _train_step.lower(*static, state.params, state.opt_state,
-                              *_sharded_batch(train, example, mesh, surrogate, length)).compile()
+            shapes = _sharded_batch(train, np.arange(batch_size), mesh, surrogate, length)  # only shapes count
+            _train_step.lower(*static, state.params, state.opt_state, *shapes).compile()
     bar = tqdm(total=config.steps, initial=state.step, desc="fit", disable=not progress, unit="step")
     with _interrupt_at_step_boundary() as interrupted:
         while state.step < config.steps and not stopped_early:
             step = state.step + 1
-            index, num_tokens = next(batches) if isinstance(batches, BucketedBatches) else (next(batches), None)
+            index, num_tokens = next_batch(batches)
             batch, laplacians = _sharded_batch(train, index, mesh, surrogate, num_tokens)
             new_params, new_opt_state, info = _train_step(*static, state.params, state.opt_state, batch, laplacians)
             state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated

@@ -129,6 +129,12 @@ class BucketedBatches:
         return batches
 
 
+def next_batch(batches: ShuffledBatches | BucketedBatches) -> tuple[np.ndarray, int | None]:
+    """``(index, num_tokens)`` of the next batch: the bucket length to trim it to, or None (keep every token)."""
+    batch = next(batches)
+    return batch if isinstance(batches, BucketedBatches) else (batch, None)
+
+
 def batches_from_state(state: dict) -> ShuffledBatches | BucketedBatches:
     """Restore whichever batch iterator saved ``state`` (`ShuffledBatches` or `BucketedBatches`)."""
     return (BucketedBatches if state.get("kind") == "bucketed" else ShuffledBatches).from_state(state)
