@@ -15,6 +15,7 @@ The peer is benchmark-only (never a dependency of the library):
     pip install torch==2.13.0 torchdiffeq      # 2.13.0 is the CPU build already on this machine's disk
     python -m benchmarks.peer_torchdiffeq                       # default grid, writes a JSON to results/
     python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --repeats 3
+    python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --field-only   # one field evaluation, no solver
 
 Both sides use every core of the machine (torch.set_num_threads(os.cpu_count()); XLA's CPU thread pool).
 """
@@ -217,11 +218,62 @@ def compare(size: str, case: Case, repeats: int) -> list[dict]:
     return rows
 
 
+def compare_field(size: str, repeats: int, t: float = 2.5) -> list[dict]:
+    """One evaluation of the field, and the field with its vector-Jacobian product (the cotangent of the
+    state and of every weight), outside any solver: the framework's own cost, with no solver overhead."""
+    batch, n, width, heads, layers = (int(x) for x in size.split(","))
+    config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
+    field = TorchAttentionField(params, config, laplacians, mask)
+    args = (jnp.asarray(laplacians), jnp.asarray(mask))
+    time_j, u_j, g_j = jnp.float32(t), jnp.asarray(u0), jnp.asarray(probe[0])
+
+    def evaluate(params, u):
+        return attention_pde.batch_vector_field(config, time_j, u, (params, *args))
+
+    fwd_jax = jax.jit(evaluate)
+    vjp_jax = jax.jit(lambda params, u: jax.vjp(evaluate, params, u)[1](g_j))
+    time_t, g_t = torch.tensor(t), torch.from_numpy(probe[0])
+    u_t = torch.from_numpy(u0).requires_grad_(True)
+
+    def fwd_torch():
+        with torch.no_grad():
+            return field(time_t, u_t)
+
+    def vjp_torch():
+        field.zero_grad(set_to_none=True)
+        u_t.grad = None
+        field(time_t, u_t).backward(g_t)
+        return u_t.grad
+
+    value_diff = float(np.abs(np.asarray(fwd_jax(params, u_j)) - fwd_torch().numpy()).max())
+    state_grad = vjp_torch().numpy()
+    grad_diff = float(np.abs(np.asarray(vjp_jax(params, u_j)[1]) - state_grad).max() / np.abs(state_grad).max())
+    if value_diff > 1e-4 * float(np.abs(fwd_torch().numpy()).max()) or grad_diff > 1e-4:
+        raise SystemExit(f"the two fields disagree at {size}: max |Δf| = {value_diff:.2e}, relative state-gradient "
+                         f"difference {grad_diff:.2e}")
+    print(f"[{size} field at t={t}] max |f_pdeflow - f_torch| = {value_diff:.2e}; state gradients max rel diff "
+          f"{grad_diff:.2e}", flush=True)
+    rows, block = [], jax.block_until_ready
+    for mode, jax_fn, torch_fn in (("field", lambda: fwd_jax(params, u_j), fwd_torch),
+                                   ("field+vjp", lambda: vjp_jax(params, u_j), vjp_torch)):
+        jax_first, jax_s = timed(jax_fn, max(repeats, 10), block)
+        torch_first, torch_s = timed(torch_fn, max(repeats, 10))
+        rows.append({"B": batch, "N": n, "r": width, "H": heads, "L": layers, "mode": mode, "t": t,
+                     "max_abs_field_diff": value_diff, "max_rel_state_gradient_diff": grad_diff,
+                     "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s, "torch_first_s": torch_first,
+                     "torch_steady_s": torch_s, "speedup_pdeflow_over_torch": torch_s / jax_s})
+        print(f"  {mode:17s} one evaluation: pdeflow {jax_s * 1e3:9.1f} ms  torch {torch_s * 1e3:9.1f} ms   "
+              f"speed-up x{torch_s / jax_s:5.2f}", flush=True)
+    return rows
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, help="B,N,r,H,L for each case")
     parser.add_argument("--solvers", nargs="*", default=["dopri5", "rk4"], choices=["dopri5", "rk4"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--field-only", action="store_true",
+                        help="time one evaluation of the field (and with its VJP) only, no solves")
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -231,7 +283,8 @@ def main(argv=None) -> None:
           f"threads {torch.get_num_threads()}")
     rows = []
     for size in args.sizes:
-        for solver in args.solvers:
+        rows += compare_field(size, args.repeats)
+        for solver in [] if args.field_only else args.solvers:
             rows += compare(size, Case(solver), args.repeats)
     path = write_result("peer_torchdiffeq", label, rows, args.out)
     print(f"wrote {path}")

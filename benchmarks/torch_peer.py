@@ -84,8 +84,10 @@ class TorchAttentionField(torch.nn.Module):
         un = self.normalise(u)
         maps = torch.softmax(self.logits(t, u, un), dim=-1)  # (B, H, N, N)
         low_rank = maps @ torch.einsum("bnr,hrv->bhnv", u, self.p("value/down"))
-        mixed = maps.mean(1) @ u + torch.einsum("bhiv,hvr->bir", low_rank, self.p("value/up")) / c.num_heads
+        value = torch.einsum("bhiv,hvr->bir", low_rank, self.p("value/up")) / c.num_heads
         hidden = torch.nn.functional.gelu(un @ self.p("residual/w1") + self.p("residual/b1"), approximate="tanh")
         residual = hidden @ self.p("residual/w2") + self.p("residual/b2")
-        du = d_coef * (self.laplacians @ u) + alpha * (mixed - u) + beta * residual
+        # D·Δ and α·mean_h(A_h) in one (N, N) product, as pdeflow's field does
+        mixing = d_coef * self.laplacians + alpha * maps.mean(1)
+        du = mixing @ u + alpha * (value - u) + beta * residual
         return du * self.mask[..., None].to(u.dtype)

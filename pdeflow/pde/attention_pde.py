@@ -235,7 +235,8 @@ def position_index(config: SurrogateConfig, n: int) -> np.ndarray:
 
 
 def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
-    """The kernel's logits at time ``t`` on states ``u`` ``(N, r)``: ``(H, N, N)``, padded keys at -1e9."""
+    """The kernel's logits at time ``t`` on states ``u`` ``(N, r)``: ``(H, N, N)``, with padded keys (and, if
+    causal, later keys) lowered by 1e9."""
     theta = basis.evaluate(params["kernel"], t, jnp.asarray(config.knots))
     heads, width, rank = config.num_heads, config.width, config.key_dim
     # one matmul for queries and keys of all heads: (N, r) @ (r, 2·H·k)
@@ -245,11 +246,13 @@ def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     q = qk[..., :rank].transpose(1, 0, 2) + theta["query_bias"][:, None, :]
     k = qk[..., rank:].transpose(1, 0, 2)
     logits = _product(config, "hik,hjk->hij", q, k) / math.sqrt(rank)
-    logits = logits + position_bias(theta["position_bias"], config, u.shape[0])
+    logits = add_position_bias(logits, theta["position_bias"], config)
     allowed = mask[None, :]
     if config.causal:
         allowed = allowed & jnp.tril(jnp.ones((u.shape[0], u.shape[0]), bool))
-    return jnp.where(allowed[None], logits, -1e9)
+    # masked keys get -1e9 added rather than selected: the same maps, and on a CPU a faster forward pass (the
+    # selection materialises a (B, H, N, N) fill of the batch)
+    return logits + jnp.where(allowed, 0.0, -1e9)[None]
 
 
 def position_bias(weights: Array, config: SurrogateConfig, n: int) -> Array:
@@ -258,6 +261,55 @@ def position_bias(weights: Array, config: SurrogateConfig, n: int) -> Array:
         return weights[:, position_index(config, n)]
     return relative_position.relative_bias(config.position_family, weights, n, config.position_buckets,
                                            config.max_distance)
+
+
+# Largest position design (N² · weights entries) kept as a constant for `add_position_bias`'s backward pass;
+# longer inputs fall back to differentiating the gather (a scatter).
+_DESIGN_LIMIT = 1 << 22
+
+
+def position_design(config: SurrogateConfig, n: int) -> np.ndarray | None:
+    """``(N·N, C)`` float32 ``F`` with ``position_bias(weights) = (weights @ Fᵀ).reshape(H, N, N)``: the bias is
+    linear in its ``C`` weights per head (a one-hot of the bucket for the table families, ``−δ`` or
+    ``−log(1 + δ)`` for the parametric ones). None for ``"none"``, whose bias is zero."""
+    family = config.position_family
+    if family == "none":
+        return None
+    if family in relative_position.PARAMETRIC:
+        distance = relative_position.distances(n).reshape(-1, 1).astype(np.float64)
+        return (-(distance if family == "linear" else np.log1p(distance))).astype(np.float32)
+    if family == "offsets":
+        index = position_index(config, n)
+    else:  # t5
+        index = relative_position.t5_buckets(relative_position.distances(n), config.position_buckets,
+                                             config.max_distance)
+    return np.eye(config.num_position_buckets, dtype=np.float32)[index.reshape(-1)]
+
+
+def add_position_bias(logits: Array, weights: Array, config: SurrogateConfig) -> Array:
+    """``logits (H, N, N) + position_bias(weights)``, differentiated as a contraction with the design
+    (`position_design`). Under ``vmap`` over a batch, autodiff of a bias shared by the batch would first sum
+    the ``(B, H, N, N)`` cotangent over the batch (a slow reduction on a CPU); here each input's cotangent
+    meets the design in one matrix product and only the ``(B, H, C)`` result is summed. Same values and
+    gradients as ``logits + position_bias(weights, config, N)``."""
+    n = logits.shape[-1]
+    design = position_design(config, n) if n * n * config.num_position_buckets <= _DESIGN_LIMIT else None
+    if design is None:
+        return logits + position_bias(weights, config, n)
+    heads = logits.shape[0]
+
+    @jax.custom_vjp
+    def biased(logits, weights):
+        return logits + (weights @ design.T).reshape(heads, n, n)
+
+    def forward(logits, weights):
+        return biased(logits, weights), None
+
+    def backward(_, cotangent):
+        return cotangent, cotangent.reshape(heads, n * n) @ design
+
+    biased.defvjp(forward, backward)
+    return biased(logits, weights)
 
 
 def attention_kernel(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
@@ -271,13 +323,16 @@ def vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
     d_coef, alpha, beta = coefficients(params, config, t)
     du = jnp.zeros_like(u)
     mm = functools.partial(_product, config)
-    if "diffusion" in config.terms:
-        du = du + d_coef * mm("ij,jr->ir", laplacian, u)
+    # the token-mixing operators D·Δ and α·mean_h(A_h) act on u in one (N, N) product
+    mixing = d_coef * laplacian if "diffusion" in config.terms else None
     if "attention" in config.terms:
         maps = attention_kernel(params, config, t, u, mask)  # (H, N, N)
+        mean_map = alpha * maps.mean(0)
+        mixing = mean_map if mixing is None else mixing + mean_map
         low_rank = mm("hij,hjv->hiv", maps, mm("nr,hrv->hnv", u, params["value"]["down"]))
-        mixed = mm("ij,jr->ir", maps.mean(0), u) + mm("hiv,hvr->ir", low_rank, params["value"]["up"]) / config.num_heads
-        du = du + alpha * (mixed - u)
+        du = du + alpha * (mm("hiv,hvr->ir", low_rank, params["value"]["up"]) / config.num_heads - u)
+    if mixing is not None:
+        du = du + mm("ij,jr->ir", mixing, u)
     if "residual" in config.terms:
         p = params["residual"]
         hidden = jax.nn.gelu(mm("nr,rm->nm", _normalise(u), p["w1"]) + p["b1"])

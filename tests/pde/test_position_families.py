@@ -79,3 +79,44 @@ def test_the_fit_recovers_a_power_law_kernel_and_its_decay():
             slopes = np.sort(np.asarray(result.params["kernel"]["position_bias"])[0, :, 0])
     assert kl["log"] < 0.01 and kl["linear"] > 5 * kl["log"], kl
     np.testing.assert_allclose(slopes, [0.6, 1.2], atol=0.1)
+
+
+@pytest.mark.parametrize("family, grid, n", [("offsets", (), 20), ("offsets", (3, 4), 13), ("linear", (), 20),
+                                             ("log", (), 20), ("t5", (), 20)])
+def test_added_bias_matches_the_plain_sum_in_value_and_gradient_under_vmap(family, grid, n):
+    """`add_position_bias` differentiates by contracting each input's cotangent with the design; over a
+    batch that shares the weights, its values and gradients must equal those of ``logits + position_bias``."""
+    config = _config(position_family=family, position_buckets=16, grid=grid, prefix_tokens=1 if grid else 0,
+                     max_distance=23 if not grid else 2)
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
+    weights = jax.random.normal(k1, (2, config.num_position_buckets))
+    logits = jax.random.normal(k2, (5, 2, n, n))
+    probe = jax.random.normal(k3, (5, 2, n, n))
+    design = attention_pde.position_design(config, n)
+    np.testing.assert_allclose((np.asarray(weights) @ design.T).reshape(2, n, n),
+                               np.asarray(attention_pde.position_bias(weights, config, n)), rtol=1e-6, atol=1e-6)
+
+    def loss(add):
+        return lambda logits, weights: jnp.sum(jnp.tanh(jax.vmap(add, (0, None))(logits, weights)) * probe)
+
+    contracted = loss(lambda x, w: attention_pde.add_position_bias(x, w, config))
+    plain = loss(lambda x, w: x + attention_pde.position_bias(w, config, n))
+    np.testing.assert_allclose(contracted(logits, weights), plain(logits, weights), rtol=1e-6)
+    got = jax.jit(jax.grad(contracted, (0, 1)))(logits, weights)
+    want = jax.grad(plain, (0, 1))(logits, weights)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(want[1])).max() > 1e-2  # the weights' gradient is not trivially zero
+
+
+def test_long_inputs_fall_back_to_the_gather_and_none_adds_nothing(monkeypatch):
+    config = _config()
+    weights = jax.random.normal(jax.random.PRNGKey(0), (2, config.num_position_buckets))
+    logits = jnp.zeros((2, 30, 30))
+    monkeypatch.setattr(attention_pde, "_DESIGN_LIMIT", 30 * 30 * config.num_position_buckets - 1)
+    grad = jax.grad(lambda w: jnp.sum(attention_pde.add_position_bias(logits, w, config) ** 2))(weights)
+    want = jax.grad(lambda w: jnp.sum(attention_pde.position_bias(w, config, 30) ** 2))(weights)
+    np.testing.assert_allclose(grad, want, rtol=1e-6)
+    none = _config(position_family="none")
+    assert attention_pde.position_design(none, 30) is None
+    np.testing.assert_array_equal(attention_pde.add_position_bias(logits + 1.0, weights[:, :1], none), logits + 1.0)
