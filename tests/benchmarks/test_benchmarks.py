@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks import fit_throughput, solver_throughput
 from pdeflow.pde import SolverConfig
@@ -33,3 +34,14 @@ def test_fit_throughput_times_the_fit_step_without_recompiling():
     assert row["compiled_lengths"] == [train.mask.shape[1]]
     assert row["steps_per_s"] > 0 and np.isfinite(row["xla_compile_s"])
     json.dumps(row)  # goes into the result file as it is
+
+
+def test_the_peer_field_agrees_with_pdeflows_at_a_toy_size():
+    """Only where the benchmark-only peer is installed (`pip install -e '.[bench]'`); CI skips it."""
+    pytest.importorskip("torchdiffeq")
+    from benchmarks import peer_torchdiffeq
+
+    rows = peer_torchdiffeq.compare_field("2,8,8,2,2", repeats=1)
+    assert [r["mode"] for r in rows] == ["field", "field+vjp"]
+    assert all(r["max_abs_field_diff"] < 1e-5 and r["max_rel_state_gradient_diff"] < 1e-4 for r in rows)
+    assert all(r["pdeflow_steady_s"] > 0 and r["torch_steady_s"] > 0 for r in rows)
