@@ -270,20 +270,15 @@ _DESIGN_LIMIT = 1 << 22
 
 def position_design(config: SurrogateConfig, n: int) -> np.ndarray | None:
     """``(N·N, C)`` float32 ``F`` with ``position_bias(weights) = (weights @ Fᵀ).reshape(H, N, N)``: the bias is
-    linear in its ``C`` weights per head (a one-hot of the bucket for the table families, ``−δ`` or
-    ``−log(1 + δ)`` for the parametric ones). None for ``"none"``, whose bias is zero."""
-    family = config.position_family
-    if family == "none":
+    linear in its ``C`` weights per head, so column ``c`` is the bias of a head whose weights are the unit vector
+    ``e_c`` (a one-hot of the bucket for the table families, ``−δ`` or ``−log(1 + δ)`` for the parametric ones).
+    None for ``"none"``, whose bias is zero."""
+    if config.position_family == "none":
         return None
-    if family in relative_position.PARAMETRIC:
-        distance = relative_position.distances(n).reshape(-1, 1).astype(np.float64)
-        return (-(distance if family == "linear" else np.log1p(distance))).astype(np.float32)
-    if family == "offsets":
-        index = position_index(config, n)
-    else:  # t5
-        index = relative_position.t5_buckets(relative_position.distances(n), config.position_buckets,
-                                             config.max_distance)
-    return np.eye(config.num_position_buckets, dtype=np.float32)[index.reshape(-1)]
+    units = np.eye(config.num_position_buckets, dtype=np.float32)  # one head per weight
+    with jax.ensure_compile_time_eval():  # a constant, also when called while tracing
+        bias = position_bias(units, config, n)
+    return np.asarray(bias, np.float32).reshape(len(units), n * n).T
 
 
 def add_position_bias(logits: Array, weights: Array, config: SurrogateConfig) -> Array:
