@@ -239,13 +239,15 @@ def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     causal, later keys) lowered by 1e9."""
     theta = basis.evaluate(params["kernel"], t, jnp.asarray(config.knots))
     heads, width, rank = config.num_heads, config.width, config.key_dim
-    # one matmul for queries and keys of all heads: (N, r) @ (r, 2·H·k)
-    maps = jnp.concatenate([theta["query"], theta["key"]], axis=-1)  # (H, r, 2k)
+    # one matmul for queries and keys of all heads: (N, r) @ (r, 2·H·k); the logits' 1/√k scales the (small)
+    # query map rather than the (H, N, N) logits
+    scale = 1.0 / math.sqrt(rank)
+    maps = jnp.concatenate([theta["query"] * scale, theta["key"]], axis=-1)  # (H, r, 2k)
     qk = _product(config, "nr,rc->nc", _normalise(u), maps.transpose(1, 0, 2).reshape(width, 2 * heads * rank))
     qk = qk.reshape(-1, heads, 2 * rank)
-    q = qk[..., :rank].transpose(1, 0, 2) + theta["query_bias"][:, None, :]
+    q = qk[..., :rank].transpose(1, 0, 2) + scale * theta["query_bias"][:, None, :]
     k = qk[..., rank:].transpose(1, 0, 2)
-    logits = _product(config, "hik,hjk->hij", q, k) / math.sqrt(rank)
+    logits = _product(config, "hik,hjk->hij", q, k)
     logits = add_position_bias(logits, theta["position_bias"], config)
     allowed = mask[None, :]
     if config.causal:
