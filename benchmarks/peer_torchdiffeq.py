@@ -87,21 +87,23 @@ def make_problem(batch: int, n: int, width: int, heads: int, layers: int, seed: 
 
 def pdeflow_functions(config, solver: SolverConfig, u0, mask, laplacians, probe):
     """Jitted forward ``(states, ok, steps)`` and value-and-grad ``((loss, (ok, steps)), grads)`` of the solve,
-    through `pdeflow.pde.solve.solve` and the library's batched field, as a fit runs them."""
-    params_to_field = lambda params: (params, jnp.asarray(laplacians), jnp.asarray(mask))  # noqa: E731
+    through `pdeflow.pde.solve.solve` and the library's batched field, as a fit runs them: the batch (initial
+    state, Laplacians, mask) and the probe are arguments of the compiled function, not constants XLA could fold
+    into it. Both returned functions take the parameters only."""
     save_times = jnp.arange(config.num_layers + 1, dtype=jnp.float32)
     field = lambda t, u, args: attention_pde.batch_vector_field(config, t, u, args)  # noqa: E731
+    data = tuple(jnp.asarray(x) for x in (u0, laplacians, mask, probe))
 
-    def states(params):
-        ys, ok, steps = solve(field, jnp.asarray(u0), params_to_field(params), float(config.num_layers),
-                              save_times, solver)
-        return ys, ok, steps
+    def states(params, data):
+        y0, laplacians, mask, _ = data
+        return solve(field, y0, (params, laplacians, mask), float(config.num_layers), save_times, solver)
 
-    def loss(params):
-        ys, ok, steps = states(params)
-        return jnp.sum(ys * probe), (ok, steps)
+    def loss(params, data):
+        ys, ok, steps = states(params, data)
+        return jnp.sum(ys * data[3]), (ok, steps)
 
-    return jax.jit(states), jax.jit(jax.value_and_grad(loss, has_aux=True))
+    states_jit, grad_jit = jax.jit(states), jax.jit(jax.value_and_grad(loss, has_aux=True))
+    return (lambda params: states_jit(params, data)), (lambda params: grad_jit(params, data))
 
 
 def torch_functions(field: TorchAttentionField, case: Case, u0, probe, adjoint: bool):
@@ -224,14 +226,18 @@ def compare_field(size: str, repeats: int, t: float = 2.5) -> list[dict]:
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
     config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
     field = TorchAttentionField(params, config, laplacians, mask)
-    args = (jnp.asarray(laplacians), jnp.asarray(mask))
-    time_j, u_j, g_j = jnp.float32(t), jnp.asarray(u0), jnp.asarray(probe[0])
+    # the batch and the cotangent are arguments of the compiled functions, not constants XLA could fold
+    data = (jnp.float32(t), jnp.asarray(laplacians), jnp.asarray(mask), jnp.asarray(probe[0]))
+    u_j = jnp.asarray(u0)
 
-    def evaluate(params, u):
-        return attention_pde.batch_vector_field(config, time_j, u, (params, *args))
+    def evaluate(params, u, data):
+        time, laplacians, mask, _ = data
+        return attention_pde.batch_vector_field(config, time, u, (params, laplacians, mask))
 
-    fwd_jax = jax.jit(evaluate)
-    vjp_jax = jax.jit(lambda params, u: jax.vjp(evaluate, params, u)[1](g_j))
+    evaluate_jit = jax.jit(evaluate)
+    vjp_jit = jax.jit(lambda params, u, data: jax.vjp(lambda p, x: evaluate(p, x, data), params, u)[1](data[3]))
+    fwd_jax = lambda params, u: evaluate_jit(params, u, data)  # noqa: E731
+    vjp_jax = lambda params, u: vjp_jit(params, u, data)  # noqa: E731
     time_t, g_t = torch.tensor(t), torch.from_numpy(probe[0])
     u_t = torch.from_numpy(u0).requires_grad_(True)
 

@@ -18,13 +18,21 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def _cpu_model() -> str:
+    """The CPU's model name with its family/model numbers and its widest vector units: two hosts that both call
+    themselves "AMD EPYC" can differ twofold in matmul peak (e.g. full-width AVX-512 or not)."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    if "model name" not in fields:
+        return platform.processor() or "unknown"
+    flags = set(fields.get("flags", "").split())
+    units = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return (f"{fields['model name']} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}; "
+            f"{' '.join(units) or 'no AVX2'})")
 
 
 def machine_label() -> dict:

@@ -67,15 +67,16 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     mask = jnp.ones((batch, n), bool)
     laplacians = token_laplacians(mask)
 
-    def forward(p):
+    def forward(p, hidden0, laplacians, mask):
         out = surrogate_forward(p, config, solver, hidden0, laplacians, mask)
         return jnp.sum(out.log_attention[..., 0]), out.num_steps
 
+    # the batch is an argument, as in a fit: a constant all-ones mask would be folded into the compiled solve
     if mode == "forward":
         fn = jax.jit(forward)
     else:
         fn = jax.jit(jax.value_and_grad(forward, has_aux=True))
-    compile_s, step_s, out = time_call(fn, params, repeats=repeats)
+    compile_s, step_s, out = time_call(fn, params, hidden0, laplacians, mask, repeats=repeats)
     steps = int(out[1] if mode == "forward" else out[0][1])
     # per input, accepted steps only (rejected adaptive steps are not counted)
     evaluations = steps * STAGES[solver.solver]

@@ -71,9 +71,11 @@ class TorchAttentionField(torch.nn.Module):
         key = torch.tensordot(w, self.p("kernel/key"), dims=1)
         position_bias = torch.tensordot(w, self.p("kernel/position_bias"), dims=1)  # (H, 2R+1)
         un = self.normalise(u) if un is None else un
-        q = torch.einsum("bnr,hrk->bhnk", un, query) + query_bias[None, :, None, :]
+        # the 1/√k scales the query map, not the (B, H, N, N) logits, as pdeflow's field does
+        scale = 1.0 / math.sqrt(c.key_dim)
+        q = torch.einsum("bnr,hrk->bhnk", un, query * scale) + scale * query_bias[None, :, None, :]
         k = torch.einsum("bnr,hrk->bhnk", un, key)
-        logits = q @ k.transpose(-1, -2) / math.sqrt(c.key_dim) + position_bias[:, self.positions]
+        logits = q @ k.transpose(-1, -2) + position_bias[:, self.positions]
         return logits.masked_fill(~self.mask[:, None, None, :], -1e9)
 
     def forward(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
