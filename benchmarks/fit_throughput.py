@@ -138,7 +138,7 @@ def peer_steps(surrogate: SurrogateConfig, solver: SolverConfig, fit: FitConfig,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(used + [projection], fit.clip_norm)
         optimizer.step()
-        float(loss)
+        float(loss.detach())  # wait for the step, as block_until_ready does for pdeflow
         if i:
             durations.append(time.perf_counter() - start)
     return {"steady_step_s_median": float(np.median(durations)), "steps_per_s": 1.0 / float(np.median(durations)),
