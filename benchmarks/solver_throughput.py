@@ -1,7 +1,8 @@
 """Throughput of the attention-PDE solve, forward and forward+backward, against this machine's matmul peak.
 
 Every speed figure is a ratio measured in the same run: achieved GFLOP/s (from an analytic FLOP count of
-the vector field, times the field evaluations the solver made) over the float32 matmul peak of a large
+the vector field, times the field evaluations the solver made, plus the attention maps read out of the
+solved trajectory, which are timed with it) over the float32 matmul peak of a large
 ``jnp.dot`` on the same device, at the start and at the end of the run (the higher counts). Compile time is
 reported apart from steady-state time.
 
@@ -47,6 +48,14 @@ def field_flops(config: SurrogateConfig, n: int) -> int:
     return flops
 
 
+def readout_flops(config: SurrogateConfig, n: int) -> int:
+    """Multiply-adds x 2 of the attention maps read out of a solved trajectory for one input of ``n`` tokens (the
+    kernel at ``t = 0, …, L−1``, as `pdeflow.surrogate.surrogate_forward` computes them after the solve): queries,
+    keys, logits and the softmax's exponentials per layer."""
+    r, h, k = config.width, config.num_heads, config.key_dim
+    return config.num_layers * (2 * n * r * 2 * h * k + 2 * h * n * n * k + h * n * n)
+
+
 def time_call(fn, *args, repeats: int):
     start = time.perf_counter()
     out = jax.block_until_ready(fn(*args))
@@ -84,11 +93,14 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     # forward in the backward pass (1 + 1 + 2 = 4 forwards' work), "stored" keeps it (1 + 2 = 3), "backsolve"
     # re-solves the state backwards beside the adjoint (1 + 1 + 2 = 4, on the forward's step count)
     factor = 1 if mode == "forward" else {"recursive": 4, "stored": 3, "backsolve": 4}[solver.adjoint]
-    flops = factor * evaluations * batch * field_flops(config, n)
+    # the maps read out after the solve are timed too, so they are counted (plain autodiff: 3 forwards' work)
+    readout_factor = 1 if mode == "forward" else 3
+    flops = batch * (factor * evaluations * field_flops(config, n) + readout_factor * readout_flops(config, n))
     gflops = flops / step_s / 1e9
     return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,
             "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode,
             "adjoint": solver.adjoint if mode != "forward" else None, "flop_factor": factor,
+            "field_flops_per_input": field_flops(config, n), "readout_flops_per_input": readout_flops(config, n),
             "compute_dtype": compute_dtype,
             "solver_steps": steps,
             "compile_and_first_s": compile_s, "steady_s": step_s,
