@@ -26,7 +26,7 @@ def _cpu_model() -> str:
             key, _, value = line.partition(":")
             fields.setdefault(key.strip(), value.strip())
     except OSError:
-        return platform.processor() or "unknown"
+        pass
     if "model name" not in fields:
         return platform.processor() or "unknown"
     flags = set(fields.get("flags", "").split())

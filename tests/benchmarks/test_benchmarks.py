@@ -4,11 +4,13 @@ labelled result whose numbers make sense (no timing is asserted)."""
 import dataclasses
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from benchmarks import fit_throughput, solver_throughput
-from pdeflow.pde import SolverConfig
+from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 
 
@@ -53,11 +55,6 @@ def test_the_analytic_flop_counts_agree_with_xlas_cost_analysis():
     largest size, where the products dominate (leaving out the mixing product would put ours 10 % low). Nothing
     runs: XLA counts the compiled programs. At toy sizes (N = 16, r = 24) the element-wise work is half as
     much again as the products, so no such bound holds there."""
-    import jax
-    import jax.numpy as jnp
-
-    from pdeflow.pde import SurrogateConfig, attention_pde, init_surrogate
-
     batch, n, width, heads, layers = 32, 128, 384, 12, 6
     config = SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
                              key_dim=width // heads, num_knots=layers)
@@ -74,6 +71,5 @@ def test_the_analytic_flop_counts_agree_with_xlas_cost_analysis():
                                                  in_axes=(1, 0), out_axes=1)(s, m),
                         params, jnp.ones((layers + 1, batch, n, width)), mask)
     ours_field, ours_readout = solver_throughput.field_flops(config, n), solver_throughput.readout_flops(config, n)
-    print(f"XLA/analytic: field {field / ours_field:.3f}, read-out {readout / ours_readout:.3f}")
-    assert ours_field <= field <= 1.05 * ours_field
-    assert ours_readout <= readout <= 1.05 * ours_readout
+    assert ours_field <= field <= 1.05 * ours_field, f"XLA/analytic field FLOPs {field / ours_field:.3f}"
+    assert ours_readout <= readout <= 1.05 * ours_readout, f"XLA/analytic read-out FLOPs {readout / ours_readout:.3f}"
