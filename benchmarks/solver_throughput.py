@@ -31,17 +31,22 @@ from pdeflow.surrogate import surrogate_forward, token_laplacians
 DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
 
 
+def kernel_flops(config: SurrogateConfig, n: int) -> int:
+    """Multiply-adds x 2 of the attention kernel for one input of ``n`` tokens: queries and keys, logits and the
+    softmax's exponentials."""
+    r, h, k = config.width, config.num_heads, config.key_dim
+    return 2 * n * r * 2 * h * k + 2 * h * n * n * k + h * n * n
+
+
 def field_flops(config: SurrogateConfig, n: int) -> int:
     """Multiply-adds x 2 of one vector-field evaluation for one input of ``n`` tokens (matmuls and the
     softmax's exponentials; element-wise work is left out, so the count is a lower bound)."""
-    r, h, k, v, m = config.width, config.num_heads, config.key_dim, config.value_rank, config.mlp_width
+    r, h, v, m = config.width, config.num_heads, config.value_rank, config.mlp_width
     flops = 0
     if "diffusion" in config.terms or "attention" in config.terms:
         flops += 2 * n * n * r  # the mixing operator D·Δ + α·mean_h(A_h), one (N, N) matrix, times u
     if "attention" in config.terms:
-        flops += 2 * n * r * 2 * h * k  # queries and keys
-        flops += 2 * h * n * n * k  # logits
-        flops += h * n * n  # exponentials
+        flops += kernel_flops(config, n)
         flops += 2 * (n * r * h * v + h * n * n * v + h * n * v * r)  # low-rank value path
     if "residual" in config.terms:
         flops += 2 * (n * r * m + n * m * r)
@@ -49,11 +54,9 @@ def field_flops(config: SurrogateConfig, n: int) -> int:
 
 
 def readout_flops(config: SurrogateConfig, n: int) -> int:
-    """Multiply-adds x 2 of the attention maps read out of a solved trajectory for one input of ``n`` tokens (the
-    kernel at ``t = 0, …, L−1``, as `pdeflow.surrogate.surrogate_forward` computes them after the solve): queries,
-    keys, logits and the softmax's exponentials per layer."""
-    r, h, k = config.width, config.num_heads, config.key_dim
-    return config.num_layers * (2 * n * r * 2 * h * k + 2 * h * n * n * k + h * n * n)
+    """Multiply-adds x 2 of the attention maps read out of a solved trajectory for one input of ``n`` tokens: the
+    kernel at ``t = 0, …, L−1``, as `pdeflow.surrogate.surrogate_forward` computes them after the solve."""
+    return config.num_layers * kernel_flops(config, n)
 
 
 def time_call(fn, *args, repeats: int):
