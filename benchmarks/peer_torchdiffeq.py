@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.reporting import machine_label, write_result
+from benchmarks.solver_throughput import benchmark_config
 from benchmarks.torch_peer import TorchAttentionField, torch, torchdiffeq
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pde.solve import STAGES, solve
@@ -72,8 +73,7 @@ def perturbed_params(config: SurrogateConfig, seed: int = 0) -> dict:
 
 
 def make_problem(batch: int, n: int, width: int, heads: int, layers: int, seed: int = 0):
-    config = SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
-                             key_dim=max(width // heads, 1), num_knots=layers)
+    config = benchmark_config(width, heads, layers)
     params = perturbed_params(config, seed)
     rng = np.random.default_rng(seed)
     u0 = rng.normal(size=(batch, n, width)).astype(np.float32)

@@ -31,6 +31,13 @@ from pdeflow.surrogate import surrogate_forward, token_laplacians
 DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
 
 
+def benchmark_config(width: int, heads: int, layers: int, compute_dtype: str = "float32") -> SurrogateConfig:
+    """The surrogate timed at a size ``(r, H, L)`` here and by the peer: state width r = d, key rank r / H, a knot
+    per layer."""
+    return SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
+                           key_dim=max(width // heads, 1), num_knots=layers, compute_dtype=compute_dtype)
+
+
 def kernel_flops(config: SurrogateConfig, n: int) -> int:
     """Multiply-adds x 2 of the attention kernel for one input of ``n`` tokens: queries and keys, logits and the
     softmax's exponentials."""
@@ -71,8 +78,7 @@ def time_call(fn, *args, repeats: int):
 
 def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, repeats: int, peak: float,
              compute_dtype: str = "float32") -> dict:
-    config = SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
-                             key_dim=max(width // heads, 1), num_knots=layers, compute_dtype=compute_dtype)
+    config = benchmark_config(width, heads, layers, compute_dtype)
     params = init_surrogate(jax.random.PRNGKey(0), config)
     rng = np.random.default_rng(0)
     hidden0 = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
@@ -98,12 +104,13 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     factor = 1 if mode == "forward" else {"recursive": 4, "stored": 3, "backsolve": 4}[solver.adjoint]
     # the maps read out after the solve are timed too, so they are counted (plain autodiff: 3 forwards' work)
     readout_factor = 1 if mode == "forward" else 3
-    flops = batch * (factor * evaluations * field_flops(config, n) + readout_factor * readout_flops(config, n))
+    per_field, per_readout = field_flops(config, n), readout_flops(config, n)
+    flops = batch * (factor * evaluations * per_field + readout_factor * per_readout)
     gflops = flops / step_s / 1e9
     return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,
             "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode,
             "adjoint": solver.adjoint if mode != "forward" else None, "flop_factor": factor,
-            "field_flops_per_input": field_flops(config, n), "readout_flops_per_input": readout_flops(config, n),
+            "field_flops_per_input": per_field, "readout_flops_per_input": per_readout,
             "compute_dtype": compute_dtype,
             "solver_steps": steps,
             "compile_and_first_s": compile_s, "steady_s": step_s,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import fit_throughput, solver_throughput
-from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
+from pdeflow.pde import SolverConfig, attention_pde, init_surrogate
 from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 
 
@@ -56,8 +56,7 @@ def test_the_analytic_flop_counts_agree_with_xlas_cost_analysis():
     runs: XLA counts the compiled programs. At toy sizes (N = 16, r = 24) the element-wise work is half as
     much again as the products, so no such bound holds there."""
     batch, n, width, heads, layers = 32, 128, 384, 12, 6
-    config = SurrogateConfig(num_layers=layers, num_heads=heads, model_dim=width, width=width,
-                             key_dim=width // heads, num_knots=layers)
+    config = solver_throughput.benchmark_config(width, heads, layers)
     params = init_surrogate(jax.random.PRNGKey(0), config)
     mask = jnp.ones((batch, n), bool)
 
