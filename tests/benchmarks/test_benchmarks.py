@@ -16,13 +16,18 @@ from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 
 def test_solver_throughput_writes_a_labelled_result_with_a_flop_count(tmp_path, capsys):
     solver_throughput.main(["--sizes", "2,8,8,2,2", "--solvers", "euler:1.0", "--adjoints", "stored",
-                            "--repeats", "1", "--out", str(tmp_path)])
+                            "--compute-dtypes", "float32", "bfloat16", "--repeats", "1", "--out", str(tmp_path)])
     (path,) = tmp_path.glob("solver_throughput_*.json")
     result = json.loads(path.read_text())
-    assert result["label"]["matmul_peak_gflop_per_s"] > 0 and "jax" in result["label"]
+    label = result["label"]
+    assert label["matmul_peak_gflop_per_s"] > 0 and label["bfloat16_matmul_peak_gflop_per_s"] > 0 and "jax" in label
     rows = result["rows"]
-    assert [(r["mode"], r["adjoint"]) for r in rows] == [("forward", None), ("forward+backward", "stored")]
-    assert all(r["solver_steps"] == 2 and r["gflop_per_s"] > 0 and r["compute_dtype"] == "float32" for r in rows)
+    assert [(r["compute_dtype"], r["mode"], r["adjoint"]) for r in rows] == [
+        (dtype, mode, adjoint) for dtype in ("float32", "bfloat16")
+        for mode, adjoint in (("forward", None), ("forward+backward", "stored"))]
+    assert all(r["solver_steps"] == 2 and r["gflop_per_s"] > 0 for r in rows)
+    # bfloat16 cases also stand against the bfloat16 peak, float32 ones only against the float32 peak
+    assert [("fraction_of_bfloat16_matmul_peak" in r) for r in rows] == [False, False, True, True]
     assert "% of peak" in capsys.readouterr().out
 
 
