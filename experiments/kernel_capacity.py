@@ -39,7 +39,7 @@ from pdeflow.models.trace import Trace
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
 from pdeflow.store import atomic_folder, check_output_dir, json_ready
-from pdeflow.surrogate import predict_attention
+from pdeflow.surrogate import per_input_attention_kl, predict_attention
 
 KERNEL_PARAMETERS = ("projection", "kernel")  # what a teacher-forced fit uses and trains
 
@@ -53,9 +53,8 @@ def teacher_forced_log_maps(params: dict, config: SurrogateConfig, hidden, mask)
 
 def teacher_forced_kl(params: dict, config: SurrogateConfig, trace: Trace) -> jax.Array:
     """Per-input attention KL (nats; mean over blocks, heads and real query rows), as the PDE fit's loss."""
-    log_maps = teacher_forced_log_maps(params, config, trace.hidden, trace.mask)
-    return jax.vmap(lambda p, q, m: metrics.attention_kl(p, q, m).mean(), in_axes=(1, 1, 0))(
-        trace.attention, log_maps, trace.mask)
+    return per_input_attention_kl(trace.attention, teacher_forced_log_maps(params, config, trace.hidden, trace.mask),
+                                  trace.mask)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -70,14 +69,12 @@ _maps = jax.jit(lambda params, config, trace: jnp.exp(teacher_forced_log_maps(pa
                                                                                    trace.mask)), static_argnums=1)
 
 
-def _batched(function, params, config, trace: Trace, batch_size: int) -> np.ndarray:
-    """``function(params, config, batch)`` over ``trace`` in fixed-size batches, concatenated on the batch axis
-    (axis 0 for per-input values, 1 for maps)."""
-    pieces, axis = [], None
+def _batched(function, params, config, trace: Trace, batch_size: int, axis: int) -> np.ndarray:
+    """``function(params, config, batch)`` over ``trace`` in fixed-size batches, concatenated along ``axis``,
+    the batch axis of its result (0 for per-input values, 1 for maps)."""
+    pieces = []
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
-        out = np.asarray(function(params, config, trace.take(index)))
-        axis = 0 if out.ndim == 1 else 1
-        pieces.append(out[:keep] if axis == 0 else out[:, :keep])
+        pieces.append(np.take(np.asarray(function(params, config, trace.take(index))), np.arange(keep), axis=axis))
     return np.concatenate(pieces, axis=axis)
 
 
@@ -96,7 +93,7 @@ def fit_teacher_forced(train: Trace, validation: Trace, config: SurrogateConfig,
             raise FloatingPointError(f"the teacher-forced fit's loss is {float(loss)} at step {step}; lower "
                                      "the learning rate.")
         if step % fit.eval_every == 0 or step == fit.steps:
-            kl = float(_batched(_kl, params, config, validation, fit.batch_size).mean())
+            kl = float(_batched(_kl, params, config, validation, fit.batch_size, axis=0).mean())
             history.append((step, kl))
             if kl < best_kl:
                 best, best_step, best_kl, waited = params, step, kl, 0
@@ -119,7 +116,7 @@ def run(kernels, data: DataConfig, fit: FitConfig, with_pde: bool, progress: boo
         config = surrogate_for(encoder, SurrogateConfig(width=width, key_dim=key_dim))
         started = time.perf_counter()
         params, best_step, history = fit_teacher_forced(splits.train, splits.validation, config, fit)
-        cosine = held_out_cosine(splits.test, _batched(_maps, params, config, splits.test, fit.batch_size))
+        cosine = held_out_cosine(splits.test, _batched(_maps, params, config, splits.test, fit.batch_size, axis=1))
         rows.append({"method": "teacher-forced kernel", "width": width, "key_dim": key_dim, "cosine": cosine,
                      "best_step": best_step, "validation_kl": history, "seconds": time.perf_counter() - started})
         print(f"teacher-forced kernel r={width} k={key_dim}: held-out cosine "

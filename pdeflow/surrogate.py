@@ -53,14 +53,19 @@ def surrogate_forward(params, config: SurrogateConfig, solver: SolverConfig, hid
     return SurrogateOutput(states, log_maps, ok, steps, jnp.cumprod(finite).sum())
 
 
+def per_input_attention_kl(attention: Array, log_attention: Array, mask: Array) -> Array:
+    """``KL(attention ‖ predicted)`` per input, in nats, averaged over blocks, heads and real query rows:
+    ``attention``, ``log_attention`` ``(L, B, H, N, N)``, ``mask (B, N)`` -> ``(B,)``."""
+    return jax.vmap(lambda p, q, m: attention_kl(p, q, m).mean(), in_axes=(1, 1, 0))(attention, log_attention, mask)
+
+
 def surrogate_losses(params, config: SurrogateConfig, solver: SolverConfig, trace: Trace, laplacians: Array):
     """Per-input attention KL (nats, mean over blocks, heads and real rows) and relative hidden-state error.
 
     Returns ``(kl (B,), hidden_error (B,), output)``.
     """
     out = surrogate_forward(params, config, solver, trace.hidden[0], laplacians, trace.mask)
-    kl = jax.vmap(lambda p, q, m: attention_kl(p, q, m).mean(), in_axes=(1, 1, 0))(
-        trace.attention, out.log_attention, trace.mask)
+    kl = per_input_attention_kl(trace.attention, out.log_attention, trace.mask)
     predicted = attention_pde.readout(params, out.states[1:])  # (L, B, N, d)
     reference = trace.hidden[1:]
     m = trace.mask[None, :, :, None].astype(predicted.dtype)
