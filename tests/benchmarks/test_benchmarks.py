@@ -77,3 +77,31 @@ def test_the_analytic_flop_counts_agree_with_xlas_cost_analysis():
     ours_field, ours_readout = solver_throughput.field_flops(config, n), solver_throughput.readout_flops(config, n)
     assert ours_field <= field <= 1.05 * ours_field, f"XLA/analytic field FLOPs {field / ours_field:.3f}"
     assert ours_readout <= readout <= 1.05 * ours_readout, f"XLA/analytic read-out FLOPs {readout / ours_readout:.3f}"
+
+
+def test_the_products_benchmark_counts_the_fields_matmul_flops():
+    """The forward products listed by `peer_matmuls` are the field's: their FLOPs are the field's analytic count
+    less the softmax's exponentials (``H·N²`` per input), which are not products."""
+    from benchmarks import peer_matmuls
+
+    batch, n = 3, 10
+    config = solver_throughput.benchmark_config(24, 4, 2)
+    products = peer_matmuls.field_products(config, batch, n, square=16)
+    forward = [p for p in products if not p[0].startswith(("VJP", "square"))]
+    assert len(forward) == 8
+    counted = sum(peer_matmuls.einsum_flops(spec, shapes) for _, spec, shapes in forward)
+    expected = batch * (solver_throughput.field_flops(config, n) - config.num_heads * n * n)
+    assert counted == expected
+    assert peer_matmuls.einsum_flops("ij,jk->ik", [(16, 16), (16, 16)]) == 2 * 16**3
+
+
+def test_the_products_benchmark_agrees_with_the_peer_at_a_toy_size(tmp_path):
+    """Only where the benchmark-only peer is installed; CI skips it."""
+    pytest.importorskip("torch")
+    from benchmarks import peer_matmuls
+
+    peer_matmuls.main(["--size", "2,8,8,2,2", "--repeats", "1", "--square", "16", "--out", str(tmp_path)])
+    (path,) = tmp_path.glob("peer_matmuls_*.json")
+    result = json.loads(path.read_text())
+    assert result["label"]["torch"] and len(result["rows"]) == 11
+    assert all(r["max_abs_diff"] < 1e-4 and r["xla_s"] > 0 and r["torch_s"] > 0 for r in result["rows"])
