@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -56,19 +55,10 @@ def einsum_flops(spec: str, shapes: list[tuple]) -> int:
     return 2 * math.prod(sizes.values())
 
 
-def _best(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def compare_product(name: str, spec: str, shapes: list[tuple], repeats: int, seed: int = 0) -> dict:
     """Time one product in XLA and in PyTorch; raise ``SystemExit`` if the two results differ."""
-    from benchmarks.torch_peer import torch  # the benchmark-only peer; its absence is said on import
+    # the benchmark-only peer (its absence is said on import) and its timing rule, best of the repeats
+    from benchmarks.peer_torchdiffeq import timed, torch
 
     rng = np.random.default_rng(seed)
     operands = [rng.normal(size=s).astype(np.float32) for s in shapes]
@@ -82,9 +72,9 @@ def compare_product(name: str, spec: str, shapes: list[tuple], repeats: int, see
     diff = float(np.abs(out_jax - out_torch).max())
     if diff > 1e-4 * scale:
         raise SystemExit(f"{name}: XLA and PyTorch disagree (max |Δ| = {diff:.2e}, scale {scale:.2e})")
-    jax_s = _best(lambda: xla(*xs_jax).block_until_ready(), repeats)
+    _, jax_s = timed(lambda: xla(*xs_jax), repeats, jax.block_until_ready)
     with torch.no_grad():
-        torch_s = _best(lambda: torch.einsum(spec, *xs_torch), repeats)
+        _, torch_s = timed(lambda: torch.einsum(spec, *xs_torch), repeats)
     flops = einsum_flops(spec, shapes)
     return {"product": name, "spec": spec, "shapes": [list(s) for s in shapes], "flops": flops,
             "max_abs_diff": diff, "xla_s": jax_s, "torch_s": torch_s, "xla_gflop_per_s": flops / jax_s / 1e9,
