@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pdeflow.models.block_weights import BlockWeights, from_dense
 from pdeflow.models.trace import Trace
 
 
@@ -120,3 +121,15 @@ def mean_pooled_embedding(trace: Trace) -> jax.Array:
 
 def parameter_count(params) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+def bert_block_weights(params: dict, config: BertConfig) -> list[BlockWeights]:
+    """Every block's weights (`pdeflow.models.block_weights`): post-LayerNorm blocks' attention reads the input
+    stream as it is; the feed-forward network reads the attention LayerNorm's output."""
+    blocks = []
+    for layer in range(config.num_layers):
+        p = params["params"][f"layer_{layer}"]
+        a = p["attention"]
+        blocks.append(from_dense(a["query"], a["key"], a["value"], p["attention_out"], config.num_heads, "none",
+                                 mlp=(p["attention_norm"], p["intermediate"], p["output"])))
+    return blocks

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pdeflow.models.block_weights import BlockWeights, from_dense
 from pdeflow.models.trace import Trace
 
 
@@ -125,3 +126,14 @@ class ViT(nn.Module):
         logits = nn.Dense(c.num_classes, name="head")(nn.LayerNorm(c.layer_norm_eps, name="final_norm")(x[:, 0]))
         mask = jnp.ones(x.shape[:2], bool)
         return logits, Trace(jnp.stack(hidden), jnp.stack(attention), mask)
+
+
+def vit_block_weights(params: dict, config: ViTConfig) -> list[BlockWeights]:
+    """Every block's weights (`pdeflow.models.block_weights`), each pre-LayerNorm's gain and bias folded into
+    the maps after it."""
+    blocks = []
+    for layer in range(config.num_layers):
+        p = params["params"][f"layer_{layer}"]
+        blocks.append(from_dense(p["query"], p["key"], p["value"], p["attention_out"], config.num_heads, "layer",
+                                 norm=p["attention_norm"], mlp=(p["mlp_norm"], p["mlp_in"], p["mlp_out"])))
+    return blocks

@@ -29,6 +29,8 @@ from pdeflow.pde import basis
 from pdeflow.pde.solve import SolverConfig, solve
 
 TERMS = ("diffusion", "attention", "residual")
+STATE_NORMS = ("rms", "layer", "none")
+VARYING = ("value", "residual")  # parameter groups that may vary in t besides the kernel and the coefficients
 COMPUTE_DTYPES = ("float32", "bfloat16")
 POSITION_FAMILIES = ("offsets",) + tuple(f for f in relative_position.RPE_FAMILIES if f != "table")
 
@@ -45,7 +47,22 @@ class SurrogateConfig:
         key_dim: rank of each head's query and key maps.
         value_rank: rank of each head's value correction ``W_v = I + V U``.
         mlp_width: hidden width of the residual MLP ``R_θ``.
-        num_knots: K ≤ L, knots of the smooth-in-t basis.
+        num_knots: K, knots of the smooth-in-t basis: ``K ≤ L`` (evenly spaced over ``[0, L − 1]``; ``K = L``
+            puts one at each block's time ``t = l``) or ``K = m·L`` (``m`` per unit interval, at ``t = l + i/m``).
+        basis_width: standard deviation of the basis's Gaussians, in knot spacings (`pdeflow.pde.basis`). At
+            the default 1/2 a quantity at ``t = k`` is about 0.8 of knot ``k``'s value and 0.1 of each
+            neighbour's; at 1/4 it is knot ``k``'s alone to 3e-4, and the change from one knot to the next is
+            concentrated half-way between them.
+        state_norm: how the state is normalised token by token before the query/key maps read it: ``"rms"``
+            (divide by the root mean square over the ``r`` components), ``"layer"``
+            (subtract the mean, then divide by the standard deviation: a LayerNorm without gain and bias, which
+            the maps absorb; what a pre-LayerNorm transformer's blocks see) or ``"none"`` (the state as it is:
+            what a post-LayerNorm transformer such as BERT reads, its states being LayerNorm outputs already).
+        residual_norm: the same for the residual MLP's input (a transformer's feed-forward network reads a
+            LayerNorm's output: ``"layer"``).
+        varying: parameter groups that vary in depth-time on the knots, like the kernel and the coefficients,
+            instead of one set shared by every ``t``: ``"value"`` (each head's value correction) and
+            ``"residual"`` (the residual MLP). Each multiplies that group's parameter count by ``K``.
         max_distance: relative positions are clipped to ``±max_distance`` (per axis on a patch grid) for the
             position bias.
         position_family: the form of each head's position bias. ``"offsets"``: a free value per clipped
@@ -79,6 +96,10 @@ class SurrogateConfig:
     value_rank: int = 4
     mlp_width: int = 64
     num_knots: int = 6
+    basis_width: float = 0.5
+    state_norm: str = "rms"
+    residual_norm: str = "rms"
+    varying: tuple[str, ...] = ()
     max_distance: int = 16
     terms: tuple[str, ...] = TERMS
     grid: tuple[int, ...] = ()
@@ -90,6 +111,7 @@ class SurrogateConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "terms", tuple(self.terms))
+        object.__setattr__(self, "varying", tuple(self.varying))
         object.__setattr__(self, "grid", tuple(int(g) for g in self.grid))
         if self.grid and (len(self.grid) != 2 or min(self.grid) < 1):
             raise ValueError(f"grid must be () for a token chain or (height, width) of a patch grid; got {self.grid}.")
@@ -108,8 +130,16 @@ class SurrogateConfig:
         unknown = set(self.terms) - set(TERMS)
         if unknown:
             raise ValueError(f"unknown PDE terms {sorted(unknown)}; choose from {list(TERMS)}.")
-        if not 1 <= self.num_knots <= self.num_layers:
-            raise ValueError(f"num_knots must be in [1, num_layers={self.num_layers}]; got {self.num_knots}.")
+        for name in ("state_norm", "residual_norm"):
+            if getattr(self, name) not in STATE_NORMS:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {STATE_NORMS}.")
+        if set(self.varying) - set(VARYING) or len(set(self.varying)) != len(self.varying):
+            raise ValueError(f"varying must name distinct groups from {list(VARYING)}; got {list(self.varying)}.")
+        if not 0.05 <= self.basis_width <= 4:
+            raise ValueError(f"basis_width must be in [0.05, 4] knot spacings; got {self.basis_width}.")
+        if not (1 <= self.num_knots <= self.num_layers or self.num_knots % self.num_layers == 0):
+            raise ValueError(f"num_knots must be in [1, num_layers={self.num_layers}] or a multiple of num_layers "
+                             f"(knots within each interval); got {self.num_knots}.")
         for name in ("num_layers", "num_heads", "model_dim", "width", "key_dim", "value_rank", "mlp_width",
                      "max_distance"):
             if getattr(self, name) < 1:
@@ -169,7 +199,7 @@ def init_surrogate(key: Array, config: SurrogateConfig, hidden0: Array | None = 
     else:  # wider than d: orthonormal rows
         projection = jnp.linalg.qr(jax.random.normal(keys[0], (r, c.model_dim)))[0].T
     normal = jax.random.normal
-    return {
+    params = {
         "projection": projection,
         "readout": {"kernel": projection.T, "bias": jnp.zeros((c.model_dim,))},
         # raw coefficients per knot: softplus⁻¹(D=0.1), α = 1, β = 0.1
@@ -184,16 +214,32 @@ def init_surrogate(key: Array, config: SurrogateConfig, hidden0: Array | None = 
         "residual": {"w1": normal(keys[4], (r, m)) / math.sqrt(r), "b1": jnp.zeros((m,)),
                      "w2": normal(keys[5], (m, r)) / math.sqrt(m), "b2": jnp.zeros((r,))},
     }
+    for group in c.varying:  # every knot starts from the same values: at initialisation nothing varies in t
+        params[group] = jax.tree_util.tree_map(lambda x: jnp.tile(x[None], (K,) + (1,) * x.ndim), params[group])
+    return params
+
+
+def at_time(params: dict, config: SurrogateConfig, group: str, t: Array):
+    """The parameter group ``group`` (``"kernel"``, ``"coefficients"``, or one of ``VARYING``) at time ``t``:
+    contracted with the basis if it varies in t, as stored otherwise."""
+    if group in ("kernel", "coefficients") or group in config.varying:
+        return basis.evaluate(params[group], t, jnp.asarray(config.knots), config.basis_width)
+    return params[group]
 
 
 def coefficients(params: dict, config: SurrogateConfig, t: Array) -> Array:
     """``(3,)`` values ``[D(t), α(t), β(t)]`` (switched-off terms read as zero)."""
-    raw = basis.evaluate(params["coefficients"], t, jnp.asarray(config.knots))
+    raw = at_time(params, config, "coefficients", t)
     on = jnp.array([term in config.terms for term in TERMS], raw.dtype)
     return jnp.stack([jax.nn.softplus(raw[0]), raw[1], raw[2]]) * on
 
 
-def _normalise(u: Array) -> Array:
+def normalise_state(u: Array, norm: str) -> Array:
+    """``u (..., r)`` normalised token by token: ``norm`` is one of ``STATE_NORMS``."""
+    if norm == "none":
+        return u
+    if norm == "layer":
+        u = u - jnp.mean(u, axis=-1, keepdims=True)
     return u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + 1e-6)
 
 
@@ -237,13 +283,14 @@ def position_index(config: SurrogateConfig, n: int) -> np.ndarray:
 def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
     """The kernel's logits at time ``t`` on states ``u`` ``(N, r)``: ``(H, N, N)``, with padded keys (and, if
     causal, later keys) lowered by 1e9."""
-    theta = basis.evaluate(params["kernel"], t, jnp.asarray(config.knots))
+    theta = at_time(params, config, "kernel", t)
     heads, width, rank = config.num_heads, config.width, config.key_dim
     # one matmul for queries and keys of all heads: (N, r) @ (r, 2·H·k); the logits' 1/√k scales the (small)
     # query map rather than the (H, N, N) logits
     scale = 1.0 / math.sqrt(rank)
     maps = jnp.concatenate([theta["query"] * scale, theta["key"]], axis=-1)  # (H, r, 2k)
-    qk = _product(config, "nr,rc->nc", _normalise(u), maps.transpose(1, 0, 2).reshape(width, 2 * heads * rank))
+    qk = _product(config, "nr,rc->nc", normalise_state(u, config.state_norm),
+                  maps.transpose(1, 0, 2).reshape(width, 2 * heads * rank))
     qk = qk.reshape(-1, heads, 2 * rank)
     q = qk[..., :rank].transpose(1, 0, 2) + scale * theta["query_bias"][:, None, :]
     k = qk[..., rank:].transpose(1, 0, 2)
@@ -326,13 +373,14 @@ def vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
         maps = attention_kernel(params, config, t, u, mask)  # (H, N, N)
         mean_map = alpha * maps.mean(0)
         mixing = mean_map if mixing is None else mixing + mean_map
-        low_rank = mm("hij,hjv->hiv", maps, mm("nr,hrv->hnv", u, params["value"]["down"]))
-        du = du + alpha * (mm("hiv,hvr->ir", low_rank, params["value"]["up"]) / config.num_heads - u)
+        value = at_time(params, config, "value", t)
+        low_rank = mm("hij,hjv->hiv", maps, mm("nr,hrv->hnv", u, value["down"]))
+        du = du + alpha * (mm("hiv,hvr->ir", low_rank, value["up"]) / config.num_heads - u)
     if mixing is not None:
         du = du + mm("ij,jr->ir", mixing, u)
     if "residual" in config.terms:
-        p = params["residual"]
-        hidden = jax.nn.gelu(mm("nr,rm->nm", _normalise(u), p["w1"]) + p["b1"])
+        p = at_time(params, config, "residual", t)
+        hidden = jax.nn.gelu(mm("nr,rm->nm", normalise_state(u, config.residual_norm), p["w1"]) + p["b1"])
         du = du + beta * (mm("nm,mr->nr", hidden, p["w2"]) + p["b2"])
     return du * mask[:, None].astype(u.dtype)
 
@@ -369,8 +417,34 @@ def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidd
                  save_times, solver)
 
 
+def interval_ends(params: dict, config: SurrogateConfig, solver: SolverConfig, starts: Array, laplacians: Array,
+                  mask: Array) -> tuple[Array, Array, Array]:
+    """Multiple shooting: unit intervals ``[l, l+1]``, ``l = 0, …, T−1``, each solved from its own start, all at
+    once (vmap). ``starts (T, B, N, d)`` are the hidden states entering blocks ``0..T−1`` (projected to
+    ``u = start · P``), ``laplacians (B, N, N)``, ``mask (B, N)``.
+
+    Returns ``(ends (T, B, N, r), ok (T,), num_steps (T,))``: ``ends[l]`` is the state at ``t = l + 1`` of the
+    solve started at ``t = l``."""
+    save_times = np.array([0.0, 1.0], np.float32)
+
+    def field(s, u, args):  # the interval's own time s ∈ [0, 1] is depth-time l + s
+        params, laplacians, mask, offset = args
+        return batch_vector_field(config, offset + s, u, (params, laplacians, mask))
+
+    def one(offset, start):
+        states, ok, steps = solve(field, initial_state(params, start), (params, laplacians, mask, offset), 1.0,
+                                  save_times, solver)
+        return states[-1], ok, steps
+
+    return jax.vmap(one)(jnp.arange(starts.shape[0], dtype=starts.dtype), starts)
+
+
+def log_maps_at(params: dict, config: SurrogateConfig, times: Array, states: Array, mask: Array) -> Array:
+    """Log attention maps ``(T, H, N, N)`` of the kernel at ``times (T,)`` on ``states (T, N, r)``."""
+    logits = jax.vmap(lambda t, u: attention_logits(params, config, t, u, mask))(times, states)
+    return jax.nn.log_softmax(logits, axis=-1)
+
+
 def attention_log_maps(params: dict, config: SurrogateConfig, states: Array, mask: Array) -> Array:
     """Log attention maps for every block: ``(L, H, N, N)`` from ``states (L+1, N, r)``."""
-    times = jnp.arange(config.num_layers, dtype=states.dtype)
-    logits = jax.vmap(lambda t, u: attention_logits(params, config, t, u, mask))(times, states[:-1])
-    return jax.nn.log_softmax(logits, axis=-1)
+    return log_maps_at(params, config, jnp.arange(config.num_layers, dtype=states.dtype), states[:-1], mask)

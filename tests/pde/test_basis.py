@@ -30,3 +30,19 @@ def test_knots_dominate_at_their_own_time_and_curve_is_smooth():
 def test_knot_count_is_validated():
     with pytest.raises(ValueError, match="num_knots"):
         basis.knot_times(0, 6.0)
+
+
+@pytest.mark.parametrize("width", [0.25, 0.5, 1.0])
+def test_interpolating_coefficients_pass_through_the_given_values(width):
+    knots = basis.knot_times(6, 6.0)
+    values = np.random.default_rng(0).normal(size=(6, 3, 2)).astype(np.float32)
+    coefficients = basis.interpolating_coefficients(values, knots, knots, width)
+    assert coefficients.shape == values.shape
+    for t, value in zip(knots, values):
+        np.testing.assert_allclose(basis.evaluate(jnp.asarray(coefficients), jnp.float32(t), jnp.asarray(knots),
+                                                  width), value, atol=1e-4)
+
+
+def test_a_multiple_of_the_depth_puts_that_many_knots_in_each_unit_interval():
+    np.testing.assert_allclose(basis.knot_times(12, 6.0), np.arange(12) / 2)
+    np.testing.assert_allclose(basis.knot_times(4, 6.0), np.linspace(0, 5, 4))  # not a multiple: spread on [0, T-1]
