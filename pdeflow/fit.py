@@ -3,6 +3,11 @@
 The loss is the mean over blocks, heads and real query rows of ``KL(transformer ‖ PDE)``, plus
 ``hidden_weight`` times the relative error of the read-out PDE states against the hidden states.
 One jit-compiled step, vmapped over the batch; early stopping on a validation split.
+
+A fit may open with a multiple-shooting phase (``shooting_steps``): every unit interval is solved from the
+transformer's own state entering it (`pdeflow.surrogate.shooting_losses`), so the dynamics learn each block
+from where it starts instead of through one long solve; the rest of the fit is on the free-running solve. The
+validation figures (and the choice of the best parameters) are always those of the free-running solve.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ from pdeflow.optim import warmup_cosine_adamw
 from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
-from pdeflow.surrogate import raise_if_failed, surrogate_losses, token_laplacians
+from pdeflow.surrogate import raise_if_failed, shooting_losses, surrogate_losses, token_laplacians
+
+INITS = ("random", "transformer")
+# the parameter groups that shape the attention maps on a given state (the kernel and the basis it reads): the
+# group `kernel_lr_scale` applies to; every other group ("dynamics") moves the state
+KERNEL_GROUPS = ("kernel", "projection", "readout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +69,19 @@ class FitConfig:
             device JAX sees. ``batch_size`` must be a multiple of it.
         checkpoint_every: steps between checkpoints when the fit is given a checkpoint folder (0: only at the
             end and on interruption).
+        init: how the parameters start when none are given: ``"random"`` (`init_surrogate`) or
+            ``"transformer"`` (`pdeflow.pde.teacher_init.init_from_transformer`, from the blocks' own weights;
+            the pipeline passes them, `fit_surrogate` itself needs ``params``).
+        shooting_steps: the first this many of the ``steps`` fit every unit interval from the transformer's own
+            state entering it (multiple shooting), weighted with ``continuity_weight``; the rest fit the
+            free-running solve. 0: no shooting phase.
+        shooting_learning_rate: peak learning rate of the shooting phase (its own warm-up and cosine decay).
+        continuity_weight: weight of the shooting phase's continuity error (each interval's end against the
+            transformer's state where the next one starts).
+        kernel_lr_scale: the learning rate of the kernel (query/key maps, position bias), the projection and the
+            read-out, as a fraction of the others' in the free-running phase (0 holds them).
+        shooting_kernel_lr_scale: the same fraction in the shooting phase (the default 0 holds the kernel while
+            the dynamics learn each interval: with ``init="transformer"`` its maps start as the blocks' own).
         length_buckets: group training batches by length into this many buckets (quantiles of the training
             inputs' lengths) and trim each batch's padding to its bucket's length, so short inputs stop paying
             for the longest; the step compiles once per bucket, all before the first step. 1: every batch keeps
@@ -78,8 +101,23 @@ class FitConfig:
     devices: int = 0
     checkpoint_every: int = 50
     length_buckets: int = 1
+    init: str = "random"
+    shooting_steps: int = 0
+    shooting_learning_rate: float = 1e-2
+    continuity_weight: float = 1.0
+    kernel_lr_scale: float = 1.0
+    shooting_kernel_lr_scale: float = 0.0
 
     def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {INITS}.")
+        if not 0 <= self.shooting_steps < self.steps:
+            raise ValueError(f"shooting_steps must be in [0, steps={self.steps}) (the fit ends on the free-running "
+                             f"solve); got {self.shooting_steps}.")
+        if min(self.kernel_lr_scale, self.shooting_kernel_lr_scale, self.continuity_weight) < 0 \
+                or not self.shooting_learning_rate > 0:
+            raise ValueError("need kernel_lr_scale, shooting_kernel_lr_scale, continuity_weight >= 0 and "
+                             "shooting_learning_rate > 0.")
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("steps, batch_size and eval_every must be positive.")
         if self.checkpoint_every < 0:
@@ -102,27 +140,53 @@ class FitResult:
     stopped_early: bool
 
 
-def make_optimizer(config: FitConfig) -> optax.GradientTransformation:
-    return _optimizer(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay, config.clip_norm)
+def make_optimizer(config: FitConfig, shooting: bool = False) -> optax.GradientTransformation:
+    """The optimiser of the free-running phase (steps ``shooting_steps + 1 …``), or of the shooting phase."""
+    if shooting:
+        return _optimizer(config.shooting_learning_rate, config.warmup_steps, config.shooting_steps,
+                          config.weight_decay, config.clip_norm, config.shooting_kernel_lr_scale)
+    return _optimizer(config.learning_rate, config.warmup_steps, config.steps - config.shooting_steps,
+                      config.weight_decay, config.clip_norm, config.kernel_lr_scale)
+
+
+def parameter_group(name: str) -> str:
+    """``"kernel"`` for the top-level parameter groups in `KERNEL_GROUPS`, ``"dynamics"`` for the others."""
+    return "kernel" if name in KERNEL_GROUPS else "dynamics"
 
 
 @functools.cache
-def _optimizer(learning_rate, warmup_steps, steps, weight_decay, clip_norm) -> optax.GradientTransformation:
+def _optimizer(learning_rate, warmup_steps, steps, weight_decay, clip_norm,
+               kernel_lr_scale) -> optax.GradientTransformation:
     # one object per setting: the step takes the optimizer as a static argument, so fits with equal settings (a
     # resumed fit, a repeated one) share its compiled step instead of compiling their own
-    return warmup_cosine_adamw(learning_rate, warmup_steps, steps, weight_decay, clip_norm, end_fraction=0.01)
+    def adamw(scale):
+        if scale == 0:
+            return optax.set_to_zero()
+        return warmup_cosine_adamw(learning_rate * scale, warmup_steps, steps, weight_decay, end_fraction=0.01)
+
+    if kernel_lr_scale == 1:
+        groups = adamw(1.0)
+    else:
+        groups = optax.multi_transform({"kernel": adamw(kernel_lr_scale), "dynamics": adamw(1.0)},
+                                       lambda params: {k: parameter_group(k) for k in params})
+    return optax.chain(optax.clip_by_global_norm(clip_norm), groups)
 
 
-def _loss(params, surrogate, solver, hidden_weight, trace, laplacians):
+def _loss(params, surrogate, solver, weights, shooting, trace, laplacians):
+    hidden_weight, continuity_weight = weights
+    if shooting:  # the "hidden error" of this phase is the continuity error
+        kl, hidden_error, ok, steps = shooting_losses(params, surrogate, solver, trace, laplacians)
+        loss = kl.mean() + continuity_weight * hidden_error.mean()
+        return loss, (kl, hidden_error, ok, jnp.asarray(True), steps)
     kl, hidden_error, out = surrogate_losses(params, surrogate, solver, trace, laplacians)
     loss = kl.mean() + hidden_weight * hidden_error.mean()
     return loss, (kl, hidden_error, out.ok, out.finite_times, out.num_steps)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(4, 5))
-def _train_step(surrogate, solver, optimizer, hidden_weight, params, opt_state, trace, laplacians):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4), donate_argnums=(5, 6))
+def _train_step(surrogate, solver, optimizer, weights, shooting, params, opt_state, trace, laplacians):
     (loss, (kl, hidden_error, ok, finite, steps)), grads = jax.value_and_grad(_loss, has_aux=True)(
-        params, surrogate, solver, hidden_weight, trace, laplacians)
+        params, surrogate, solver, weights, shooting, trace, laplacians)
     updates, new_opt_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     finite_grads = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
@@ -206,13 +270,20 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     train = jax.tree_util.tree_map(np.asarray, train)
     count = train.mask.shape[0]
     batch_size = min(config.batch_size, count)
+    if params is None and config.init == "transformer":
+        raise ValueError("init='transformer' starts from the transformer's blocks, which fit_surrogate does not "
+                         "see: pass params=pdeflow.pde.teacher_init.init_from_transformer(...) (the pipeline does).")
     if params is None:
         params = init_surrogate(jax.random.PRNGKey(config.seed), surrogate, train.hidden[0][train.mask])
     mesh = data_mesh(config.devices)
     check_divisible(batch_size, mesh)
-    optimizer = make_optimizer(config)
+    optimizers = {True: make_optimizer(config, shooting=True), False: make_optimizer(config)}
+
+    def shooting_at(step: int) -> bool:  # whether step number `step` (1-based) is a shooting step
+        return step <= config.shooting_steps
+
     params = replicated(jax.tree_util.tree_map(jnp.array, params), mesh)  # own buffers: the step donates them
-    opt_state = replicated(optimizer.init(params), mesh)
+    opt_state = replicated(optimizers[shooting_at(1)].init(params), mesh)
     batches = _training_batches(train, batch_size, config)
     # best_params is a host copy: the step donates (frees) the device buffers of params, and copying to the
     # host compiles nothing
@@ -226,11 +297,13 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                 "fit": {k: v for k, v in dataclasses.asdict(config).items() if k not in movable},
                 "train": list(train.hidden.shape), "validation": list(np.shape(validation.hidden))}
     if resume and checkpointer.latest_step() is not None:
+        if not shooting_at(checkpointer.latest_step()):  # saved in the free-running phase: its optimiser's state
+            state.opt_state = replicated(optimizers[False].init(params), mesh)
         state = checkpointer.restore(state, settings)
         state.params, state.opt_state = (replicated(x, mesh) for x in (state.params, state.opt_state))
         state.best_params = jax.tree_util.tree_map(to_host, state.best_params)
         batches = batches_from_state(state.data_order)
-    stopped_early = bool(config.patience) and state.since_best >= config.patience
+    stopped_early = bool(config.patience) and state.since_best >= config.patience and not shooting_at(state.step)
 
     def save() -> None:
         if checkpointer is not None and checkpointer.latest_step() != state.step:
@@ -239,18 +312,30 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
 
     from tqdm.auto import tqdm
 
-    static = (surrogate, solver, optimizer, float(config.hidden_weight))
+    weights = (float(config.hidden_weight), float(config.continuity_weight))
+
+    def static(shooting: bool) -> tuple:
+        return surrogate, solver, optimizers[shooting], weights, shooting
+
     if isinstance(batches, BucketedBatches):  # compile every bucket's step now, none during the fit
+        phases = sorted({shooting_at(state.step + 1), shooting_at(config.steps)})
         for length in tqdm(batches.buckets, desc="compile buckets", disable=not progress, unit="bucket"):
             shapes = _sharded_batch(train, np.arange(batch_size), mesh, surrogate, length)  # only shapes count
-            _train_step.lower(*static, state.params, state.opt_state, *shapes).compile()
+            for shooting in phases:
+                like = state.opt_state if shooting == shooting_at(state.step + 1) else \
+                    replicated(optimizers[shooting].init(state.params), mesh)  # as the switch of phase makes it
+                _train_step.lower(*static(shooting), state.params, like, *shapes).compile()
     bar = tqdm(total=config.steps, initial=state.step, desc="fit", disable=not progress, unit="step")
     with _interrupt_at_step_boundary() as interrupted:
         while state.step < config.steps and not stopped_early:
             step = state.step + 1
+            shooting = shooting_at(step)
+            if config.shooting_steps and step == config.shooting_steps + 1:  # free-running from here: fresh moments
+                state.opt_state = replicated(optimizers[False].init(state.params), mesh)
             index, num_tokens = next_batch(batches)
             batch, laplacians = _sharded_batch(train, index, mesh, surrogate, num_tokens)
-            new_params, new_opt_state, info = _train_step(*static, state.params, state.opt_state, batch, laplacians)
+            new_params, new_opt_state, info = _train_step(*static(shooting), state.params, state.opt_state, batch,
+                                                          laplacians)
             state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated
             if not bool(info["good"]):  # the step kept the last good parameters: save them, then stop
                 save()
@@ -265,13 +350,13 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                 val_loss = val_kl + config.hidden_weight * val_hidden
                 record = {"step": step, "train_loss": float(np.mean(state.running)), "validation_kl": val_kl,
                           "validation_hidden_error": val_hidden, "validation_loss": val_loss,
-                          "solver_steps": int(info["num_steps"])}
+                          "solver_steps": int(info["num_steps"]), "phase": "shooting" if shooting else "free"}
                 state.running = []
                 state.history.append(record)
                 if val_loss < state.best:
                     state.best, state.best_step, state.since_best = val_loss, step, 0
                     state.best_params = jax.tree_util.tree_map(to_host, state.params)
-                else:
+                elif not shooting:  # patience counts in the free-running phase only
                     state.since_best += 1
                     stopped_early = bool(config.patience) and state.since_best >= config.patience
                 bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{val_kl:.4f}")

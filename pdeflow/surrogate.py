@@ -66,11 +66,40 @@ def surrogate_losses(params, config: SurrogateConfig, solver: SolverConfig, trac
     """
     out = surrogate_forward(params, config, solver, trace.hidden[0], laplacians, trace.mask)
     kl = per_input_attention_kl(trace.attention, out.log_attention, trace.mask)
-    predicted = attention_pde.readout(params, out.states[1:])  # (L, B, N, d)
-    reference = trace.hidden[1:]
-    m = trace.mask[None, :, :, None].astype(predicted.dtype)
-    hidden_error = jnp.sum(((predicted - reference) * m) ** 2, (0, 2, 3)) / jnp.sum((reference * m) ** 2, (0, 2, 3))
+    hidden_error = _relative_error(attention_pde.readout(params, out.states[1:]), trace.hidden[1:], trace.mask)
     return kl, hidden_error, out
+
+
+def _relative_error(predicted: Array, reference: Array, mask: Array) -> Array:
+    """``Σ|predicted − reference|² / Σ|reference|²`` per input over the real tokens: ``(T, B, N, w)`` states,
+    ``mask (B, N)`` -> ``(B,)``."""
+    m = mask[None, :, :, None].astype(predicted.dtype)
+    return jnp.sum(((predicted - reference) * m) ** 2, (0, 2, 3)) / jnp.sum((reference * m) ** 2, (0, 2, 3))
+
+
+def shooting_losses(params, config: SurrogateConfig, solver: SolverConfig, trace: Trace, laplacians: Array):
+    """Multiple-shooting losses (a training device: every interval starts from the transformer's own state).
+
+    Each interval ``[l, l+1]`` that leads to a block (``l < L − 1``) is solved from ``hidden[l] · P``
+    (`attention_pde.interval_ends`). The attention KL is averaged over the kernel at ``t = l`` on
+    ``hidden[l] · P`` (L maps, teacher-forced) and at ``t = l + 1`` on the end of interval ``l`` (L − 1 maps, one
+    interval free-running); the continuity error is the relative error of each interval's end against
+    ``hidden[l+1] · P``, where the next interval starts.
+
+    Returns ``(kl (B,), continuity (B,), ok, num_steps)``."""
+    L, mask = config.num_layers, trace.mask
+    starts = attention_pde.initial_state(params, trace.hidden[:-1])  # (L, B, N, r)
+    forced = jax.vmap(lambda s, m: attention_pde.log_maps_at(params, config, jnp.arange(L, dtype=s.dtype), s, m),
+                      in_axes=(1, 0), out_axes=1)(starts, mask)
+    kl = per_input_attention_kl(trace.attention, forced, mask)
+    if L == 1:
+        return kl, jnp.zeros_like(kl), jnp.asarray(True), jnp.asarray(0)
+    ends, ok, steps = attention_pde.interval_ends(params, config, solver, trace.hidden[:-2], laplacians, mask)
+    shot = jax.vmap(lambda e, m: attention_pde.log_maps_at(params, config, jnp.arange(1, L, dtype=e.dtype), e, m),
+                    in_axes=(1, 0), out_axes=1)(ends, mask)
+    kl = (L * kl + (L - 1) * per_input_attention_kl(trace.attention[1:], shot, mask)) / (2 * L - 1)
+    continuity = _relative_error(ends, jax.lax.stop_gradient(starts[1:]), mask)
+    return kl, continuity, jnp.all(ok), jnp.max(steps)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 6))

@@ -172,3 +172,27 @@ def test_length_buckets_are_refused_on_a_patch_grid(traces):
                       progress=False)
     with pytest.raises(ValueError, match="length_buckets"):
         FitConfig(length_buckets=0)
+
+
+def test_shooting_then_free_running_holds_what_it_is_told_to_hold(traces):
+    train, validation, _ = traces
+    solver = SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored")
+    initial = init_surrogate(jax.random.PRNGKey(FIT.seed), SURROGATE, train.hidden[0][train.mask])
+    config = dataclasses.replace(FIT, steps=12, eval_every=3, shooting_steps=6, kernel_lr_scale=0.0)
+    result = fit_surrogate(train, validation, SURROGATE, solver, config, params=initial, progress=False)
+    assert [h["phase"] for h in result.history] == ["shooting"] * 2 + ["free"] * 2
+    for group in ("kernel", "projection", "readout"):  # held in both phases
+        jax.tree_util.tree_map(np.testing.assert_array_equal, result.params[group], initial[group])
+    assert not np.allclose(result.params["residual"]["w2"], initial["residual"]["w2"])
+    assert all(np.isfinite(h["validation_kl"]) for h in result.history)
+
+
+def test_shooting_and_init_settings_are_checked(traces):
+    train, validation, _ = traces
+    with pytest.raises(ValueError, match="shooting_steps"):
+        FitConfig(steps=10, shooting_steps=10)
+    with pytest.raises(ValueError, match="unknown init"):
+        FitConfig(init="pretrained")
+    with pytest.raises(ValueError, match="init_from_transformer"):
+        fit_surrogate(train, validation, SURROGATE, SolverConfig(), dataclasses.replace(FIT, init="transformer"),
+                      progress=False)
