@@ -16,11 +16,11 @@ import sys
 import typing
 from pathlib import Path
 
-from pdeflow.fit import FitConfig
+from pdeflow.fit import INITS, FitConfig
 from pdeflow.models.vit import ViTConfig
-from pdeflow.pde.attention_pde import COMPUTE_DTYPES, POSITION_FAMILIES, TERMS, SurrogateConfig
+from pdeflow.pde.attention_pde import COMPUTE_DTYPES, POSITION_FAMILIES, STATE_NORMS, TERMS, VARYING, SurrogateConfig
 from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
-from pdeflow.pipeline import MODELS, DataConfig, RunConfig
+from pdeflow.pipeline import MODELS, PRESETS, DataConfig, RunConfig, preset_config
 from pdeflow.studies.information_plane import InfoPlaneConfig
 from pdeflow.studies.lens import LensConfig
 from pdeflow.train.lm import LM_FAMILIES, LMTrainConfig
@@ -38,7 +38,8 @@ CACHE_OUT = "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the setting
 INFO_SECTIONS = {"information plane": (InfoPlaneConfig, ("train",)), **VIT_SECTIONS}
 CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS),
            "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES), "compute_dtype": list(COMPUTE_DTYPES),
-           "position_family": list(POSITION_FAMILIES)}
+           "position_family": list(POSITION_FAMILIES), "state_norm": list(STATE_NORMS),
+           "residual_norm": list(STATE_NORMS), "varying": list(VARYING), "init": list(INITS)}
 
 
 def field_help(cls) -> dict[str, str]:
@@ -78,7 +79,9 @@ def _add_section(group, cls, skip):
                                choices=CHOICES.get(field.name), help=text)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
+    """The ``pdeflow`` parser; ``fit_defaults`` (``{dest: value}``) replaces defaults of ``pdeflow fit``'s
+    options (what ``--preset`` does: flags given explicitly still win)."""
     parser = argparse.ArgumentParser(
         prog="pdeflow", description="Fit attention-PDE surrogates to transformers and measure information flow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", default=None, help="output folder (written atomically; default results/MODEL)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     fit.add_argument("--top-k", dest="top_k", type=int, default=RunConfig.top_k, help="k of the top-k agreement")
+    fit.add_argument("--preset", default=None, choices=list(PRESETS),
+                     help="start from a named preset's settings for --model (pdeflow.pipeline.preset_config; "
+                          "'faithful': the full-width surrogate started from the transformer's weights, fitted by "
+                          "multiple shooting then free-running, ~25 min on 2 cores); options given explicitly "
+                          "override it")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                      help="show a progress bar (default: when stderr is a terminal)")
     fit.add_argument("--checkpoints", default=None,
@@ -113,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(sets XLA_FLAGS=--xla_force_host_platform_device_count; 0 leaves it alone)")
     for section, (cls, skip) in SECTIONS.items():
         _add_section(fit.add_argument_group(f"{section} ({cls.__name__})"), cls, skip)
+    if fit_defaults:
+        fit.set_defaults(**fit_defaults)
 
     train = commands.add_parser("train", help="train a transformer here on data that ships with the machine")
     models = train.add_subparsers(dest="model", required=True)
@@ -170,7 +180,17 @@ def vit_train_config_from_args(args: argparse.Namespace) -> ViTTrainConfig:
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     sections = {section: _section(cls, skip, args) for section, (cls, skip) in SECTIONS.items()}
-    return RunConfig(model=args.model, top_k=args.top_k, **sections)
+    return RunConfig(model=args.model, top_k=args.top_k, preset=args.preset or "", **sections)
+
+
+def preset_defaults(config: RunConfig) -> dict:
+    """``pdeflow fit``'s option values (``{dest: value}``) that reproduce ``config``."""
+    values = {"top_k": config.top_k}
+    for section, (cls, skip) in SECTIONS.items():
+        part = getattr(config, section)
+        values.update({f.name: list(v) if isinstance(v := getattr(part, f.name), tuple) else v
+                       for f in dataclasses.fields(cls) if f.name not in skip})
+    return values
 
 
 def info_config_from_args(args: argparse.Namespace) -> InfoPlaneConfig:
@@ -255,6 +275,8 @@ def info_main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "fit" and args.preset:  # parse again over the preset's values: explicit options win
+        args = build_parser(preset_defaults(preset_config(args.preset, args.model))).parse_args(argv)
     if args.command in ("train", "lens", "info"):
         return {"train": train_main, "lens": lens_main, "info": info_main}[args.command](args)
     args.out = args.out or f"results/{args.model}"

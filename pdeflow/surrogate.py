@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -122,6 +123,8 @@ def attention_entropy_along_depth(params, config: SurrogateConfig, solver: Solve
     Returns ``(t (T,), entropy (T, H))`` with ``T = L·points_per_layer + 1`` times from 0 to L; compare with
     `pdeflow.information.attention_entropy` of ``trace.attention`` at ``t = l``."""
     times = tuple(np.linspace(0.0, config.num_layers, config.num_layers * points_per_layer + 1).tolist())
+    if solver.adjoint == "stored":  # nothing is differentiated here, and the stored adjoint saves on its steps only
+        solver = dataclasses.replace(solver, adjoint="recursive")
     sums, count = 0.0, 0.0
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
         mask = np.asarray(trace.mask)[index]

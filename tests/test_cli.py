@@ -129,3 +129,16 @@ def test_train_then_fit_a_vit_from_the_cli(tmp_path, capsys, monkeypatch):
     assert cli.main(["fit", "--model", "vit-digits", "--out", str(out), "--width", "8", "--no-progress"]) == 2
     assert "stop here" in capsys.readouterr().err and not out.exists()
     assert calls == [RunConfig(model="vit-digits", surrogate=dataclasses.replace(RunConfig().surrogate, width=8))]
+
+
+def test_a_preset_sets_the_defaults_and_explicit_options_win():
+    from pdeflow.pipeline import preset_config
+
+    argv = ["fit", "--preset", "faithful", "--model", "vit-digits", "--steps", "300", "--width", "48"]
+    first = cli.build_parser().parse_args(argv)
+    args = cli.build_parser(cli.preset_defaults(preset_config(first.preset, first.model))).parse_args(argv)
+    config = cli.run_config_from_args(args)
+    preset = preset_config("faithful", "vit-digits")
+    assert config == dataclasses.replace(preset, fit=dataclasses.replace(preset.fit, steps=300),
+                                         surrogate=dataclasses.replace(preset.surrogate, width=48))
+    assert config.preset == "faithful" and config.surrogate.varying == ("value", "residual")

@@ -65,3 +65,32 @@ def test_run_config_names_the_model():
         RunConfig(model="gpt")
     assert dataclasses.replace(CONFIG, model="minilm").model == "minilm"
 
+
+
+def test_a_fit_started_from_the_vit_keeps_block_0_exact_when_its_kernel_is_held(tiny_vit):
+    # full width (r = d = 16), key and value rank = the heads' width (8): the kernel starts as the blocks' own;
+    # block 0 reads u(0) = the embedding, so with the kernel held its maps stay the ViT's
+    config = dataclasses.replace(
+        CONFIG, surrogate=SurrogateConfig(width=16, key_dim=8, value_rank=8, mlp_width=8, num_knots=2,
+                                          state_norm="layer", varying=("value", "residual")),
+        solver=SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored"),
+        fit=dataclasses.replace(CONFIG.fit, init="transformer", shooting_steps=3, kernel_lr_scale=0.0,
+                                weight_decay=0.0))
+    report = fit_vit(config, progress=False, vit=tiny_vit)
+    held_out = report.metrics["held_out"]
+    assert held_out["pde"]["cosine"][0] > 0.9999
+    assert held_out["pde"]["cosine"][1] > held_out["mean_training_map"]["cosine"][1]
+    assert "pde_tight_solve" in held_out  # a 4x finer fixed step
+    assert [h["phase"] for h in report.fit.history] == ["shooting", "free"]
+
+
+def test_presets_are_full_width_for_each_model():
+    from pdeflow.pipeline import preset_config
+
+    assert preset_config("default", "vit-digits") == RunConfig(model="vit-digits", preset="default")
+    text, image = preset_config("faithful", "minilm"), preset_config("faithful", "vit-digits")
+    assert (text.surrogate.width, text.surrogate.key_dim, text.surrogate.state_norm) == (384, 32, "none")
+    assert (image.surrogate.width, image.surrogate.key_dim, image.surrogate.state_norm) == (96, 24, "layer")
+    assert text.fit.init == image.fit.init == "transformer" and image.fit.length_buckets == 1
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_config("exact")
