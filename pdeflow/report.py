@@ -72,6 +72,11 @@ def summary_markdown(metrics: dict) -> str:
              f"({metrics['parameters']['surrogate_used_by_attention_fit']:,} used by the attention fit); "
              f"transformer: {metrics['parameters']['transformer']:,} "
              f"({metrics['parameters']['transformer_blocks']:,} in its blocks).", ""]
+    seconds = metrics.get("seconds", {})
+    if "total" in seconds:
+        preset = f"Preset `{metrics['preset']}`. " if metrics.get("preset") else ""
+        lines += [f"{preset}Wall time {seconds['total']:.0f} s (trace {seconds['trace']:.0f} s, fit "
+                  f"{seconds['fit']:.0f} s, evaluation {seconds['evaluate']:.0f} s).", ""]
     for name, title in METRIC_TITLES.items():
         lines += [f"## {title}", ""] + fidelity_table(held_out, name) + [""]
     lines += ["## notes", ""] + [f"- {note}" for note in metrics["notes"]] + [""]

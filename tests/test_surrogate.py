@@ -82,3 +82,16 @@ def test_shooting_gradient_reaches_the_dynamics_and_matches_finite_differences(s
     shifted = lambda s: loss({**params, "coefficients": params["coefficients"] + s * direction})  # noqa: E731
     numeric = (shifted(eps) - shifted(-eps)) / (2 * eps)
     np.testing.assert_allclose(jnp.vdot(grads["coefficients"], direction), numeric, rtol=2e-2)
+
+
+def test_held_out_predictions_read_the_transformer_only_at_the_input(setup):
+    """The free-running surrogate sees hidden[0] alone: zeroing every later state changes nothing."""
+    from pdeflow.surrogate import predict_attention
+
+    params, batch, _ = setup
+    zeroed = batch._replace(hidden=batch.hidden.at[1:].set(0.0))
+    np.testing.assert_array_equal(predict_attention(params, CONFIG, SOLVER, batch, 8),
+                                  predict_attention(params, CONFIG, SOLVER, zeroed, 8))
+    changed = batch._replace(hidden=batch.hidden.at[0].multiply(1.5))  # and the input does count
+    assert not np.allclose(predict_attention(params, CONFIG, SOLVER, changed, 8),
+                           predict_attention(params, CONFIG, SOLVER, batch, 8))
