@@ -42,6 +42,10 @@ class DataConfig:
         min_tokens: shortest sentence kept, in tokens including [CLS] and [SEP] (text only).
         max_tokens: longest sentence kept; every input is padded to this length (one compiled shape; text only).
         split_seed: seeds which sentences land in which split (independent of the fit's seed).
+        extra_training_sentences: text only: add to the training split every kept sentence that no split took
+            and the sentences of pydoc's block-indented prose (notes and descriptions set under a definition;
+            `pdeflow.data.text.pydoc_sentences`), about 2.5x ``num_train`` at the defaults. Validation and test
+            sentences are the same as without (drawn from the unindented prose as always).
     """
 
     num_train: int = 512
@@ -50,6 +54,7 @@ class DataConfig:
     min_tokens: int = 8
     max_tokens: int = 48
     split_seed: int = 0
+    extra_training_sentences: bool = False
 
     def __post_init__(self):
         if min(self.num_train, self.num_validation, self.num_test) < 1:
@@ -129,20 +134,33 @@ class Splits:
 
 def trace_sentence_splits(encoder: PretrainedEncoder, config: DataConfig, sentences: list[str] | None = None,
                           progress: bool = False) -> Splits:
-    """Tokenise, keep sentences of ``min_tokens..max_tokens`` tokens, split them, and trace each split."""
-    sentences = pydoc_sentences() if sentences is None else list(sentences)
+    """Tokenise, keep sentences of ``min_tokens..max_tokens`` tokens, split them, and trace each split (with
+    ``config.extra_training_sentences``, the training split grows as `DataConfig` says)."""
+    default_corpus = sentences is None
+    sentences = pydoc_sentences() if default_corpus else list(sentences)
     if not sentences:
         raise ValueError("no sentences given; pass a non-empty list of sentences.")
-    lengths = encoder.tokenize(sentences, encoder.config.max_positions).mask.sum(1)
-    kept = [s for s, n in zip(sentences, lengths) if config.min_tokens <= n <= config.max_tokens]
+
+    def within_length(texts):
+        lengths = encoder.tokenize(texts, encoder.config.max_positions).mask.sum(1)
+        return [s for s, n in zip(texts, lengths) if config.min_tokens <= n <= config.max_tokens]
+
+    kept = within_length(sentences)
     train_i, val_i, test_i = split_indices(len(kept), (config.num_train, config.num_validation, config.num_test),
                                            config.split_seed)
+    train_sentences = [kept[i] for i in train_i]
+    if config.extra_training_sentences:
+        held = {kept[i] for i in (*val_i, *test_i)}
+        unused = sorted(set(range(len(kept))) - set(train_i) - set(val_i) - set(test_i))
+        indented = within_length(pydoc_sentences(indented=True)) if default_corpus else []
+        train_sentences += [kept[i] for i in unused] + [s for s in indented if s not in held]
 
-    def trace(index):
-        tokens = encoder.tokenize([kept[i] for i in index], config.max_tokens, pad_to=config.max_tokens)
+    def trace(texts):
+        tokens = encoder.tokenize(texts, config.max_tokens, pad_to=config.max_tokens)
         return encoder.trace_tokens(tokens), tokens.tokens
 
-    (train, _), (validation, _), (test, test_tokens) = (trace(i) for i in (train_i, val_i, test_i))
+    (train, _), (validation, _), (test, test_tokens) = (trace(t) for t in (
+        train_sentences, [kept[i] for i in val_i], [kept[i] for i in test_i]))
     return Splits(train, validation, test, test_tokens, tuple(kept[i] for i in test_i))
 
 
@@ -256,6 +274,9 @@ def fit_vit(config: RunConfig = RunConfig(model="vit-digits"), progress: bool = 
     """Fit the attention-PDE surrogate (2-D patch-grid diffusion) to the ViT on scikit-learn's digits and measure
     it on held-out test digits. ``vit`` defaults to `pdeflow.train.load_or_train_vit()` (cached)."""
     started = time.perf_counter()
+    if config.data.extra_training_sentences:
+        raise ValueError("extra_training_sentences adds pydoc sentences, for text models; the ViT fits digits: "
+                         "leave it off (--no-extra-training-sentences).")
     vit = load_or_train_vit(progress=progress) if vit is None else vit
     config = dataclasses.replace(config, model="vit-digits", surrogate=vit_surrogate_for(vit.config.model,
                                                                                          config.surrogate))
@@ -301,7 +322,7 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: 
     report_metrics = {
         "model": describe["model"],
         "text": describe["inputs"],
-        "splits": {"train": config.data.num_train, "validation": config.data.num_validation,
+        "splits": {"train": int(splits.train.mask.shape[0]), "validation": config.data.num_validation,
                    "test": config.data.num_test},
         "parameters": {"surrogate": parameter_count(result.params),
                        # the readout (r -> d) is trained only by the hidden-state term

@@ -32,3 +32,9 @@ def test_split_indices_are_disjoint_seeded_and_checked():
     assert not (a[0] == split_indices(100, (50, 20, 30), seed=4)[0]).all()
     with pytest.raises(ValueError, match="only 100 are available"):
         split_indices(100, (80, 30), seed=0)
+
+
+def test_indented_prose_is_more_text_and_none_of_it_is_code_or_a_repeat():
+    plain, indented = pydoc_sentences(), pydoc_sentences(indented=True)
+    assert len(indented) > 400 and not set(indented) & set(plain)
+    assert not [s for s in indented if ">>>" in s or "::=" in s or s != s.strip()]

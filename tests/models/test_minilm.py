@@ -1,5 +1,6 @@
 """The Flax encoder against reference outputs of Hugging Face transformers (tests/golden/make_minilm_golden.py)."""
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -69,3 +70,16 @@ def test_bad_text_input_is_rejected(encoder):
         encoder.tokenize("one string", 32)
     with pytest.raises(ValueError, match="positions"):
         encoder.tokenize(["fine"], 1000)
+
+
+def test_extra_training_sentences_leave_validation_and_test_as_they_were(encoder):
+    from pdeflow.pipeline import DataConfig, trace_sentence_splits
+
+    sentences = [f"Sentence number {i} says something about item {i % 7}." for i in range(40)]
+    base = DataConfig(num_train=8, num_validation=4, num_test=4, max_tokens=24)
+    plain = trace_sentence_splits(encoder, base, sentences)
+    more = trace_sentence_splits(encoder, dataclasses.replace(base, extra_training_sentences=True), sentences)
+    assert more.test_sentences == plain.test_sentences
+    np.testing.assert_array_equal(more.validation.hidden, plain.validation.hidden)
+    assert plain.train.mask.shape[0] == 8 and more.train.mask.shape[0] == 40 - 8  # every sentence no split took
+    np.testing.assert_array_equal(more.train.hidden[:, :8], plain.train.hidden)
