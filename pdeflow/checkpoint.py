@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import shutil
 from pathlib import Path
 
 import jax
@@ -89,6 +91,60 @@ class FitCheckpointer:
                         best_params=arrays["best_params"], best=best, best_step=meta["best_step"],
                         since_best=meta["since_best"], history=meta["history"], running=meta["running"],
                         data_order=meta["data_order"])
+
+
+MARKER = "pdeflow-checkpoints.txt"  # in a checkpoint folder that pdeflow created (`prepare_checkpoint_dir`)
+_ORBAX_ENTRY = re.compile(r"^\d+(\.orbax-checkpoint-tmp.*)?$")  # orbax's step folders and their temporary ones
+
+
+def _written_by_pdeflow(entry: Path) -> bool:
+    return entry.name == MARKER or (entry.is_dir() and bool(_ORBAX_ENTRY.match(entry.name)))
+
+
+def prepare_checkpoint_dir(directory: str | Path, protected: tuple[str | Path, ...] = ()) -> bool:
+    """Check, before any work, that ``directory`` can hold a fit's checkpoints, and create it if it is missing.
+
+    Accepted: a folder that does not exist yet (created here, with a marker file saying pdeflow made it), an empty
+    folder, or a checkpoint folder of an earlier run (only orbax step folders and the marker in it). Refused with a
+    ``ValueError`` that says what to do: a path that is not a folder, a folder holding anything pdeflow did not
+    write, and a folder that is or contains one of ``protected`` (e.g. the output folder), the working directory
+    or the home folder. Returns whether this call created the folder (see `remove_checkpoint_dir`)."""
+    path = Path(directory).expanduser().resolve()
+    hint = "give a new or empty folder of its own, or leave --checkpoints out (default: OUT.checkpoints)"
+    for other in (*protected, Path.cwd(), Path.home()):
+        other = Path(other).expanduser().resolve()
+        if other == path or path in other.parents:
+            raise ValueError(f"the checkpoint folder {path} is or contains {other}, and its checkpoints are removed "
+                             f"at the end of the fit; {hint}.")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"the checkpoint folder {path} exists and is not a folder; {hint}.")
+    if path.is_dir():
+        foreign = sorted(entry.name for entry in path.iterdir() if not _written_by_pdeflow(entry))
+        if foreign:
+            raise ValueError(f"the checkpoint folder {path} already holds files pdeflow did not write "
+                             f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); {hint}.")
+        return False
+    try:
+        path.mkdir(parents=True)
+        (path / MARKER).write_text("Checkpoints of a running pdeflow fit; removed when its report is written.\n")
+    except OSError as error:
+        raise ValueError(f"cannot create the checkpoint folder {path}: {error.strerror or error}; {hint}.") from error
+    return True
+
+
+def remove_checkpoint_dir(directory: str | Path) -> None:
+    """Remove what pdeflow wrote in ``directory`` (orbax's step folders, the marker), and the folder itself if
+    pdeflow created it (`prepare_checkpoint_dir`) and nothing else is left in it. Anything else stays."""
+    path = Path(directory).expanduser().resolve()
+    if not path.is_dir():
+        return
+    created = (path / MARKER).is_file()
+    for entry in path.iterdir():
+        if entry.is_dir() and _ORBAX_ENTRY.match(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+    if created and [entry.name for entry in path.iterdir()] == [MARKER]:
+        (path / MARKER).unlink()
+        path.rmdir()
 
 
 def _differences(saved, current, prefix: str = "") -> list[str]:

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import inspect
 import re
-import shutil
 import sys
 import typing
 from pathlib import Path
@@ -106,7 +105,8 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                      help="show a progress bar (default: when stderr is a terminal)")
     fit.add_argument("--checkpoints", default=None,
-                     help="checkpoint folder (default: OUT.checkpoints); removed once the report is written")
+                     help="checkpoint folder (default: OUT.checkpoints): new, empty or an earlier run's; what the "
+                          "fit wrote there is removed once the report is written")
     fit.add_argument("--resume", action="store_true",
                      help="continue an interrupted fit from its newest checkpoint (same settings)")
     fit.add_argument("--coordinator", default=None,
@@ -293,12 +293,14 @@ def main(argv: list[str] | None = None) -> int:
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         config = run_config_from_args(args)
+        from pdeflow.checkpoint import prepare_checkpoint_dir, remove_checkpoint_dir
         from pdeflow.pipeline import fit_transformer
         from pdeflow.report import check_output_dir, summary_markdown, write_report
 
         primary = distributed.is_primary()
         if primary:
             check_output_dir(args.out, args.overwrite)
+            prepare_checkpoint_dir(checkpoints, protected=(args.out,))
         report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
                             resume=args.resume)
         if not primary:
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pdeflow: {interrupt or 'interrupted'}; continue with the same command and --resume",
               file=sys.stderr)
         return 130
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the report is complete: the checkpoints are not needed
+    remove_checkpoint_dir(checkpoints)  # the report is complete: the checkpoints are not needed
     print(summary_markdown(report.metrics))
     print(f"wrote {out}/ (metrics.json, summary.md, params.safetensors, config.json, figures)")
     return 0

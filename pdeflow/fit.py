@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from pdeflow.checkpoint import FitCheckpointer, FitState
+from pdeflow.checkpoint import FitCheckpointer, FitState, prepare_checkpoint_dir
 from pdeflow.data.batches import (
     BucketedBatches,
     ShuffledBatches,
@@ -264,6 +264,8 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
         surrogate.check_token_count(trace.mask.shape[1], f"{name} inputs")
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs the checkpoint_dir to resume from.")
+    if checkpoint_dir is not None and jax.process_index() == 0:
+        prepare_checkpoint_dir(checkpoint_dir)  # refuses a folder holding what pdeflow did not write
     if config.length_buckets > 1 and surrogate.grid:
         raise ValueError(f"length_buckets={config.length_buckets} trims padding off token chains, but a patch grid "
                          "has a fixed token count; use length_buckets=1.")

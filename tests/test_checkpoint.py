@@ -103,3 +103,37 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
     with pytest.raises(ValueError, match="resume needs the checkpoint_dir"):
         fit_surrogate(train, validation, SURROGATE, solver, config, progress=False, resume=True)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(longer.params))
+
+
+def test_a_checkpoint_folder_never_takes_what_pdeflow_did_not_write(tmp_path, monkeypatch):
+    from pdeflow.checkpoint import MARKER, prepare_checkpoint_dir, remove_checkpoint_dir
+
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "thesis.txt").write_text("thesis")
+    with pytest.raises(ValueError, match="did not write.*sub, thesis.txt"):
+        prepare_checkpoint_dir(precious)
+    monkeypatch.chdir(tmp_path)
+    for folder, protected in ((".", ()), (tmp_path.parent, ()), (Path.home(), ()), (tmp_path / "out", ("out",)),
+                              (tmp_path, (tmp_path / "out",))):
+        with pytest.raises(ValueError, match="is or contains"):
+            prepare_checkpoint_dir(folder, protected)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a folder"):
+        prepare_checkpoint_dir(tmp_path / "file")
+    with pytest.raises(ValueError, match="cannot create"):
+        prepare_checkpoint_dir(tmp_path / "file" / "checkpoints")
+    # created here: removed whole at the end; a user's empty folder stays, emptied of what the fit wrote
+    fresh, empty = tmp_path / "a" / "fresh", tmp_path / "empty"
+    empty.mkdir()
+    assert prepare_checkpoint_dir(fresh) and not prepare_checkpoint_dir(empty)
+    for folder in (fresh, empty):
+        (folder / "5").mkdir()
+        (folder / "7.orbax-checkpoint-tmp-123").mkdir()
+        assert not prepare_checkpoint_dir(folder)  # an earlier run's folder is taken up again (resume)
+        remove_checkpoint_dir(folder)
+    assert not fresh.exists() and (tmp_path / "a").is_dir()
+    assert empty.is_dir() and list(empty.iterdir()) == []
+    (precious / MARKER).write_text("")  # a marker does not make the user's files pdeflow's
+    remove_checkpoint_dir(precious)
+    assert (precious / "thesis.txt").read_text() == "thesis" and (precious / "sub").is_dir()

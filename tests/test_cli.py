@@ -2,6 +2,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,14 @@ def test_a_preset_sets_the_defaults_and_explicit_options_win():
     assert config == dataclasses.replace(preset, fit=dataclasses.replace(preset.fit, steps=300),
                                          surrogate=dataclasses.replace(preset.surrogate, width=48))
     assert config.preset == "faithful" and config.surrogate.varying == ("value", "residual")
+
+
+def test_a_checkpoint_folder_the_user_had_is_refused_before_any_work(tmp_path, capsys):
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "thesis.txt").write_text("thesis")
+    for folder in (precious, Path("/dev/null"), tmp_path / "run"):
+        assert cli.main(["fit", "--out", str(tmp_path / "run"), "--checkpoints", str(folder), *TINY]) == 2
+        assert "checkpoint folder" in capsys.readouterr().err
+    assert (precious / "thesis.txt").read_text() == "thesis" and (precious / "sub").is_dir()
+    assert not (tmp_path / "run").exists()
