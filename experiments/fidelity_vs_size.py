@@ -10,6 +10,12 @@ the same budget and seed and measured on the same held-out inputs. Writes ``swee
 ``pareto.png`` atomically, and names the smallest surrogate reaching held-out cosine >= ``--target`` on every
 block of each modality (or says that none did, and how close the best came). The default grid takes about
 30 minutes on 2 CPU cores; ``--widths``/``--key-dims``/``--steps`` make it smaller or larger.
+
+``--reports`` adds the fits of ``pdeflow fit`` output folders (a preset, the default) to the figure and the
+table, and ``--from-sweep`` redraws from an earlier ``sweep.json`` instead of refitting the sweep:
+
+    python -m experiments.fidelity_vs_size --from-sweep experiments/results/fidelity_vs_size/sweep.json \
+        --reports results/minilm results/faithful-minilm results/faithful-vit --out results/fidelity_vs_size
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -93,7 +100,7 @@ def smallest_reaching(result: dict, target: float) -> dict | None:
     return min(reaching, key=lambda r: r["parameters"]) if reaching else None
 
 
-def sweep_markdown(results: dict, target: float, fit: FitConfig, data: DataConfig) -> str:
+def sweep_markdown(results: dict, target: float, fit: FitConfig, data: DataConfig, reports: list[dict] = ()) -> str:
     lines = ["# Held-out fidelity against surrogate size", "",
              f"Each surrogate: {fit.steps} steps of batch {fit.batch_size}, {data.num_train} training inputs, seed "
              f"{fit.seed}; cosine on {data.num_test} held-out inputs. Heads = the transformer's. Parameters are those "
@@ -113,18 +120,48 @@ def sweep_markdown(results: dict, target: float, fit: FitConfig, data: DataConfi
                        f"No surrogate in the sweep reaches held-out cosine >= {target} on every block; the closest, "
                        f"r = {best['width']}, key rank {best['key_dim']} ({best['parameters']:,} parameters), reaches "
                        f"{best['min_cosine']:.3f} on its worst block."), ""]
+    if reports:
+        lines += ["## Fits written by `pdeflow fit` (their own settings and budgets)", "",
+                  "| model | preset | parameters | fit wall time (s) | mean cosine | min over blocks | per block |",
+                  "|---|---|---|---|---|---|---|"]
+        for p in reports:
+            per_block = " ".join(f"{c:.3f}" for c in p["per_block"])
+            lines.append(f"| {p['model']} | {p['label']} | {p['parameters']:,} | {p['seconds']:.0f} | "
+                         f"{p['mean_cosine']:.3f} | {p['min_cosine']:.3f} | {per_block} |")
+        lines.append("")
     return "\n".join(lines)
 
 
-def write_figure(results: dict, target: float, path) -> None:
+def report_point(folder) -> dict:
+    """A ``pdeflow fit`` output folder as a point of the figure: ``{"model", "label", "parameters",
+    "mean_cosine", "min_cosine", "seconds"}`` (parameters used by the attention fit, held-out cosine of the
+    free-running surrogate, the fit's wall time)."""
+    metrics_file = Path(folder) / "metrics.json"
+    if not metrics_file.is_file():
+        raise FileNotFoundError(f"{metrics_file} not found: --reports takes folders written by `pdeflow fit`.")
+    found = json.loads(metrics_file.read_text())
+    config = json.loads((Path(folder) / "config.json").read_text())
+    cosine = found["held_out"]["pde"]["cosine"]
+    return {"model": config["model"], "label": found.get("preset") or "default", "folder": str(folder),
+            "parameters": found["parameters"]["surrogate_used_by_attention_fit"],
+            "mean_cosine": float(np.mean(cosine)), "min_cosine": float(np.min(cosine)),
+            "seconds": found["seconds"]["fit"], "per_block": cosine}
+
+
+def write_figure(results: dict, target: float, path, reports: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for (model, result), color in zip(results.items(), ("tab:blue", "tab:orange")):
-        runs = result["runs"]
+    fig, grid = plt.subplots(2, 2, figsize=(13, 9.2))
+    axes, time_axes = grid
+    colors = dict(zip(MODELS, ("tab:blue", "tab:orange")))
+    for model, result in results.items():
+        color, runs = colors[model], result["runs"]
+        for ax, key in zip(time_axes, ("mean_cosine", "min_cosine")):
+            ax.scatter([r["seconds"] for r in runs], [r[key] for r in runs], color=color, s=28,
+                       label=f"{model} sweep")
         for ax, key in zip(axes, ("mean_cosine", "min_cosine")):
             x = [r["parameters"] for r in runs]
             y = [r[key] for r in runs]
@@ -137,13 +174,21 @@ def write_figure(results: dict, target: float, path) -> None:
                 ax.plot([runs[i]["parameters"] for i in front], [runs[i][key] for i in front], color=color, lw=1.5)
             ax.axvline(result["transformer_blocks"], color=color, ls=":", lw=1.2,
                        label=f"{model} transformer blocks ({result['transformer_blocks']:,})")
-    for ax, title in zip(axes, ("mean over blocks (line: Pareto front)", "worst block")):
-        ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target}")
-        ax.set_xscale("log")
-        ax.set_xlabel("surrogate parameters (attention fit)")
-        ax.set_ylabel("held-out cosine")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
+    for point in reports:  # fits written by `pdeflow fit`: stars, named by their preset
+        for row, x in ((axes, point["parameters"]), (time_axes, point["seconds"])):
+            for ax, key in zip(row, ("mean_cosine", "min_cosine")):
+                ax.scatter([x], [point[key]], marker="*", s=160, color=colors[point["model"]], edgecolor="black",
+                           zorder=3)
+                ax.annotate(f"{point['model']} {point['label']}", (x, point[key]), fontsize=7, xytext=(5, -10),
+                            textcoords="offset points")
+    for row, xlabel in ((axes, "surrogate parameters (attention fit)"), (time_axes, "fit wall time (s)")):
+        for ax, title in zip(row, ("mean over blocks", "worst block")):
+            ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target}")
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("held-out cosine")
+            ax.set_title(title + (" (line: Pareto front of the sweep)" if row is axes and title[0] == "m" else ""))
+            ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("held-out fidelity against surrogate size, text vs images")
     fig.tight_layout()
@@ -164,22 +209,33 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=0.98, help="held-out cosine every block must reach")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
+    parser.add_argument("--reports", nargs="*", default=[],
+                        help="`pdeflow fit` output folders to add to the figure and table (stars, named by preset)")
+    parser.add_argument("--from-sweep", default=None,
+                        help="an earlier sweep.json to redraw (with --reports) instead of fitting the sweep again")
     args = parser.parse_args(argv)
     data = DataConfig(num_train=args.num_train)
     fit = FitConfig(steps=args.steps, seed=args.seed)
     solver = SolverConfig()
     sizes = [(w, k) for w in args.widths for k in args.key_dims]
+    reports = [report_point(folder) for folder in args.reports]
     check_output_dir(args.out, args.overwrite)
-    results = {model: sweep(model, sizes, data, solver, fit, args.progress) for model in args.models}
+    if args.from_sweep:
+        earlier = json.loads(Path(args.from_sweep).read_text())
+        results = earlier["results"]
+        data, fit = DataConfig(**earlier["data"]), FitConfig(**earlier["fit"])
+        solver = SolverConfig(**earlier["solver"])
+    else:
+        results = {model: sweep(model, sizes, data, solver, fit, args.progress) for model in args.models}
     with atomic_folder(args.out, args.overwrite) as staging:
         (staging / "sweep.json").write_text(json.dumps(json_ready(
             {"data": dataclasses.asdict(data), "fit": dataclasses.asdict(fit), "solver": dataclasses.asdict(solver),
-             "target": args.target, "results": results,
+             "target": args.target, "results": results, "reports": reports,
              "smallest_reaching_target": {m: smallest_reaching(r, args.target) for m, r in results.items()}}),
             indent=1))
-        (staging / "sweep.md").write_text(sweep_markdown(results, args.target, fit, data))
-        write_figure(results, args.target, staging / "pareto.png")
-    print(sweep_markdown(results, args.target, fit, data))
+        (staging / "sweep.md").write_text(sweep_markdown(results, args.target, fit, data, reports))
+        write_figure(results, args.target, staging / "pareto.png", reports)
+    print(sweep_markdown(results, args.target, fit, data, reports))
     print(f"wrote {args.out}/")
     return 0
 
