@@ -96,5 +96,7 @@ def test_bad_teacher_settings_name_the_fix():
         init_from_transformer(jax.random.PRNGKey(0), config, blocks[:2], hidden0)
     with pytest.raises(ValueError, match="H=2"):
         init_from_transformer(jax.random.PRNGKey(0), dataclasses.replace(config, num_heads=4), blocks, hidden0)
+    with pytest.raises(ValueError, match="width <= d = 16"):
+        init_from_transformer(jax.random.PRNGKey(0), dataclasses.replace(config, width=17), blocks, hidden0)
     with pytest.raises(ValueError, match="diffusion > 0"):
         TeacherInitConfig(diffusion=0.0)
