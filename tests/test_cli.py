@@ -135,12 +135,12 @@ def test_train_then_fit_a_vit_from_the_cli(tmp_path, capsys, monkeypatch):
 def test_a_preset_sets_the_defaults_and_explicit_options_win():
     from pdeflow.pipeline import preset_config
 
-    argv = ["fit", "--preset", "faithful", "--model", "vit-digits", "--steps", "300", "--width", "48"]
+    argv = ["fit", "--preset", "faithful", "--model", "vit-digits", "--steps", "500", "--width", "48"]
     first = cli.build_parser().parse_args(argv)
     args = cli.build_parser(cli.preset_defaults(preset_config(first.preset, first.model))).parse_args(argv)
     config = cli.run_config_from_args(args)
     preset = preset_config("faithful", "vit-digits")
-    assert config == dataclasses.replace(preset, fit=dataclasses.replace(preset.fit, steps=300),
+    assert config == dataclasses.replace(preset, fit=dataclasses.replace(preset.fit, steps=500),
                                          surrogate=dataclasses.replace(preset.surrogate, width=48))
     assert config.preset == "faithful" and config.surrogate.varying == ("value", "residual")
 
