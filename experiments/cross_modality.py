@@ -7,8 +7,8 @@ every baseline (uniform, previous layer, mean training map) and ablation (the fi
 
 writes, atomically: ``table.md`` and ``table.json`` (cosine, row-wise JS and top-k per block, per method, per
 modality), ``cross_modality.png`` and one full report folder per modality (``minilm/``, ``vit-digits/``, as
-``pdeflow fit`` writes them). Defaults are the defaults of ``pdeflow fit`` (about 10 minutes on 2 CPU cores,
-the ViT is trained first if it is not cached: about 4 more).
+``pdeflow fit`` writes them). Defaults are the defaults of ``pdeflow fit`` (its default preset; about 5 minutes
+on 2 CPU cores, the ViT is trained first if it is not cached: about 4 more).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from pdeflow.fit import FitConfig
 from pdeflow.pde import SurrogateConfig
-from pdeflow.pipeline import MODELS, DataConfig, RunConfig, fit_transformer
+from pdeflow.pipeline import BLOCK_INPUT_NORM, MODELS, DataConfig, RunConfig, fit_transformer, preset_config
 from pdeflow.report import METHOD_LABELS, METRIC_TITLES, fidelity_table, write_report
 from pdeflow.store import atomic_folder, check_output_dir, json_ready
 
@@ -36,7 +36,9 @@ def table_markdown(results: dict, config: RunConfig) -> str:
     s, f = config.surrogate, config.fit
     lines = ["# Cross-modality table: the attention-PDE on text and on images", "",
              f"Same surrogate shape (width {s.width}, key rank {s.key_dim}, value rank {s.value_rank}, "
-             f"{s.num_knots} knots, heads = the transformer's) and the same fitting budget ({f.steps} steps of "
+             f"{s.num_knots} knots, heads = the transformer's; started from the transformer's weights: "
+             f"{f.init == 'transformer'}, hidden-state weight {f.hidden_weight:g}) and the same fitting budget "
+             f"({f.steps} steps of "
              f"batch {f.batch_size}, {config.data.num_train} training / {config.data.num_validation} validation "
              f"inputs, seed {f.seed}); every number is on {config.data.num_test} held-out inputs. Ablations are "
              "the fitted PDE with one term switched off (not refitted).", ""]
@@ -76,13 +78,20 @@ def write_figure(results: dict, path) -> None:
     plt.close(fig)
 
 
+def config_for(model: str, config: RunConfig) -> RunConfig:
+    """``config`` for ``model``, its surrogate reading the state as the model's blocks read their stream (what
+    starting from the transformer's weights needs: `pdeflow.pipeline.BLOCK_INPUT_NORM`)."""
+    return dataclasses.replace(config, model=model, surrogate=dataclasses.replace(
+        config.surrogate, state_norm=BLOCK_INPUT_NORM[model]))
+
+
 def run(config: RunConfig, models=MODELS, progress: bool = True) -> tuple[dict, dict]:
-    """Fit every modality with ``config`` (only ``model`` changes). Returns ``({model: metrics},
-    {model: FitReport})``."""
+    """Fit every modality with ``config`` (only ``model`` and the state norm change, `config_for`). Returns
+    ``({model: metrics}, {model: FitReport})``."""
     results, reports = {}, {}
     for model in models:
         started = time.perf_counter()
-        reports[model] = fit_transformer(dataclasses.replace(config, model=model), progress=progress)
+        reports[model] = fit_transformer(config_for(model, config), progress=progress)
         results[model] = reports[model].metrics
         print(f"{model}: mean held-out cosine {np.mean(results[model]['held_out']['pde']['cosine']):.3f} "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
@@ -102,9 +111,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=FitConfig.seed, help="seed of the fits")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty())
     args = parser.parse_args(argv)
-    config = RunConfig(data=DataConfig(num_train=args.num_train),
-                       surrogate=SurrogateConfig(width=args.width, key_dim=args.key_dim),
-                       fit=FitConfig(steps=args.steps, seed=args.seed))
+    default = preset_config("default")  # what `pdeflow fit` runs, with the options above
+    config = dataclasses.replace(
+        default, data=dataclasses.replace(default.data, num_train=args.num_train),
+        surrogate=dataclasses.replace(default.surrogate, width=args.width, key_dim=args.key_dim),
+        fit=dataclasses.replace(default.fit, steps=args.steps, seed=args.seed))
     check_output_dir(args.out, args.overwrite)
     results, reports = run(config, args.models, args.progress)
     with atomic_folder(args.out, args.overwrite) as staging:

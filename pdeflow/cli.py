@@ -97,11 +97,12 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
     fit.add_argument("--out", default=None, help="output folder (written atomically; default results/MODEL)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     fit.add_argument("--top-k", dest="top_k", type=int, default=RunConfig.top_k, help="k of the top-k agreement")
-    fit.add_argument("--preset", default=None, choices=list(PRESETS),
+    fit.add_argument("--preset", default="default", choices=list(PRESETS),
                      help="start from a named preset's settings for --model (pdeflow.pipeline.preset_config; "
-                          "'faithful': the full-width surrogate started from the transformer's weights, fitted by "
-                          "multiple shooting then free-running, ~25 min on 2 cores); options given explicitly "
-                          "override it")
+                          "'default': width 64 started from the transformer's weights, with the hidden-state term, "
+                          "a few minutes; 'faithful': the full-width surrogate fitted by multiple shooting then "
+                          "free-running, ~20 min on 2 cores); options given explicitly override it (the defaults "
+                          "shown below are the plain RunConfig's, before the preset)")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                      help="show a progress bar (default: when stderr is a terminal)")
     fit.add_argument("--checkpoints", default=None,
@@ -180,7 +181,7 @@ def vit_train_config_from_args(args: argparse.Namespace) -> ViTTrainConfig:
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     sections = {section: _section(cls, skip, args) for section, (cls, skip) in SECTIONS.items()}
-    return RunConfig(model=args.model, top_k=args.top_k, preset=args.preset or "", **sections)
+    return RunConfig(model=args.model, top_k=args.top_k, preset=args.preset, **sections)
 
 
 def preset_defaults(config: RunConfig) -> dict:
@@ -272,11 +273,17 @@ def info_main(args: argparse.Namespace) -> int:
                        info_summary, "results/info")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "fit" and args.preset:  # parse again over the preset's values: explicit options win
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``pdeflow``'s arguments; for ``fit``, parsed over the values of ``--preset`` (default ``"default"``) for
+    ``--model``, so that options given explicitly win."""
+    args = build_parser().parse_args(argv)
+    if args.command == "fit":
         args = build_parser(preset_defaults(preset_config(args.preset, args.model))).parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.command in ("train", "lens", "info"):
         return {"train": train_main, "lens": lens_main, "info": info_main}[args.command](args)
     args.out = args.out or f"results/{args.model}"

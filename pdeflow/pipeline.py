@@ -1,9 +1,9 @@
 """The main job as one Python call: trace a transformer, fit the surrogate, measure it honestly on held-out
 inputs beside the baselines.
 
-``fit_minilm(RunConfig())`` (all-MiniLM-L6-v2 on pydoc sentences) is what ``pdeflow fit`` runs;
-``fit_vit(RunConfig(model="vit-digits"))`` does the same for the ViT on scikit-learn's digits (2-D patch grid);
-`fit_transformer` picks by ``config.model``. `pdeflow.report.write_report` writes the outputs.
+``fit_minilm()`` (all-MiniLM-L6-v2 on pydoc sentences, ``preset_config("default")``) is what ``pdeflow fit``
+runs; ``fit_vit()`` does the same for the ViT on scikit-learn's digits (2-D patch grid); `fit_transformer` picks
+by ``config.model``. `pdeflow.report.write_report` writes the outputs.
 """
 
 from __future__ import annotations
@@ -93,12 +93,20 @@ class RunConfig:
 
 MODELS = ("minilm", "vit-digits")
 PRESETS = ("default", "faithful")
+# how each model's blocks read their stream (`pdeflow.models.block_weights`): MiniLM is post-LayerNorm (its states
+# are LayerNorm outputs already), the ViT pre-LayerNorm. A surrogate started from a model's weights reads its
+# state the same way.
+BLOCK_INPUT_NORM = {"minilm": "none", "vit-digits": "layer"}
 
 
 def preset_config(name: str, model: str = "minilm") -> RunConfig:
     """The settings of a named preset for ``model``.
 
-    ``"default"``: `RunConfig`'s defaults, a fast fit (minutes on 2 cores) of a small surrogate (width 64).
+    ``"default"`` (what ``pdeflow fit`` and ``fit_transformer()`` run): a fast fit (minutes on 2 cores) of a
+    small surrogate (width 64, `SurrogateConfig`'s shape), started from the transformer's own weights through
+    the projection (`pdeflow.pde.teacher_init`, the state read as the model's blocks read their stream) and
+    fitted with the hidden-state term (``hidden_weight=1``); everything else is `RunConfig`'s defaults (which
+    start from random parameters and fit the attention maps alone).
     ``"faithful"``: the surrogate at the transformer's full width (``r = d``, key rank = the heads' width, value
     rank = the heads' width, one knot per block, value corrections and residual MLP varying in t), started
     from the transformer's own weights (`pdeflow.pde.teacher_init`), fitted first by multiple shooting (each
@@ -112,11 +120,12 @@ def preset_config(name: str, model: str = "minilm") -> RunConfig:
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {list(MODELS)}.")
     if name == "default":
-        return RunConfig(model=model, preset=name)
+        return RunConfig(model=model, surrogate=SurrogateConfig(state_norm=BLOCK_INPUT_NORM[model]),
+                         fit=FitConfig(hidden_weight=1.0, init="transformer"), preset=name)
     text = model == "minilm"
     width, head_dim = (384, 32) if text else (96, 24)  # all-MiniLM-L6-v2; the ViT of `pdeflow.train.vit`
     surrogate = SurrogateConfig(width=width, key_dim=head_dim, value_rank=head_dim, mlp_width=width,
-                                state_norm="none" if text else "layer", residual_norm="rms",
+                                state_norm=BLOCK_INPUT_NORM[model], residual_norm="rms",
                                 varying=("value", "residual"))
     # the ViT is small enough for a finer step (its fit leaned on the coarse one: 0.896 -> 0.863 re-solved
     # tightly at dt0 = 0.5), every training digit and three times the steps
@@ -237,13 +246,14 @@ def transformer_parameters(params: dict) -> dict:
     return {"transformer": parameter_count(params), "transformer_blocks": parameter_count(blocks)}
 
 
-def fit_minilm(config: RunConfig = RunConfig(), progress: bool = True, encoder: PretrainedEncoder | None = None,
+def fit_minilm(config: RunConfig | None = None, progress: bool = True, encoder: PretrainedEncoder | None = None,
                sentences: list[str] | None = None, checkpoint_dir=None, resume: bool = False) -> FitReport:
     """Fit the attention-PDE surrogate to all-MiniLM-L6-v2 on pydoc sentences and measure it on held-out ones.
 
     ``checkpoint_dir`` and ``resume`` are passed to `pdeflow.fit.fit_surrogate` (checkpoints of the fit; the
-    traces are recomputed, deterministically, on resume)."""
+    traces are recomputed, deterministically, on resume). ``config`` defaults to ``preset_config("default")``."""
     started = time.perf_counter()
+    config = preset_config("default", "minilm") if config is None else config
     encoder = load_minilm() if encoder is None else encoder
     config = dataclasses.replace(config, model="minilm", surrogate=surrogate_for(encoder, config.surrogate))
     splits = trace_sentence_splits(encoder, config.data, sentences)
@@ -274,11 +284,13 @@ def trace_digit_splits(vit: TrainedViT, config: DataConfig) -> Splits:
                   tuple(f"digit {digits.test_labels[i]} (test image {i})" for i in test_i))
 
 
-def fit_vit(config: RunConfig = RunConfig(model="vit-digits"), progress: bool = True, vit: TrainedViT | None = None,
+def fit_vit(config: RunConfig | None = None, progress: bool = True, vit: TrainedViT | None = None,
             checkpoint_dir=None, resume: bool = False) -> FitReport:
     """Fit the attention-PDE surrogate (2-D patch-grid diffusion) to the ViT on scikit-learn's digits and measure
-    it on held-out test digits. ``vit`` defaults to `pdeflow.train.load_or_train_vit()` (cached)."""
+    it on held-out test digits. ``vit`` defaults to `pdeflow.train.load_or_train_vit()` (cached), ``config`` to
+    ``preset_config("default", "vit-digits")``."""
     started = time.perf_counter()
+    config = preset_config("default", "vit-digits") if config is None else config
     if config.data.extra_training_sentences:
         raise ValueError("extra_training_sentences adds pydoc sentences, for text models; the ViT fits digits: "
                          "leave it off (--no-extra-training-sentences).")
@@ -294,9 +306,11 @@ def fit_vit(config: RunConfig = RunConfig(model="vit-digits"), progress: bool = 
     return _fit_and_measure(config, splits, describe, blocks, started, progress, checkpoint_dir, resume)
 
 
-def fit_transformer(config: RunConfig = RunConfig(), progress: bool = True, checkpoint_dir=None,
+def fit_transformer(config: RunConfig | None = None, progress: bool = True, checkpoint_dir=None,
                     resume: bool = False) -> FitReport:
-    """`fit_minilm` or `fit_vit`, as ``config.model`` says (what ``pdeflow fit --model`` runs)."""
+    """`fit_minilm` or `fit_vit`, as ``config.model`` says (what ``pdeflow fit --model`` runs; ``config``
+    defaults to MiniLM's ``preset_config("default")``)."""
+    config = preset_config("default") if config is None else config
     fit = fit_minilm if config.model == "minilm" else fit_vit
     return fit(config, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
 

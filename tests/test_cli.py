@@ -16,8 +16,12 @@ TINY = ["--num-train", "8", "--num-validation", "4", "--num-test", "4", "--max-t
 
 
 def test_cli_defaults_are_the_python_api_defaults():
-    args = cli.build_parser().parse_args(["fit"])
-    assert cli.run_config_from_args(args) == RunConfig()
+    from pdeflow.pipeline import preset_config
+
+    # the parser's own defaults are RunConfig's; `pdeflow fit` parses over the default preset of its --model
+    assert cli.run_config_from_args(cli.build_parser().parse_args(["fit"])) == RunConfig(preset="default")
+    for argv, model in ((["fit"], "minilm"), (["fit", "--model", "vit-digits"], "vit-digits")):
+        assert cli.run_config_from_args(cli.parse_args(argv)) == preset_config("default", model)
 
 
 def test_cli_options_reach_the_config():
@@ -48,8 +52,9 @@ def test_tiny_fit_writes_every_output(tmp_path, capsys):
     assert metrics["held_out"]["previous_layer"]["cosine"][0] is None
     parameters = metrics["parameters"]
     assert parameters["transformer"] > 2e7
-    # hidden_weight is 0, so the readout (8*384 + 384 numbers) is not part of the attention fit
-    assert parameters["surrogate"] - parameters["surrogate_used_by_attention_fit"] == 8 * 384 + 384
+    # the default fits the hidden states too, so the readout (8*384 + 384 numbers) is part of the fit
+    assert parameters["surrogate"] == parameters["surrogate_used_by_attention_fit"]
+    assert json.loads((out / "config.json").read_text())["fit"]["init"] == "transformer"
     params, surrogate, solver = report.load_surrogate(out)
     assert surrogate.width == 8 and surrogate.num_layers == 6 and solver.solver == "heun"
     assert params["kernel"]["query"].shape == (6, 12, 8, 4)
@@ -117,7 +122,7 @@ def test_train_then_fit_a_vit_from_the_cli(tmp_path, capsys, monkeypatch):
     assert "--overwrite" in capsys.readouterr().err
 
     # `fit --model vit-digits` reaches fit_vit with the CLI's config (fit_vit itself is tested in test_pipeline)
-    from pdeflow.pipeline import RunConfig
+    from pdeflow.pipeline import preset_config
 
     calls = []
 
@@ -129,15 +134,15 @@ def test_train_then_fit_a_vit_from_the_cli(tmp_path, capsys, monkeypatch):
     out = tmp_path / "fit"
     assert cli.main(["fit", "--model", "vit-digits", "--out", str(out), "--width", "8", "--no-progress"]) == 2
     assert "stop here" in capsys.readouterr().err and not out.exists()
-    assert calls == [RunConfig(model="vit-digits", surrogate=dataclasses.replace(RunConfig().surrogate, width=8))]
+    default = preset_config("default", "vit-digits")
+    assert calls == [dataclasses.replace(default, surrogate=dataclasses.replace(default.surrogate, width=8))]
 
 
 def test_a_preset_sets_the_defaults_and_explicit_options_win():
     from pdeflow.pipeline import preset_config
 
     argv = ["fit", "--preset", "faithful", "--model", "vit-digits", "--steps", "500", "--width", "48"]
-    first = cli.build_parser().parse_args(argv)
-    args = cli.build_parser(cli.preset_defaults(preset_config(first.preset, first.model))).parse_args(argv)
+    args = cli.parse_args(argv)
     config = cli.run_config_from_args(args)
     preset = preset_config("faithful", "vit-digits")
     assert config == dataclasses.replace(preset, fit=dataclasses.replace(preset.fit, steps=500),

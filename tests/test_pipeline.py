@@ -87,7 +87,12 @@ def test_a_fit_started_from_the_vit_keeps_block_0_exact_when_its_kernel_is_held(
 def test_presets_are_full_width_for_each_model():
     from pdeflow.pipeline import preset_config
 
-    assert preset_config("default", "vit-digits") == RunConfig(model="vit-digits", preset="default")
+    for model, norm in (("minilm", "none"), ("vit-digits", "layer")):  # the default: width 64, from the model
+        default = preset_config("default", model)
+        assert default.surrogate == dataclasses.replace(SurrogateConfig(), state_norm=norm)
+        assert (default.fit.init, default.fit.hidden_weight, default.model, default.preset) == (
+            "transformer", 1.0, model, "default")
+        assert default.solver == SolverConfig() and default.data == DataConfig()
     text, image = preset_config("faithful", "minilm"), preset_config("faithful", "vit-digits")
     assert (text.surrogate.width, text.surrogate.key_dim, text.surrogate.state_norm) == (384, 32, "none")
     assert (image.surrogate.width, image.surrogate.key_dim, image.surrogate.state_norm) == (96, 24, "layer")
