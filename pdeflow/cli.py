@@ -8,6 +8,7 @@ Python API agree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import re
@@ -301,18 +302,24 @@ def main(argv: list[str] | None = None) -> int:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         config = run_config_from_args(args)
         from pdeflow.checkpoint import prepare_checkpoint_dir, remove_checkpoint_dir
+        from pdeflow.lock import folder_lock
         from pdeflow.pipeline import fit_transformer
         from pdeflow.report import check_output_dir, summary_markdown, write_report
 
         primary = distributed.is_primary()
-        if primary:
-            check_output_dir(args.out, args.overwrite)
-            prepare_checkpoint_dir(checkpoints, protected=(args.out,))
-        report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
-                            resume=args.resume)
-        if not primary:
-            return 0
-        out = write_report(report, args.out, overwrite=args.overwrite)
+        with contextlib.ExitStack() as locks:
+            if primary:  # the output and the checkpoints are this run's alone until it ends (pdeflow.lock)
+                check_output_dir(args.out, args.overwrite)
+                locks.enter_context(folder_lock(args.out))
+                checkpoints.expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+                locks.enter_context(folder_lock(checkpoints))
+                prepare_checkpoint_dir(checkpoints, protected=(args.out,))
+            report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
+                                     resume=args.resume)
+            if not primary:
+                return 0
+            out = write_report(report, args.out, overwrite=args.overwrite)
+            remove_checkpoint_dir(checkpoints)  # the report is complete: the checkpoints are not needed
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, SolverError) as error:
         print(f"pdeflow: error: {error}", file=sys.stderr)
         return 2
@@ -320,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pdeflow: {interrupt or 'interrupted'}; continue with the same command and --resume",
               file=sys.stderr)
         return 130
-    remove_checkpoint_dir(checkpoints)  # the report is complete: the checkpoints are not needed
     print(summary_markdown(report.metrics))
     print(f"wrote {out}/ (metrics.json, summary.md, params.safetensors, config.json, figures)")
     return 0

@@ -36,21 +36,38 @@ def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
 @contextlib.contextmanager
 def atomic_folder(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """``with atomic_folder(out) as staging:`` write files into ``staging``; on success it replaces ``out`` in
-    one rename, on any error (or Ctrl-C) it is deleted and ``out`` is left as it was."""
+    one rename, on any error (or Ctrl-C) it is deleted and ``out`` is left as it was.
+
+    ``out``'s lock (`pdeflow.lock.folder_lock`) is held throughout, so a second writer fails at once instead of
+    replacing this one's results. Without ``overwrite`` a folder holding results is never replaced, not even one
+    that appeared while ``staging`` was being written: then ``FileExistsError``, and the finished staging folder
+    is kept beside it under a name the message gives."""
+    from pdeflow.lock import folder_lock
+
     out = check_output_dir(out, overwrite)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
-    try:
-        yield staging
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.resolve().parent))
-            out.rename(retired / "old")
-            staging.rename(out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with folder_lock(out):
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
+        try:
+            yield staging
+            _move_into_place(staging, out, overwrite)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def _move_into_place(staging: Path, out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        kept = Path(tempfile.mkdtemp(prefix=f"{out.name}.kept-", dir=out.resolve().parent))
+        staging.rename(kept / out.name)
+        raise FileExistsError(f"{out} was filled by someone else while this run was writing; nothing was replaced, "
+                              f"this run's results are in {kept / out.name}.")
+    if out.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.resolve().parent))
+        out.rename(retired / "old")
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out)
 
 
 def json_ready(value):
