@@ -48,7 +48,7 @@ def field_help(cls) -> dict[str, str]:
     section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
     helps, names = {}, []
     for line in section.splitlines():
-        match = re.match(r"\s{4}([\w, ]+):\s*(.*)", line)
+        match = re.match(r" {4}(\w[\w, ]*):\s*(.*)", line)  # an attribute's first line (not a continuation)
         if match:
             names = [n.strip() for n in match.group(1).split(",")]
             for name in names:
@@ -305,13 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         from pdeflow.lock import folder_lock
         from pdeflow.pipeline import fit_transformer
         from pdeflow.report import check_output_dir, summary_markdown, write_report
+        from pdeflow.store import make_parents, remove_empty_folders
 
         primary = distributed.is_primary()
         with contextlib.ExitStack() as locks:
             if primary:  # the output and the checkpoints are this run's alone until it ends (pdeflow.lock)
                 check_output_dir(args.out, args.overwrite)
+                locks.callback(remove_empty_folders, make_parents(args.out))  # a failed run leaves no new folders
                 locks.enter_context(folder_lock(args.out))
-                checkpoints.expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+                locks.callback(remove_empty_folders, make_parents(checkpoints))
                 locks.enter_context(folder_lock(checkpoints))
                 prepare_checkpoint_dir(checkpoints, protected=(args.out,))
             report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,

@@ -17,20 +17,39 @@ import numpy as np
 
 
 def check_output_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """Fail early, before any long work, if ``out`` cannot be written."""
+    """Fail early, before any long work, if ``out`` cannot be written (creates nothing: missing parent folders
+    are checked at the nearest one that exists, and made by `make_parents` when the writing starts)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder; choose another --out.")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already holds results; pass --overwrite to replace them or choose another --out.")
     parent = out.resolve().parent
+    existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=existing)
         Path(probe).rmdir()
     except OSError as error:
-        raise PermissionError(f"cannot write into {parent} ({error.strerror}); choose a writable --out.") from error
+        raise PermissionError(f"cannot write into {existing} ({error.strerror}); choose a writable --out.") from error
     return out
+
+
+def make_parents(path: str | Path) -> list[Path]:
+    """Create ``path``'s missing parent folders; returns those it created, outermost first (for
+    `remove_empty_folders` when the work fails)."""
+    parent = Path(path).expanduser().resolve().parent
+    missing = [folder for folder in (parent, *parent.parents) if not folder.exists()][::-1]
+    parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (innermost first) that is empty; leave the rest."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -45,17 +64,39 @@ def atomic_folder(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     from pdeflow.lock import folder_lock
 
     out = check_output_dir(out, overwrite)
-    with folder_lock(out):
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
-        try:
-            yield staging
-            _move_into_place(staging, out, overwrite)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    created = make_parents(out)
+    try:
+        with folder_lock(out):
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
+            try:
+                yield staging
+                _move_into_place(staging, out, overwrite)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def _follow_umask(folder: Path) -> None:
+    """Give ``folder`` and everything in it the permissions a plain ``mkdir``/``open`` would have (``mkdtemp``
+    makes folders 0700 and safetensors files 0600, whatever the umask: a shared results folder would be unreadable
+    to colleagues)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def _move_into_place(staging: Path, out: Path, overwrite: bool) -> None:
+    _follow_umask(staging)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         kept = Path(tempfile.mkdtemp(prefix=f"{out.name}.kept-", dir=out.resolve().parent))
         staging.rename(kept / out.name)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pdeflow import cli, report
+from pdeflow.pde import SolverConfig
 from pdeflow.pipeline import RunConfig
 
 TINY = ["--num-train", "8", "--num-validation", "4", "--num-test", "4", "--max-tokens", "16", "--steps", "2",
@@ -38,6 +39,17 @@ def test_help_documents_every_option():
                  "--resume", "--checkpoints", "--checkpoint-every", "--devices", "--host-devices", "--model"):
         assert flag in out.stdout
     assert "attention-PDE" in out.stdout
+
+
+def test_every_option_gets_its_whole_attribute_text():
+    # an attribute's continuation line that contains "word:" must not start a new attribute (it once cut the
+    # help of --adjoint off mid-sentence)
+    assert cli.field_help(SolverConfig)["adjoint"].endswith("memory grows with the number of steps).")
+    for cls, skip in cli.SECTIONS.values():
+        helps = cli.field_help(cls)
+        for field in dataclasses.fields(cls):
+            if field.name not in skip:
+                assert helps[field.name].endswith((".", ")")), (cls.__name__, field.name)
 
 
 def test_tiny_fit_writes_every_output(tmp_path, capsys):
@@ -159,3 +171,13 @@ def test_a_checkpoint_folder_the_user_had_is_refused_before_any_work(tmp_path, c
         assert "checkpoint folder" in capsys.readouterr().err
     assert (precious / "thesis.txt").read_text() == "thesis" and (precious / "sub").is_dir()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_fit_leaves_no_folders_it_created(tmp_path, capsys):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("thesis")
+    out = tmp_path / "new" / "deeper" / "run"
+    assert cli.main(["fit", "--out", str(out), "--checkpoints", str(precious), *TINY]) == 2
+    assert "checkpoint folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]  # no new/, no lock files

@@ -1,5 +1,5 @@
 """Exclusive folder locks: a second writer fails at once naming the holder, a dead holder's lock is taken over,
-and a finished run never replaces results it did not write."""
+and (tests/test_store.py) a finished run never replaces results it did not write."""
 
 import os
 import signal
@@ -79,18 +79,3 @@ def test_two_fits_into_one_folder_the_second_fails_at_once(tmp_path, holder):
                          cwd=Path(__file__).parents[1])
     assert fit.returncode == 2 and f"pid {process.pid}" in fit.stderr and not (tmp_path / "other").exists()
     assert not checkpoints.exists()  # refused before anything was created
-
-
-def test_results_that_appeared_meanwhile_are_never_replaced_without_overwrite(tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(FileExistsError, match="nothing was replaced") as raised:
-        with atomic_folder(out) as staging:
-            (staging / "metrics.json").write_text("mine")
-            out.mkdir()  # someone else's results, written without pdeflow's lock
-            (out / "metrics.json").write_text("theirs")
-    assert (out / "metrics.json").read_text() == "theirs"
-    kept = Path(str(raised.value).rsplit(" are in ", 1)[1].rstrip("."))
-    assert (kept / "metrics.json").read_text() == "mine"
-    with atomic_folder(out, overwrite=True) as staging:  # with --overwrite they are replaced
-        (staging / "metrics.json").write_text("mine")
-    assert (out / "metrics.json").read_text() == "mine"
