@@ -10,6 +10,7 @@ intact and no half-written one that a resume would read.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import re
 import shutil
@@ -19,6 +20,14 @@ import jax
 import orbax.checkpoint as ocp
 
 from pdeflow.store import json_ready
+
+
+class CheckpointSettingsError(ValueError):
+    """A checkpoint was made with other settings than the fit that would resume from it."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a vanished folder); the newest intact one is named."""
 
 
 @dataclasses.dataclass
@@ -57,21 +66,39 @@ class FitCheckpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """The steps that have a (complete) checkpoint, oldest first."""
+        return sorted(self.manager.all_steps())
+
     def save(self, state: FitState, configs: dict) -> None:
         """Write ``state`` (and the ``configs`` it was made with) as the checkpoint of ``state.step``."""
         arrays = {"params": state.params, "opt_state": state.opt_state, "best_params": state.best_params}
         meta = {"step": state.step, "best": state.best, "best_step": state.best_step,
                 "since_best": state.since_best, "history": state.history, "running": state.running,
                 "data_order": state.data_order, "configs": configs}
-        self.manager.save(state.step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays),
-                                                              meta=ocp.args.JsonSave(json_ready(meta))), force=True)
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(state.step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays),
+                                                                  meta=ocp.args.JsonSave(json_ready(meta))), force=True)
+            self.manager.wait_until_finished()
+        except Exception as error:  # noqa: BLE001 - orbax wraps the OS's error in several kinds
+            for partial in self.directory.glob(f"{state.step}.orbax-checkpoint-tmp*"):  # frees what it took
+                shutil.rmtree(partial, ignore_errors=True)
+            full = "No space left" in str(error) or getattr(error, "errno", None) == errno.ENOSPC
+            intact = [step for step in self.all_steps() if step != state.step]
+            raise CheckpointWriteError(
+                errno.ENOSPC if full else errno.EIO,
+                f"{'no space left on the device of' if full else 'could not write a checkpoint into'} "
+                f"{self.directory} at step {state.step} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200] if str(error) else ''}); the newest intact checkpoint is "
+                f"{f'step {intact[-1]}' if intact else 'none'}. Free space there (or pass --checkpoints on another "
+                "disk) and continue with the same command and --resume.") from error
 
     def restore(self, like: FitState, configs: dict, step: int | None = None) -> FitState:
         """The checkpoint of ``step`` (default: the newest), its arrays shaped and placed like ``like``'s.
 
-        Raises ``ValueError`` if it was made with other configs (naming the fields that differ) and
-        ``FileNotFoundError`` if there is no checkpoint."""
+        Raises `CheckpointSettingsError` if it was made with other configs (naming the fields that differ) and
+        ``FileNotFoundError`` if there is no checkpoint; a damaged checkpoint raises whatever orbax raises
+        (`restore_newest_intact` falls back past it)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
@@ -82,7 +109,7 @@ class FitCheckpointer:
         meta = restored["meta"]
         differing = _differences(meta["configs"], json_ready(configs))
         if differing:
-            raise ValueError(f"the checkpoint in {self.directory} was made with other settings "
+            raise CheckpointSettingsError(f"the checkpoint in {self.directory} was made with other settings "
                              f"({', '.join(differing)}); resume with the settings it was made with, or start "
                              "afresh without resume.")
         arrays = restored["arrays"]
@@ -93,6 +120,32 @@ class FitCheckpointer:
                         data_order=meta["data_order"])
 
 
+def restore_newest_intact(checkpointer: FitCheckpointer, like, configs: dict) -> tuple[FitState, list[str]]:
+    """The newest checkpoint that reads back whole, and a line for each newer one that did not (damaged by a
+    crash, a full disk or a flipped bit) and was passed over. ``like(step)`` is the `FitState` whose arrays
+    shape and place that step's (the optimiser's state may differ between phases of a fit).
+
+    Raises `CheckpointSettingsError` as soon as a checkpoint was made with other settings (that is not damage),
+    and ``ValueError`` naming every damaged step if none is intact."""
+    skipped, damaged = [], []
+    for step in reversed(checkpointer.all_steps()):
+        try:
+            state = checkpointer.restore(like(step), configs, step)
+        except CheckpointSettingsError:
+            raise
+        except Exception as error:  # noqa: BLE001 - orbax and tensorstore raise many kinds for a damaged file
+            skipped.append(f"the checkpoint of step {step} in {checkpointer.directory} is damaged "
+                           f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})")
+            damaged.append(step)
+            continue
+        for bad in damaged:  # the resumed fit saves these steps again, and orbax never overwrites a step
+            shutil.rmtree(checkpointer.directory / str(bad), ignore_errors=True)
+        checkpointer.manager.reload()
+        return state, skipped
+    raise ValueError("no intact checkpoint to resume from: " + "; ".join(skipped) + "; start afresh without "
+                     "--resume after removing the folder.")
+
+
 MARKER = "pdeflow-checkpoints.txt"  # in a checkpoint folder that pdeflow created (`prepare_checkpoint_dir`)
 _ORBAX_ENTRY = re.compile(r"^\d+(\.orbax-checkpoint-tmp.*)?$")  # orbax's step folders and their temporary ones
 
@@ -101,14 +154,16 @@ def _written_by_pdeflow(entry: Path) -> bool:
     return entry.name == MARKER or (entry.is_dir() and bool(_ORBAX_ENTRY.match(entry.name)))
 
 
-def prepare_checkpoint_dir(directory: str | Path, protected: tuple[str | Path, ...] = ()) -> bool:
+def prepare_checkpoint_dir(directory: str | Path, protected: tuple[str | Path, ...] = (), resume: bool = False) -> bool:
     """Check, before any work, that ``directory`` can hold a fit's checkpoints, and create it if it is missing.
 
     Accepted: a folder that does not exist yet (created here, with a marker file saying pdeflow made it), an empty
     folder, or a checkpoint folder of an earlier run (only orbax step folders and the marker in it). Refused with a
     ``ValueError`` that says what to do: a path that is not a folder, a folder holding anything pdeflow did not
     write, and a folder that is or contains one of ``protected`` (e.g. the output folder), the working directory
-    or the home folder. Returns whether this call created the folder (see `remove_checkpoint_dir`)."""
+    or the home folder; without ``resume``, also a folder holding an earlier fit's checkpoints (a fresh fit would
+    fail at its first save, and may not take them over unasked). Returns whether this call created the folder
+    (see `remove_checkpoint_dir`)."""
     path = Path(directory).expanduser().resolve()
     hint = "give a new or empty folder of its own, or leave --checkpoints out (default: OUT.checkpoints)"
     for other in (*protected, Path.cwd(), Path.home()):
@@ -123,6 +178,11 @@ def prepare_checkpoint_dir(directory: str | Path, protected: tuple[str | Path, .
         if foreign:
             raise ValueError(f"the checkpoint folder {path} already holds files pdeflow did not write "
                              f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); {hint}.")
+        steps = sorted(int(entry.name) for entry in path.iterdir() if entry.is_dir() and entry.name.isdigit())
+        if steps and not resume:
+            raise ValueError(f"the checkpoint folder {path} holds checkpoints of an earlier fit (newest: step "
+                             f"{steps[-1]}); continue that fit with --resume (resume=True), or remove the folder to "
+                             "start afresh.")
         return False
     try:
         path.mkdir(parents=True)

@@ -315,14 +315,14 @@ def main(argv: list[str] | None = None) -> int:
                 locks.enter_context(folder_lock(args.out))
                 locks.callback(remove_empty_folders, make_parents(checkpoints))
                 locks.enter_context(folder_lock(checkpoints))
-                prepare_checkpoint_dir(checkpoints, protected=(args.out,))
+                prepare_checkpoint_dir(checkpoints, protected=(args.out,), resume=args.resume)
             report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
                                      resume=args.resume)
             if not primary:
                 return 0
             out = write_report(report, args.out, overwrite=args.overwrite)
             remove_checkpoint_dir(checkpoints)  # the report is complete: the checkpoints are not needed
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, SolverError) as error:
+    except (ValueError, OSError, SolverError) as error:  # OSError: files, folders, locks, a full disk
         print(f"pdeflow: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:

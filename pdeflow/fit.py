@@ -18,6 +18,7 @@ import functools
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from pdeflow.checkpoint import FitCheckpointer, FitState, prepare_checkpoint_dir
+from pdeflow.checkpoint import FitCheckpointer, FitState, prepare_checkpoint_dir, restore_newest_intact
 from pdeflow.data.batches import (
     BucketedBatches,
     ShuffledBatches,
@@ -43,6 +44,7 @@ from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicat
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
 from pdeflow.surrogate import raise_if_failed, shooting_losses, surrogate_losses, token_laplacians
+from pdeflow.validation import check_finite_numbers
 
 INITS = ("random", "transformer")
 # the parameter groups that shape the attention maps on a given state (the kernel and the basis it reads): the
@@ -109,6 +111,7 @@ class FitConfig:
     shooting_kernel_lr_scale: float = 0.0
 
     def __post_init__(self):
+        check_finite_numbers(self)
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose from {INITS}.")
         if not 0 <= self.shooting_steps < self.steps:
@@ -265,11 +268,14 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     if resume and checkpoint_dir is None:
         raise ValueError("resume needs the checkpoint_dir to resume from.")
     if checkpoint_dir is not None and jax.process_index() == 0:
-        prepare_checkpoint_dir(checkpoint_dir)  # refuses a folder holding what pdeflow did not write
+        prepare_checkpoint_dir(checkpoint_dir, resume=resume)  # refuses what pdeflow did not write, or unasked resumes
     if config.length_buckets > 1 and surrogate.grid:
         raise ValueError(f"length_buckets={config.length_buckets} trims padding off token chains, but a patch grid "
                          "has a fixed token count; use length_buckets=1.")
     train = jax.tree_util.tree_map(np.asarray, train)
+    # a 0/1 mask of integers would index instead of masking (check_trace accepted it as 0/1)
+    train = Trace(train.hidden, train.attention, train.mask.astype(bool))
+    validation = Trace(validation.hidden, validation.attention, np.asarray(validation.mask).astype(bool))
     count = train.mask.shape[0]
     batch_size = min(config.batch_size, count)
     if params is None and config.init == "transformer":
@@ -299,9 +305,13 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                 "fit": {k: v for k, v in dataclasses.asdict(config).items() if k not in movable},
                 "train": list(train.hidden.shape), "validation": list(np.shape(validation.hidden))}
     if resume and checkpointer.latest_step() is not None:
-        if not shooting_at(checkpointer.latest_step()):  # saved in the free-running phase: its optimiser's state
-            state.opt_state = replicated(optimizers[False].init(params), mesh)
-        state = checkpointer.restore(state, settings)
+        def like(step: int) -> FitState:  # a step saved in the free-running phase holds that optimiser's state
+            return dataclasses.replace(state, opt_state=state.opt_state if shooting_at(step) else replicated(
+                optimizers[False].init(params), mesh))
+
+        state, skipped = restore_newest_intact(checkpointer, like, settings)
+        for line in skipped:
+            warnings.warn(f"{line}; resuming from the newest intact one, step {state.step}.", stacklevel=2)
         state.params, state.opt_state = (replicated(x, mesh) for x in (state.params, state.opt_state))
         state.best_params = jax.tree_util.tree_map(to_host, state.best_params)
         batches = batches_from_state(state.data_order)

@@ -9,6 +9,7 @@ by ``config.model``. `pdeflow.report.write_report` writes the outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import jax
@@ -24,7 +25,7 @@ from pdeflow.models.block_weights import BlockWeights
 from pdeflow.models.minilm import PretrainedEncoder, load_minilm
 from pdeflow.models.trace import Trace
 from pdeflow.models.vit import ViTConfig, vit_block_weights
-from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients
+from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients, init_surrogate
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.pde.teacher_init import init_from_transformer
 from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
@@ -89,6 +90,24 @@ class RunConfig:
             raise ValueError(f"unknown model {self.model!r}; choose from {list(MODELS)}.")
         if self.preset not in ("",) + PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {list(PRESETS)}.")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ValueError(f"top_k must be a positive integer; got {self.top_k!r}.")
+
+
+def check_memory(surrogate: SurrogateConfig, available: int | None = None) -> int:
+    """Refuse, before any work, a surrogate whose parameters and optimiser state alone (4 float32 copies:
+    parameters, gradients, AdamW's two moments) would not fit in the machine's memory (``available`` bytes;
+    default: the physical memory). Returns the parameter count."""
+    import os
+
+    shapes = jax.eval_shape(lambda key: init_surrogate(key, surrogate), jax.ShapeDtypeStruct((2,), np.uint32))
+    count = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if available is None else available
+    if 16 * count > available:
+        raise ValueError(f"the surrogate would have {count:,} parameters ({16 * count / 2**30:,.1f} GiB with its "
+                         f"gradients and optimiser state), more than this machine's {available / 2**30:,.1f} GiB; "
+                         "lower --width, --mlp-width, --key-dim or --value-rank.")
+    return count
 
 
 MODELS = ("minilm", "vit-digits")
@@ -311,6 +330,7 @@ def fit_transformer(config: RunConfig | None = None, progress: bool = True, chec
     """`fit_minilm` or `fit_vit`, as ``config.model`` says (what ``pdeflow fit --model`` runs; ``config``
     defaults to MiniLM's ``preset_config("default")``)."""
     config = preset_config("default") if config is None else config
+    check_memory(config.surrogate)  # before any tracing: an absurd size is refused at once
     fit = fit_minilm if config.model == "minilm" else fit_vit
     return fit(config, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
 

@@ -14,7 +14,14 @@ import numpy as np
 
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
-from pdeflow.store import atomic_folder, check_output_dir, flatten_params, json_ready, unflatten_params
+from pdeflow.store import (
+    atomic_folder,
+    check_output_dir,
+    flatten_params,
+    json_ready,
+    save_checked_tensors,
+    unflatten_params,
+)
 
 __all__ = ["check_output_dir", "fidelity_table", "json_ready", "load_surrogate", "summary_markdown", "write_figures",
            "write_report"]
@@ -32,13 +39,43 @@ METHOD_LABELS = {
 
 
 def load_surrogate(out: str | Path) -> tuple[dict, SurrogateConfig, SolverConfig]:
-    """Read back ``(params, surrogate config, solver config)`` from a folder written by `write_report`."""
-    from safetensors.numpy import load_file
+    """Read back ``(params, surrogate config, solver config)`` from a folder written by `write_report`.
+
+    Checked before anything is allocated: both files exist, ``config.json`` is the JSON of valid configs (the
+    validation the CLI applies), every parameter in ``params.safetensors`` has the shape and dtype that config
+    gives it; after reading, the tensors' checksum and the config's (both written with them) match. Every
+    failure is one ``ValueError`` (``FileNotFoundError`` for a missing file) naming the file and the fix."""
+    import jax
+
+    from pdeflow.pde.attention_pde import init_surrogate
+    from pdeflow.store import read_checked_tensors
 
     out = Path(out)
-    config = json.loads((out / "config.json").read_text())
-    return (unflatten_params(load_file(out / "params.safetensors")), SurrogateConfig(**config["surrogate"]),
-            SolverConfig(**config["solver"]))
+    fix = f"fit it again with `pdeflow fit --out {out} --overwrite` (or restore the folder from a copy)"
+    path = out / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; {fix}.")
+    try:
+        config = json.loads(path.read_text())
+        surrogate, solver = SurrogateConfig(**config["surrogate"]), SolverConfig(**config["solver"])
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} does not hold valid surrogate and solver settings ({type(error).__name__}: "
+                         f"{error}); {fix}.") from error
+    shapes = jax.eval_shape(lambda key: init_surrogate(key, surrogate), jax.ShapeDtypeStruct((2,), np.uint32))
+    expected = {"/".join(part.key for part in where): (leaf.shape, "float32")
+                for where, leaf in jax.tree_util.tree_leaves_with_path(shapes)}
+    flat, metadata = read_checked_tensors(out / "params.safetensors", expected, fix)
+    if metadata.get("config_sha256", config_checksum(config)) != config_checksum(config):
+        raise ValueError(f"{path} was changed after the fit wrote it (it no longer matches the checksum stored in "
+                         f"params.safetensors); {fix}.")
+    return unflatten_params(flat), surrogate, solver
+
+
+def config_checksum(config: dict) -> str:
+    """SHA-256 of a JSON-ready config in canonical form (key order and indentation do not count)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 METRIC_TITLES = {"cosine": "cosine similarity (higher is better)",
@@ -189,12 +226,12 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
 def write_report(report, out: str | Path, overwrite: bool = False, figures: bool = True) -> Path:
     """Write ``metrics.json``, ``config.json``, ``params.safetensors``, ``summary.md`` and figures into ``out``,
     atomically (all or nothing). ``report`` is a `pdeflow.pipeline.FitReport`."""
-    from safetensors.numpy import save_file
-
     with atomic_folder(out, overwrite) as staging:
         (staging / "metrics.json").write_text(json.dumps(json_ready(report.metrics), indent=1))
-        (staging / "config.json").write_text(json.dumps(json_ready(dataclasses.asdict(report.config)), indent=1))
-        save_file(flatten_params(report.params), staging / "params.safetensors")
+        config = json_ready(dataclasses.asdict(report.config))
+        (staging / "config.json").write_text(json.dumps(config, indent=1))
+        save_checked_tensors(flatten_params(report.params), staging / "params.safetensors",
+                             {"config_sha256": config_checksum(config)})
         (staging / "summary.md").write_text(summary_markdown(json_ready(report.metrics)))
         if figures:
             write_figures(json_ready(report.metrics), report.example, staging)

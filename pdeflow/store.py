@@ -172,10 +172,8 @@ def save_params_folder(folder: str | Path, params: dict, meta: dict, overwrite: 
     """Write ``params.safetensors`` and ``config.json`` (``meta``) into ``folder`` atomically."""
     import json
 
-    from safetensors.numpy import save_file
-
     with atomic_folder(folder, overwrite) as staging:
-        save_file(flatten_params(params), staging / "params.safetensors")
+        save_checked_tensors(flatten_params(params), staging / "params.safetensors")
         (staging / "config.json").write_text(json.dumps(json_ready(meta), indent=1))
     return Path(folder)
 
@@ -185,9 +183,6 @@ def read_params_folder(folder: str | Path, retrain: str) -> tuple[dict, dict]:
     naming the file and the fix (``retrain``, a command) when something is missing or unreadable."""
     import json
 
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     folder = Path(folder)
     for name in ("config.json", "params.safetensors"):
         if not (folder / name).is_file():
@@ -196,12 +191,73 @@ def read_params_folder(folder: str | Path, retrain: str) -> tuple[dict, dict]:
         meta = json.loads((folder / "config.json").read_text())
     except ValueError as error:
         raise ValueError(f"{folder / 'config.json'} is not valid JSON ({error}); retrain with `{retrain}`.") from error
+    flat, _ = read_checked_tensors(folder / "params.safetensors", None, f"retrain with `{retrain}`")
+    return meta, unflatten_params(flat)
+
+
+def tensors_checksum(flat: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order (stored in a safetensors file's
+    metadata by `save_checked_tensors`, so that read-back notices a flipped bit)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(flat):
+        array = np.ascontiguousarray(flat[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def save_checked_tensors(flat: dict[str, np.ndarray], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """``save_file`` with the tensors' checksum (`tensors_checksum`) and ``metadata`` in the header."""
+    from safetensors.numpy import save_file
+
+    save_file(flat, path, metadata={**(metadata or {}), "tensors_sha256": tensors_checksum(flat)})
+
+
+def read_checked_tensors(path: str | Path, expected: dict[str, tuple[tuple[int, ...], str]] | None,
+                         fix: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(tensors, header metadata)`` of a safetensors file, read only once its header matches ``expected``
+    (``{name: (shape, dtype)}``, e.g. ``((6, 12, 64, 16), "float32")``; ``None``: not checked), and checked
+    after reading against the
+    checksum written with them (`save_checked_tensors`; files without one are read unchecked). Every failure is
+    a ``ValueError`` (``FileNotFoundError`` for a missing file) naming the file, what is wrong and ``fix``.
+    Nothing is allocated for a file whose header does not match, so a config edited to an absurd size is
+    refused before any memory is taken."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; {fix}.")
     try:
-        params = unflatten_params(load_file(folder / "params.safetensors"))
+        with safe_open(path, framework="numpy") as reader:
+            header = {name: (tuple(reader.get_slice(name).get_shape()), reader.get_slice(name).get_dtype())
+                      for name in reader.keys()}
+            stored = reader.metadata() or {}
+            expected = {name: (shape, dtype) for name, (shape, dtype) in header.items()} if expected is None \
+                else expected
+            want = {name: (tuple(shape), _SAFETENSORS_DTYPES.get(dtype, dtype)) for name, (shape, dtype) in
+                    expected.items()}
+            if set(header) != set(want):
+                missing, extra = sorted(set(want) - set(header)), sorted(set(header) - set(want))
+                raise ValueError(f"{path} does not hold the tensors its config describes (missing: "
+                                 f"{', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(extra[:3]) or 'none'}); "
+                                 f"{fix}.")
+            wrong = [f"{name} is {header[name]}, expected {want[name]}" for name in sorted(want)
+                     if header[name] != want[name]]
+            if wrong:
+                raise ValueError(f"{path} does not match its config ({'; '.join(wrong[:3])}); {fix}.")
+            flat = {name: reader.get_tensor(name) for name in header}
     except (SafetensorError, OSError) as error:
-        raise ValueError(f"{folder / 'params.safetensors'} is not a readable safetensors file ({error}); retrain "
-                         f"with `{retrain}`.") from error
-    return meta, params
+        raise ValueError(f"{path} is not a readable safetensors file ({error}); {fix}.") from error
+    checksum = stored.get("tensors_sha256")
+    if checksum is not None and checksum != tensors_checksum(flat):
+        raise ValueError(f"{path} is corrupt (its tensors do not match the checksum written with them); {fix}.")
+    return flat, stored
+
+
+_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int32": "I32",
+                       "int64": "I64", "uint32": "U32"}
 
 
 def check_params_match(expected, params, where: str) -> None:
@@ -216,11 +272,23 @@ def check_params_match(expected, params, where: str) -> None:
 
 def load_or_train(folder: str | Path, config, load, train, save, what: str):
     """The model trained with ``config``: ``load(folder)`` if ``folder`` holds one (refused, naming the fix, if
-    it was trained with other settings), else ``train()`` and ``save(model, folder, overwrite=True)``.
+    it was trained with other settings), else ``train()`` and ``save(model, folder, overwrite=True)``. A damaged
+    entry of the cache (`cache_root`: unreadable, truncated, failing its checksum) is trained again, never used;
+    a damaged folder elsewhere is refused with the loader's error.
     ``what`` names the model in the message, e.g. "a ViT"."""
     folder = Path(folder)
     if (folder / "config.json").is_file():
-        model = load(folder)
+        try:
+            model = load(folder)
+        except (ValueError, FileNotFoundError) as error:
+            if not Path(folder).resolve().is_relative_to(cache_root().resolve()):
+                raise
+            import warnings
+
+            warnings.warn(f"the cache entry {folder} is damaged ({error}); training it again.", stacklevel=2)
+            model = train()
+            save(model, folder, overwrite=True)
+            return model
         if model.config != config:
             raise ValueError(f"{folder} holds {what} trained with other settings; choose another folder or retrain "
                              "it with --overwrite.")

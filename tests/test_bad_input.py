@@ -137,3 +137,53 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path_factory, name):
     with pytest.raises((PermissionError, ValueError, FileExistsError, NotADirectoryError), match="--out"):
         check_output_dir(blocker / name, overwrite=False)
     assert sorted(p.name for p in Path(root).iterdir()) == ["file"]  # nothing written
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), value=st.sampled_from([7, 2, -1]))
+def test_a_mask_that_is_not_boolean_or_0_1_is_named(seed, value):
+    trace = good_trace(np.random.default_rng(seed))
+    mask = np.asarray(trace.mask).astype(np.int32) * value
+    with pytest.raises(ValueError, match="trace.mask must be boolean"):
+        check_trace(trace._replace(mask=mask))
+    check_trace(trace._replace(mask=np.asarray(trace.mask).astype(np.int32)))  # 0/1 is a mask
+
+
+def test_an_integer_0_1_mask_masks_in_the_fit_and_never_indexes():
+    import dataclasses
+
+    from pdeflow.fit import fit_surrogate
+    from pdeflow.pde import SolverConfig
+    from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
+
+    train, validation, _ = tiny_traces()
+    solver = SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored")
+    config = dataclasses.replace(FIT, steps=2, eval_every=2)
+    as_ints = [t._replace(mask=np.asarray(t.mask).astype(np.int32)) for t in (train, validation)]
+    expected = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
+    got = fit_surrogate(*as_ints, SURROGATE, solver, config, progress=False)
+    assert got.history == expected.history
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([1e7, 1e30, -1e12]))
+def test_absurdly_scaled_hidden_states_are_named(seed, scale):
+    trace = good_trace(np.random.default_rng(seed))
+    with pytest.raises(ValueError, match="not rescaled"):
+        check_trace(trace._replace(hidden=np.asarray(trace.hidden) * scale + scale))
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--top-k", "0", "top_k must be a positive integer"),
+    ("--hidden-weight", "nan", "hidden_weight must be a finite number"),
+    ("--learning-rate", "inf", "learning_rate must be a finite number"),
+    ("--rtol", "-1e-3", "need rtol > 0 and atol > 0"),
+    ("--atol", "0", "need rtol > 0 and atol > 0"),
+    ("--width", "1000000000", "more than this machine's"),
+])
+def test_bad_fit_options_are_refused_before_any_work(tmp_path, capsys, option, value, message):
+    from pdeflow import cli
+
+    assert cli.main(["fit", "--out", str(tmp_path / "run"), option, value, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import jax
@@ -99,17 +99,31 @@ class PretrainedEncoder:
     tokenizer: object  # tokenizers.Tokenizer
 
     def tokenize(self, sentences: Sequence[str], max_tokens: int, pad_to: int | None = None) -> Tokenized:
-        """Tokenise, truncate to ``max_tokens`` and pad to ``pad_to`` (default: the longest input)."""
-        if isinstance(sentences, str):
-            raise TypeError("pass a list of sentences, not a single string.")
+        """Tokenise, truncate to ``max_tokens`` and pad to ``pad_to`` (default: the longest input).
+
+        ``sentences``: a list (or any iterable) of strings; ``max_tokens``: an integer from 2 (the [CLS] and [SEP]
+        tokens count) to the model's positions; ``pad_to``: ``None`` or an integer at least the longest input."""
+        if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Iterable):
+            raise TypeError(f"pass a list of sentences (strings), not {type(sentences).__name__}.")
+        sentences = list(sentences)
         if len(sentences) == 0:
             raise ValueError("no sentences to tokenise; give at least one.")
-        if max_tokens > self.config.max_positions:
-            raise ValueError(f"max_tokens={max_tokens} exceeds the model's {self.config.max_positions} positions.")
+        wrong = [i for i, s in enumerate(sentences) if not isinstance(s, str)]
+        if wrong:
+            raise TypeError(f"sentences must be strings; item {wrong[0]} is {type(sentences[wrong[0]]).__name__}.")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or \
+                not 2 <= max_tokens <= self.config.max_positions:
+            raise ValueError(f"max_tokens must be an integer from 2 (the [CLS] and [SEP] tokens count) to the model's "
+                             f"{self.config.max_positions} positions; got {max_tokens!r}.")
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.no_padding()
         encodings = self.tokenizer.encode_batch(list(sentences))
-        width = pad_to or max(len(e.ids) for e in encodings)
+        longest = max(len(e.ids) for e in encodings)
+        if pad_to is not None and (isinstance(pad_to, bool) or not isinstance(pad_to, (int, np.integer))
+                                   or pad_to < longest):
+            raise ValueError(f"pad_to must be None or an integer >= the longest input ({longest} tokens); got "
+                             f"{pad_to!r}.")
+        width = longest if pad_to is None else int(pad_to)
         ids, types, mask = (np.zeros((len(encodings), width), np.int32) for _ in range(3))
         for row, e in enumerate(encodings):
             n = len(e.ids)

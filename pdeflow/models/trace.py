@@ -42,6 +42,9 @@ class Trace(NamedTuple):
         return Trace(self.hidden[:, :, :n], self.attention[..., :n, :n], self.mask[:, :n])
 
 
+MAX_HIDDEN = 1e6  # larger hidden states are a scaling mistake, not a transformer (and overflow the fit in float32)
+
+
 def check_trace(trace: Trace, *, atol: float = 1e-3) -> None:
     """Raise ``ValueError`` naming the problem if ``trace`` is not a well-formed trace.
 
@@ -66,6 +69,13 @@ def check_trace(trace: Trace, *, atol: float = 1e-3) -> None:
     for name, value in (("hidden", hidden), ("attention", attention)):
         if not np.all(np.isfinite(value)):
             raise ValueError(f"trace.{name} contains NaN or Inf; re-run the model or drop those inputs.")
+    largest = float(np.abs(hidden).max()) if hidden.size else 0.0
+    if largest > MAX_HIDDEN:
+        raise ValueError(f"trace.hidden has values up to {largest:.3g}, beyond {MAX_HIDDEN:g}: a transformer's hidden "
+                         "states are far smaller; pass the states as the model made them (not rescaled).")
+    if mask.dtype != bool and not (np.issubdtype(mask.dtype, np.number) and np.isin(mask, (0, 1)).all()):
+        raise ValueError(f"trace.mask must be boolean (True for real tokens, False for padding) or 0/1; got "
+                         f"{mask.dtype} values {np.unique(mask)[:5].tolist()}.")
     mask = mask.astype(bool)
     if batch == 0:
         raise ValueError("trace is empty (batch size 0); give at least one input.")

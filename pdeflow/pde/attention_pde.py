@@ -27,6 +27,7 @@ from jax import Array
 from pdeflow.models import relative_position
 from pdeflow.pde import basis
 from pdeflow.pde.solve import SolverConfig, solve
+from pdeflow.validation import check_finite_numbers
 
 TERMS = ("diffusion", "attention", "residual")
 STATE_NORMS = ("rms", "layer", "none")
@@ -110,6 +111,7 @@ class SurrogateConfig:
     compute_dtype: str = "float32"
 
     def __post_init__(self):
+        check_finite_numbers(self)
         object.__setattr__(self, "terms", tuple(self.terms))
         object.__setattr__(self, "varying", tuple(self.varying))
         object.__setattr__(self, "grid", tuple(int(g) for g in self.grid))

@@ -12,6 +12,8 @@ import numpy as np
 from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
 from jax import Array
 
+from pdeflow.validation import check_finite_numbers
+
 
 class RK4(AbstractERK):
     """Kutta's 3/8-rule fourth-order Runge–Kutta method (4 stages, fixed steps only: no error estimate).
@@ -80,6 +82,7 @@ class SolverConfig:
     adjoint: str = "recursive"
 
     def __post_init__(self):
+        check_finite_numbers(self)
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(SOLVERS)}.")
         if self.adjoint not in ADJOINTS:
@@ -90,6 +93,8 @@ class SolverConfig:
         if self.adjoint == "stored" and self.adaptive:
             raise ValueError("the stored adjoint needs fixed steps (adaptive=False): a scan has a fixed length; use "
                              "adjoint='recursive' with adaptive steps.")
+        if not (self.rtol > 0 and self.atol > 0):
+            raise ValueError(f"need rtol > 0 and atol > 0; got rtol={self.rtol}, atol={self.atol}.")
         if not self.dt0 > 0 or self.max_steps < 1:
             raise ValueError(f"need dt0 > 0 and max_steps >= 1; got dt0={self.dt0}, max_steps={self.max_steps}.")
 

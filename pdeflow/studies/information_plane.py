@@ -34,6 +34,7 @@ from pdeflow.information.mutual_information import (
     mixed_ksg_mutual_information,
 )
 from pdeflow.train.vit import TrainedViT, ViTTrainConfig, train_vit
+from pdeflow.validation import check_finite_numbers
 
 ESTIMATORS = ("binning", "ksg")
 
@@ -59,6 +60,7 @@ class InfoPlaneConfig:
     shuffle_seed: int = 0
 
     def __post_init__(self):
+        check_finite_numbers(self)
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", ViTTrainConfig(**self.train))
         epochs = sorted(set(self.snapshot_epochs))

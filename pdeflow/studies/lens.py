@@ -38,6 +38,7 @@ from pdeflow.train.lm import (
     family_configs,
     load_or_train_lm,
 )
+from pdeflow.validation import check_finite_numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,7 @@ class LensConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_finite_numbers(self)
         unknown = set(self.families) - set(LM_FAMILIES)
         if unknown or len(self.families) < 2:
             raise ValueError(f"need at least two families from {sorted(LM_FAMILIES)}; got {list(self.families)}.")

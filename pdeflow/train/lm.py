@@ -33,6 +33,7 @@ from pdeflow.store import (
     read_params_folder,
     save_params_folder,
 )
+from pdeflow.validation import check_finite_numbers
 
 # family name -> the GPTConfig fields that define it (everything but depth)
 LM_FAMILIES = {
@@ -77,6 +78,7 @@ class LMTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_finite_numbers(self)
         if self.family not in LM_FAMILIES:
             raise ValueError(f"family must be one of {sorted(LM_FAMILIES)}; got {self.family!r}.")
         if self.steps < 1 or self.batch_size < 1 or self.context_size < 2:

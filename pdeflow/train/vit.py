@@ -30,6 +30,7 @@ from pdeflow.store import (
     read_params_folder,
     save_params_folder,
 )
+from pdeflow.validation import check_finite_numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,7 @@ class ViTTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_finite_numbers(self)
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", ViTConfig(**self.model))
         if self.epochs < 1 or self.batch_size < 1 or self.shift < 0:

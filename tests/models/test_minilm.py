@@ -70,6 +70,18 @@ def test_bad_text_input_is_rejected(encoder):
         encoder.tokenize("one string", 32)
     with pytest.raises(ValueError, match="positions"):
         encoder.tokenize(["fine"], 1000)
+    for bad in (None, 3, b"bytes"):
+        with pytest.raises(TypeError, match="list of sentences"):
+            encoder.trace(bad)
+    with pytest.raises(TypeError, match="item 0 is int"):
+        encoder.trace([1, 2])
+    for bad in (-5, 0, 1, 2.5, True, None):
+        with pytest.raises(ValueError, match="max_tokens must be an integer from 2"):
+            encoder.trace(["fine"], max_tokens=bad)
+    with pytest.raises(ValueError, match="pad_to must be None or an integer >= the longest input"):
+        encoder.tokenize(["a sentence of several words"], 32, pad_to=2)
+    # any iterable of strings is a list of sentences
+    assert encoder.tokenize((s for s in ["one", "two"]), 8).mask.shape[0] == 2
 
 
 def test_extra_training_sentences_leave_validation_and_test_as_they_were(encoder):

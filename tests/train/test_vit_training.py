@@ -64,3 +64,25 @@ def test_save_load_round_trip_cache_and_refusals(tiny_vit, tmp_path, monkeypatch
     (folder / "params.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="pdeflow train vit-digits"):
         load_vit(folder)
+
+
+def test_a_damaged_cache_entry_is_trained_again_never_used(tiny_vit, tmp_path, monkeypatch):
+    monkeypatch.setenv("PDEFLOW_CACHE", str(tmp_path / "cache"))
+    cached = save_vit(tiny_vit, vit_training.default_vit_folder(TINY))
+    raw = bytearray((cached / "params.safetensors").read_bytes())
+    raw[-3] ^= 0x10  # one flipped bit in the last weight: only the checksum can tell
+    (cached / "params.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="corrupt"):
+        load_vit(cached)
+    trained = []
+    monkeypatch.setattr(vit_training, "train_vit", lambda config, progress=False: trained.append(config) or tiny_vit)
+    with pytest.warns(UserWarning, match="damaged.*training it again"):
+        again = load_or_train_vit(TINY)
+    assert trained == [TINY] and again is tiny_vit
+    images = digit_splits().test_images[:8]
+    np.testing.assert_array_equal(load_vit(cached).logits(images), tiny_vit.logits(images))  # rebuilt intact
+    # outside the cache a damaged folder is refused, not overwritten
+    mine = save_vit(tiny_vit, tmp_path / "mine")
+    (mine / "params.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="params.safetensors"):
+        load_or_train_vit(TINY, folder=mine)
