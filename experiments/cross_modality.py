@@ -34,10 +34,11 @@ TITLES = {"minilm": "text: all-MiniLM-L6-v2 on pydoc sentences (token chain)",
 def table_markdown(results: dict, config: RunConfig) -> str:
     """The Markdown table of every modality in ``results`` (``{model: metrics}``)."""
     s, f = config.surrogate, config.fit
+    start = "started from the transformer's weights" if f.init == "transformer" else "random start"
     lines = ["# Cross-modality table: the attention-PDE on text and on images", "",
              f"Same surrogate shape (width {s.width}, key rank {s.key_dim}, value rank {s.value_rank}, "
-             f"{s.num_knots} knots, heads = the transformer's; started from the transformer's weights: "
-             f"{f.init == 'transformer'}, hidden-state weight {f.hidden_weight:g}) and the same fitting budget "
+             f"{s.num_knots} knots, heads = the transformer's; {start}, hidden-state weight {f.hidden_weight:g}) "
+             "and the same fitting budget "
              f"({f.steps} steps of "
              f"batch {f.batch_size}, {config.data.num_train} training / {config.data.num_validation} validation "
              f"inputs, seed {f.seed}); every number is on {config.data.num_test} held-out inputs. Ablations are "

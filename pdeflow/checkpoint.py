@@ -192,6 +192,15 @@ def prepare_checkpoint_dir(directory: str | Path, protected: tuple[str | Path, .
     return True
 
 
+def remove_unused_checkpoint_dir(directory: str | Path) -> None:
+    """Remove ``directory`` if pdeflow created it and no checkpoint was written into it (a fit that failed
+    before its first save leaves no folder behind); anything else stays, for ``--resume``."""
+    path = Path(directory).expanduser().resolve()
+    if path.is_dir() and [entry.name for entry in path.iterdir()] == [MARKER]:
+        (path / MARKER).unlink()
+        path.rmdir()
+
+
 def remove_checkpoint_dir(directory: str | Path) -> None:
     """Remove what pdeflow wrote in ``directory`` (orbax's step folders, the marker), and the folder itself if
     pdeflow created it (`prepare_checkpoint_dir`) and nothing else is left in it. Anything else stays."""

@@ -102,7 +102,7 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
                      help="start from a named preset's settings for --model (pdeflow.pipeline.preset_config; "
                           "'default': width 64 started from the transformer's weights, with the hidden-state term, "
                           "a few minutes; 'faithful': the full-width surrogate fitted by multiple shooting then "
-                          "free-running, ~20 min on 2 cores); options given explicitly override it (the defaults "
+                          "free-running, ~23 min on 2 cores); options given explicitly override it (the defaults "
                           "shown below are the plain RunConfig's, before the preset)")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                      help="show a progress bar (default: when stderr is a terminal)")
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         config = run_config_from_args(args)
-        from pdeflow.checkpoint import prepare_checkpoint_dir, remove_checkpoint_dir
+        from pdeflow.checkpoint import prepare_checkpoint_dir, remove_checkpoint_dir, remove_unused_checkpoint_dir
         from pdeflow.lock import folder_lock
         from pdeflow.pipeline import fit_transformer
         from pdeflow.report import check_output_dir, summary_markdown, write_report
@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                 locks.enter_context(folder_lock(args.out))
                 locks.callback(remove_empty_folders, make_parents(checkpoints))
                 locks.enter_context(folder_lock(checkpoints))
-                prepare_checkpoint_dir(checkpoints, protected=(args.out,), resume=args.resume)
+                if prepare_checkpoint_dir(checkpoints, protected=(args.out,), resume=args.resume):
+                    locks.callback(remove_unused_checkpoint_dir, checkpoints)  # nothing saved: nothing left
             report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
                                      resume=args.resume)
             if not primary:

@@ -184,6 +184,6 @@ def test_absurdly_scaled_hidden_states_are_named(seed, scale):
 def test_bad_fit_options_are_refused_before_any_work(tmp_path, capsys, option, value, message):
     from pdeflow import cli
 
-    assert cli.main(["fit", "--out", str(tmp_path / "run"), option, value, "--no-progress"]) == 2
+    assert cli.main(["fit", "--out", str(tmp_path / "run"), f"{option}={value}", "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

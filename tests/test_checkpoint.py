@@ -162,7 +162,7 @@ def test_a_full_disk_stops_the_fit_with_a_clear_error_and_keeps_the_last_checkpo
         pytest.skip("this machine does not let a test mount a tmpfs (needs unshare -rm and user namespaces)")
     probe = tmp_path / "probe"  # how large one checkpoint is, to size the disk
     _run("chaos:5", probe, tmp_path / "unused.npz", compile_cache)
-    size = sum(p.stat().st_size for p in (probe / "3").rglob("*") if p.is_file())
+    size = sum(p.stat().st_blocks * 512 for p in (probe / "3").rglob("*"))  # on disk: whole blocks per file
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
     script = (f"mount -t tmpfs -o size={int(size * 1.5) // 1024 + 8}k tmpfs {disk} && "
