@@ -1,5 +1,7 @@
-"""Fitting throughput on the default MiniLM fit: compile time, steady optimisation steps per second,
-recompilations, wall time to a held-out cosine target on every layer, and the same-run peer ratio.
+"""Fitting throughput on the MiniLM fit at the default's shape (``SurrogateConfig()``, ``FitConfig()``: a random
+start and the attention loss alone, the default until the start from the transformer's weights became it; kept so
+that runs stay comparable): compile time, steady optimisation steps per second, recompilations, wall time to a
+held-out cosine target on every layer, and the same-run peer ratio.
 
     python -m benchmarks.fit_throughput                    # default fit (a few minutes on 2 CPU cores)
     python -m benchmarks.fit_throughput --steps 600 --target 0.98
