@@ -88,8 +88,7 @@ class FitCheckpointer:
             raise CheckpointWriteError(
                 errno.ENOSPC if full else errno.EIO,
                 f"{'no space left on the device of' if full else 'could not write a checkpoint into'} "
-                f"{self.directory} at step {state.step} ({type(error).__name__}: "
-                f"{str(error).splitlines()[0][:200] if str(error) else ''}); the newest intact checkpoint is "
+                f"{self.directory} at step {state.step} ({_summary(error)}); the newest intact checkpoint is "
                 f"{f'step {intact[-1]}' if intact else 'none'}. Free space there (or pass --checkpoints on another "
                 "disk) and continue with the same command and --resume.") from error
 
@@ -120,6 +119,12 @@ class FitCheckpointer:
                         data_order=meta["data_order"])
 
 
+def _summary(error: BaseException) -> str:
+    """``"Kind: first line"`` of an error (orbax's messages run to many lines)."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
+
+
 def restore_newest_intact(checkpointer: FitCheckpointer, like, configs: dict) -> tuple[FitState, list[str]]:
     """The newest checkpoint that reads back whole, and a line for each newer one that did not (damaged by a
     crash, a full disk or a flipped bit) and was passed over. ``like(step)`` is the `FitState` whose arrays
@@ -135,7 +140,7 @@ def restore_newest_intact(checkpointer: FitCheckpointer, like, configs: dict) ->
             raise
         except Exception as error:  # noqa: BLE001 - orbax and tensorstore raise many kinds for a damaged file
             skipped.append(f"the checkpoint of step {step} in {checkpointer.directory} is damaged "
-                           f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''})")
+                           f"({_summary(error)})")
             damaged.append(step)
             continue
         for bad in damaged:  # the resumed fit saves these steps again, and orbax never overwrites a step
@@ -207,13 +212,10 @@ def remove_checkpoint_dir(directory: str | Path) -> None:
     path = Path(directory).expanduser().resolve()
     if not path.is_dir():
         return
-    created = (path / MARKER).is_file()
     for entry in path.iterdir():
         if entry.is_dir() and _ORBAX_ENTRY.match(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
-    if created and [entry.name for entry in path.iterdir()] == [MARKER]:
-        (path / MARKER).unlink()
-        path.rmdir()
+    remove_unused_checkpoint_dir(path)
 
 
 def _differences(saved, current, prefix: str = "") -> list[str]:

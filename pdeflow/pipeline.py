@@ -9,7 +9,6 @@ by ``config.model``. `pdeflow.report.write_report` writes the outputs.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax
@@ -25,7 +24,7 @@ from pdeflow.models.block_weights import BlockWeights
 from pdeflow.models.minilm import PretrainedEncoder, load_minilm
 from pdeflow.models.trace import Trace
 from pdeflow.models.vit import ViTConfig, vit_block_weights
-from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients, init_surrogate
+from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients, parameter_shapes
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.pde.teacher_init import init_from_transformer
 from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
@@ -100,8 +99,7 @@ def check_memory(surrogate: SurrogateConfig, available: int | None = None) -> in
     default: the physical memory). Returns the parameter count."""
     import os
 
-    shapes = jax.eval_shape(lambda key: init_surrogate(key, surrogate), jax.ShapeDtypeStruct((2,), np.uint32))
-    count = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+    count = parameter_count(parameter_shapes(surrogate))
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if available is None else available
     if 16 * count > available:
         raise ValueError(f"the surrogate would have {count:,} parameters ({16 * count / 2**30:,.1f} GiB with its "

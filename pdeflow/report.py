@@ -47,7 +47,7 @@ def load_surrogate(out: str | Path) -> tuple[dict, SurrogateConfig, SolverConfig
     failure is one ``ValueError`` (``FileNotFoundError`` for a missing file) naming the file and the fix."""
     import jax
 
-    from pdeflow.pde.attention_pde import init_surrogate
+    from pdeflow.pde.attention_pde import parameter_shapes
     from pdeflow.store import read_checked_tensors
 
     out = Path(out)
@@ -61,9 +61,8 @@ def load_surrogate(out: str | Path) -> tuple[dict, SurrogateConfig, SolverConfig
     except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} does not hold valid surrogate and solver settings ({type(error).__name__}: "
                          f"{error}); {fix}.") from error
-    shapes = jax.eval_shape(lambda key: init_surrogate(key, surrogate), jax.ShapeDtypeStruct((2,), np.uint32))
     expected = {"/".join(part.key for part in where): (leaf.shape, "float32")
-                for where, leaf in jax.tree_util.tree_leaves_with_path(shapes)}
+                for where, leaf in jax.tree_util.tree_leaves_with_path(parameter_shapes(surrogate))}
     flat, metadata = read_checked_tensors(out / "params.safetensors", expected, fix)
     if metadata.get("config_sha256", config_checksum(config)) != config_checksum(config):
         raise ValueError(f"{path} was changed after the fit wrote it (it no longer matches the checksum stored in "

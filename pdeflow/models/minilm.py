@@ -117,7 +117,7 @@ class PretrainedEncoder:
                              f"{self.config.max_positions} positions; got {max_tokens!r}.")
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.no_padding()
-        encodings = self.tokenizer.encode_batch(list(sentences))
+        encodings = self.tokenizer.encode_batch(sentences)
         longest = max(len(e.ids) for e in encodings)
         if pad_to is not None and (isinstance(pad_to, bool) or not isinstance(pad_to, (int, np.integer))
                                    or pad_to < longest):

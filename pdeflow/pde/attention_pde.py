@@ -221,6 +221,12 @@ def init_surrogate(key: Array, config: SurrogateConfig, hidden0: Array | None = 
     return params
 
 
+
+def parameter_shapes(config: SurrogateConfig) -> dict:
+    """The shapes of `init_surrogate`'s parameters (``jax.ShapeDtypeStruct`` leaves, nothing allocated: an absurd
+    config costs nothing to inspect)."""
+    return jax.eval_shape(lambda key: init_surrogate(key, config), jax.ShapeDtypeStruct((2,), jnp.uint32))
+
 def at_time(params: dict, config: SurrogateConfig, group: str, t: Array):
     """The parameter group ``group`` (``"kernel"``, ``"coefficients"``, or one of ``VARYING``) at time ``t``:
     contracted with the basis if it varies in t, as stored otherwise."""
