@@ -72,7 +72,7 @@ def time_steps(surrogate, solver, fit: FitConfig, train, count: int, counter: Co
     opt_state = replicated(optimizer.init(params), mesh)
     batches = _training_batches(train, fit.batch_size, fit)
     draws = [next_batch(batches) for _ in range(count + 1)]
-    static = (surrogate, solver, optimizer, (float(fit.hidden_weight), float(fit.continuity_weight)), False)
+    static = (surrogate, solver, optimizer, (float(fit.hidden_weight), float(fit.continuity_weight), None), False)
     lengths = sorted({length for _, length in draws}, key=lambda n: -1 if n is None else n)
     trace_s = compile_s = 0.0
     for length in lengths:  # every shape the timed steps will use, compiled before them (as the fit does)

@@ -43,7 +43,7 @@ from pdeflow.optim import warmup_cosine_adamw
 from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
-from pdeflow.surrogate import raise_if_failed, shooting_losses, surrogate_losses, token_laplacians
+from pdeflow.surrogate import depth_weights, raise_if_failed, shooting_losses, surrogate_losses, token_laplacians
 from pdeflow.validation import check_finite_numbers
 
 INITS = ("random", "transformer")
@@ -84,6 +84,10 @@ class FitConfig:
             read-out, as a fraction of the others' in the free-running phase (0 holds them).
         shooting_kernel_lr_scale: the same fraction in the shooting phase (the default 0 holds the kernel while
             the dynamics learn each interval: with ``init="transformer"`` its maps start as the blocks' own).
+        depth_weighting: weight the blocks' attention KL in the training loss by ``1 + depth_weighting · l/(L−1)``
+            (scaled to mean 1; `pdeflow.surrogate.depth_weights`), so deeper blocks, where the free-running
+            solve drifts most, count more; 0 weighs every block alike. Validation and the reported figures
+            stay unweighted.
         length_buckets: group training batches by length into this many buckets (quantiles of the training
             inputs' lengths) and trim each batch's padding to its bucket's length, so short inputs stop paying
             for the longest; the step compiles once per bucket, all before the first step. 1: every batch keeps
@@ -109,6 +113,7 @@ class FitConfig:
     continuity_weight: float = 1.0
     kernel_lr_scale: float = 1.0
     shooting_kernel_lr_scale: float = 0.0
+    depth_weighting: float = 0.0
 
     def __post_init__(self):
         check_finite_numbers(self)
@@ -117,10 +122,10 @@ class FitConfig:
         if not 0 <= self.shooting_steps < self.steps:
             raise ValueError(f"shooting_steps must be in [0, steps={self.steps}) (the fit ends on the free-running "
                              f"solve); got {self.shooting_steps}.")
-        if min(self.kernel_lr_scale, self.shooting_kernel_lr_scale, self.continuity_weight) < 0 \
-                or not self.shooting_learning_rate > 0:
-            raise ValueError("need kernel_lr_scale, shooting_kernel_lr_scale, continuity_weight >= 0 and "
-                             "shooting_learning_rate > 0.")
+        if min(self.kernel_lr_scale, self.shooting_kernel_lr_scale, self.continuity_weight,
+               self.depth_weighting) < 0 or not self.shooting_learning_rate > 0:
+            raise ValueError("need kernel_lr_scale, shooting_kernel_lr_scale, continuity_weight, depth_weighting "
+                             ">= 0 and shooting_learning_rate > 0.")
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("steps, batch_size and eval_every must be positive.")
         if self.checkpoint_every < 0:
@@ -176,12 +181,13 @@ def _optimizer(learning_rate, warmup_steps, steps, weight_decay, clip_norm,
 
 
 def _loss(params, surrogate, solver, weights, shooting, trace, laplacians):
-    hidden_weight, continuity_weight = weights
+    hidden_weight, continuity_weight, block_weights = weights
+    block_weights = None if block_weights is None else jnp.asarray(block_weights, trace.attention.dtype)
     if shooting:  # the "hidden error" of this phase is the continuity error
-        kl, hidden_error, ok, steps = shooting_losses(params, surrogate, solver, trace, laplacians)
+        kl, hidden_error, ok, steps = shooting_losses(params, surrogate, solver, trace, laplacians, block_weights)
         loss = kl.mean() + continuity_weight * hidden_error.mean()
         return loss, (kl, hidden_error, ok, jnp.asarray(True), steps)
-    kl, hidden_error, out = surrogate_losses(params, surrogate, solver, trace, laplacians)
+    kl, hidden_error, out = surrogate_losses(params, surrogate, solver, trace, laplacians, block_weights)
     loss = kl.mean() + hidden_weight * hidden_error.mean()
     return loss, (kl, hidden_error, out.ok, out.finite_times, out.num_steps)
 
@@ -324,7 +330,9 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
 
     from tqdm.auto import tqdm
 
-    weights = (float(config.hidden_weight), float(config.continuity_weight))
+    block_weights = None if config.depth_weighting == 0 else \
+        tuple(depth_weights(surrogate.num_layers, config.depth_weighting).tolist())  # static: hashable
+    weights = (float(config.hidden_weight), float(config.continuity_weight), block_weights)
 
     def static(shooting: bool) -> tuple:
         return surrogate, solver, optimizers[shooting], weights, shooting

@@ -196,3 +196,16 @@ def test_shooting_and_init_settings_are_checked(traces):
     with pytest.raises(ValueError, match="init_from_transformer"):
         fit_surrogate(train, validation, SURROGATE, SolverConfig(), dataclasses.replace(FIT, init="transformer"),
                       progress=False)
+
+
+def test_depth_weighting_changes_what_the_fit_learns_and_is_checked(traces):
+    train, validation, _ = traces
+    solver = SolverConfig("heun", adaptive=False, dt0=0.5)
+    config = dataclasses.replace(FIT, steps=6, eval_every=3, shooting_steps=2)
+    plain = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
+    deep = fit_surrogate(train, validation, SURROGATE, solver, dataclasses.replace(config, depth_weighting=3.0),
+                         progress=False)
+    assert all(np.isfinite(h["validation_kl"]) for h in deep.history)
+    assert not np.allclose(plain.params["kernel"]["query"], deep.params["kernel"]["query"])
+    with pytest.raises(ValueError, match="depth_weighting"):
+        FitConfig(depth_weighting=-1.0)

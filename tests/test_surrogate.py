@@ -95,3 +95,28 @@ def test_held_out_predictions_read_the_transformer_only_at_the_input(setup):
     changed = batch._replace(hidden=batch.hidden.at[0].multiply(1.5))  # and the input does count
     assert not np.allclose(predict_attention(params, CONFIG, SOLVER, changed, 8),
                            predict_attention(params, CONFIG, SOLVER, batch, 8))
+
+
+def test_depth_weights_rise_with_depth_and_average_one():
+    from pdeflow.surrogate import depth_weights
+    w = depth_weights(6, 2.0)
+    np.testing.assert_allclose(w, np.array([1.0, 1.4, 1.8, 2.2, 2.6, 3.0]) / 2.0, rtol=1e-6)
+    np.testing.assert_allclose(depth_weights(6, 0.0), np.ones(6))
+    np.testing.assert_allclose(depth_weights(1, 5.0), np.ones(1))
+
+
+def test_block_weights_weigh_each_blocks_kl(setup):
+    params, batch, laplacians = setup
+    out = surrogate_forward(params, CONFIG, SOLVER, batch.hidden[0], laplacians, batch.mask)
+    L = CONFIG.num_layers
+    per_block = np.stack([per_input_attention_kl(batch.attention[l:l + 1], out.log_attention[l:l + 1], batch.mask)
+                          for l in range(L)])  # (L, B)
+    plain = per_input_attention_kl(batch.attention, out.log_attention, batch.mask)
+    np.testing.assert_allclose(plain, per_block.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(per_input_attention_kl(batch.attention, out.log_attention, batch.mask, jnp.ones(L)),
+                               plain, rtol=1e-6)
+    weights = jnp.arange(1.0, L + 1.0)
+    weighted = per_input_attention_kl(batch.attention, out.log_attention, batch.mask, weights)
+    np.testing.assert_allclose(weighted, (np.asarray(weights)[:, None] * per_block).sum(0) / float(weights.sum()),
+                               rtol=1e-5)
+    assert not np.allclose(weighted, plain, rtol=1e-3)  # the blocks' KL differ, so the weighting shows
