@@ -81,3 +81,30 @@ def test_mean_attention_averages_each_row_over_inputs_where_it_is_real():
     mean = metrics.mean_attention(p, mask)
     np.testing.assert_allclose(mean[0, :, 4], p[0, 0, :, 4])  # query 4 is real only in input 0
     np.testing.assert_allclose(mean[0, :, 0], p[0, :, :, 0].mean(0), rtol=1e-6)
+
+
+def test_the_registry_holds_the_three_metrics_in_the_order_of_metrics_json():
+    assert list(metrics.METRICS) == ["cosine", "js", "top_k"]
+    assert [m.direction for m in metrics.METRICS.values()] == ["higher", "lower", "higher"]
+    assert metrics.METRICS["js"].heading == "row-wise Jensen–Shannon divergence, bits (lower is better)"
+    assert metrics.METRICS["js"].axis_title == "Jensen–Shannon (bits) ↓"
+    with pytest.raises(ValueError, match="direction"):
+        metrics.Metric("x", "x", "x", "up", "", lambda p, q, mask, top_k: p.sum((-2, -1)))
+    with pytest.raises(ValueError, match="already registered"):
+        metrics.register_metric(metrics.METRICS["cosine"])
+
+
+def _max_gap(p, q, mask, top_k):
+    """A toy metric: the largest absolute difference of the two maps, per head."""
+    return jnp.max(jnp.abs(p - q), axis=(-2, -1))
+
+
+MAX_GAP = metrics.Metric("max_gap", "largest gap", "largest gap", "lower", "", _max_gap)
+
+
+def test_fidelity_can_be_measured_with_a_registry_of_ones_own():
+    p, mask = _maps(2, mask=MASK)
+    f = metrics.attention_fidelity(p, p, mask, registry={"max_gap": MAX_GAP, "js": metrics.METRICS["js"]})
+    assert list(f) == ["max_gap", "js"]
+    np.testing.assert_allclose(f["max_gap"], 0.0)
+    np.testing.assert_allclose(f["js"], 0.0, atol=1e-6)
