@@ -7,6 +7,7 @@ an interrupted or failed run never leaves a half-written folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import tempfile
@@ -77,6 +78,41 @@ def atomic_folder(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         remove_empty_folders(created)
         raise
+
+
+def json_text(value) -> str:
+    """``value`` (`json_ready` first) as the JSON text of every result file: indented by one space, keys in
+    their order."""
+    import json
+
+    return json.dumps(json_ready(value), indent=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultFolder:
+    """The staging folder of a result being written (`result_folder`): files go into ``path``."""
+
+    path: Path
+
+    def write_json(self, name: str, value) -> Path:
+        """Write ``value`` as ``name`` (`json_text`)."""
+        return self.write_text(name, json_text(value))
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write ``text`` (e.g. Markdown) as ``name``."""
+        path = self.path / name
+        path.write_text(text)
+        return path
+
+
+@contextlib.contextmanager
+def result_folder(out: str | Path, overwrite: bool = False) -> Iterator[ResultFolder]:
+    """``with result_folder(out) as folder:`` ``folder.write_json("results.json", result)``,
+    ``folder.write_text("summary.md", text)``, figures into ``folder.path``: the one way every result folder (fit
+    reports, studies, experiments) is written, all or nothing (`atomic_folder`: locked, moved into place in one
+    rename, nothing left behind on failure), every JSON file formatted alike (`json_text`)."""
+    with atomic_folder(out, overwrite) as staging:
+        yield ResultFolder(staging)
 
 
 def _follow_umask(folder: Path) -> None:
