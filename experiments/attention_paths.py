@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from pdeflow.paths import (
     total_kernel,
     with_bilinear_head,
 )
-from pdeflow.store import atomic_folder, check_output_dir, json_ready
+from pdeflow.store import check_output_dir, result_folder
 from pdeflow.tasks import MarkovChainTask, digit_pair_task, switch_detector
 
 DIGIT_CLASSES = (3, 8)
@@ -354,10 +353,10 @@ def main(argv=None) -> int:
                              vit_heads=args.vit_heads)
     check_output_dir(args.out, args.overwrite)
     result = run(config, args.progress)
-    with atomic_folder(args.out, args.overwrite) as staging:
-        (staging / "results.json").write_text(json.dumps(json_ready(result), indent=1))
-        (staging / "summary.md").write_text(summary(result))
-        write_figures(result, staging)
+    with result_folder(args.out, args.overwrite) as folder:
+        folder.write_json("results.json", result)
+        folder.write_text("summary.md", summary(result))
+        write_figures(result, folder.path)
     print(summary(result))
     return 0
 

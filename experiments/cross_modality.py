@@ -15,24 +15,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
 import numpy as np
 
 from pdeflow.fit import FitConfig
+from pdeflow.metrics import METRICS
 from pdeflow.pde import SurrogateConfig
 from pdeflow.pipeline import BLOCK_INPUT_NORM, MODELS, DataConfig, RunConfig, fit_transformer, preset_config
-from pdeflow.report import METHOD_LABELS, METRIC_TITLES, fidelity_table, write_report
-from pdeflow.store import atomic_folder, check_output_dir, json_ready
+from pdeflow.report import METHOD_LABELS, fidelity_table, measured_metrics, write_report
+from pdeflow.results import as_fit_metrics
+from pdeflow.store import check_output_dir, result_folder
+
+FIGURE_METRICS = ("cosine", "js")
+"""The metrics of the figure's rows (the table has every metric the fits measured)."""
 
 TITLES = {"minilm": "text: all-MiniLM-L6-v2 on pydoc sentences (token chain)",
           "vit-digits": "images: ViT on scikit-learn digits (4x4 patch grid + class token)"}
 
 
 def table_markdown(results: dict, config: RunConfig) -> str:
-    """The Markdown table of every modality in ``results`` (``{model: metrics}``)."""
+    """The Markdown table of every modality in ``results`` (``{model: metrics}``, each a
+    `pdeflow.results.FitMetrics` or its JSON form)."""
     s, f = config.surrogate, config.fit
     start = "started from the transformer's weights" if f.init == "transformer" else "random start"
     lines = ["# Cross-modality table: the attention-PDE on text and on images", "",
@@ -44,15 +49,26 @@ def table_markdown(results: dict, config: RunConfig) -> str:
              f"inputs, seed {f.seed}); every number is on {config.data.num_test} held-out inputs. Ablations are "
              "the fitted PDE with one term switched off (not refitted).", ""]
     for model, metrics in results.items():
-        params = metrics["parameters"]
-        lines += [f"## {TITLES[model]}", "",
-                  f"{metrics['model']}; surrogate {params['surrogate_used_by_attention_fit']:,} parameters used by "
-                  f"the attention fit, transformer {params['transformer']:,} ({params['transformer_blocks']:,} in "
-                  f"its blocks); fit {metrics['seconds']['fit']:.0f} s, stopped at step "
-                  f"{metrics['fit']['steps_run']} (best {metrics['fit']['best_step']}).", ""]
-        for name, title in METRIC_TITLES.items():
-            lines += [f"### {title}", ""] + fidelity_table(metrics["held_out"], name) + [""]
+        title, metrics = TITLES[model], as_fit_metrics(metrics)
+        params = metrics.parameters
+        lines += [f"## {title}", "",
+                  f"{metrics.model}; surrogate {params.surrogate_used_by_attention_fit:,} parameters used by "
+                  f"the attention fit, transformer {params.transformer:,} ({params.transformer_blocks:,} in "
+                  f"its blocks); fit {metrics.seconds.fit:.0f} s, stopped at step "
+                  f"{metrics.fit.steps_run} (best {metrics.fit.best_step}).", ""]
+        for metric in measured_metrics(metrics.held_out):
+            lines += [f"### {metric.heading}", ""] + fidelity_table(metrics.held_out, metric.name) + [""]
     return "\n".join(lines)
+
+
+def table_json(results: dict, config: RunConfig) -> dict:
+    """``table.json``: the config, and each modality's held-out fidelity and parameter counts (and the ViT's)."""
+    records = {model: as_fit_metrics(metrics) for model, metrics in results.items()}
+    vit = records.get("vit-digits")
+    return {"config": dataclasses.asdict(config),
+            "held_out": {m: r.to_json()["held_out"] for m, r in records.items()},
+            "parameters": {m: r.parameters.to_json() for m, r in records.items()},
+            "vit": None if vit is None else vit.vit}
 
 
 def write_figure(results: dict, path) -> None:
@@ -61,15 +77,15 @@ def write_figure(results: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(results), figsize=(6.5 * len(results), 8.5), squeeze=False)
+    fig, axes = plt.subplots(len(FIGURE_METRICS), len(results), figsize=(6.5 * len(results), 8.5), squeeze=False)
     for column, (model, metrics) in enumerate(results.items()):
-        for row, (name, title) in enumerate((("cosine", "cosine ↑"), ("js", "Jensen–Shannon (bits) ↓"))):
+        for row, metric in enumerate(METRICS[name] for name in FIGURE_METRICS):
             ax = axes[row, column]
-            for method, values in metrics["held_out"].items():
-                series = np.array([np.nan if v is None else v for v in values[name]], float)
+            for method, values in as_fit_metrics(metrics).held_out.items():
+                series = np.array(values[metric.name], float)
                 ax.plot(np.arange(len(series)), series, marker="o", lw=2.5 if method == "pde" else 1.2,
                         ls="-" if method.startswith("pde") else "--", label=METHOD_LABELS.get(method, method))
-            ax.set_title(f"{model}: {title}")
+            ax.set_title(f"{model}: {metric.axis_title}")
             ax.set_xlabel("transformer block")
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
@@ -94,7 +110,8 @@ def run(config: RunConfig, models=MODELS, progress: bool = True) -> tuple[dict, 
         started = time.perf_counter()
         reports[model] = fit_transformer(config_for(model, config), progress=progress)
         results[model] = reports[model].metrics
-        print(f"{model}: mean held-out cosine {np.mean(results[model]['held_out']['pde']['cosine']):.3f} "
+        held_out = as_fit_metrics(results[model]).held_out
+        print(f"{model}: mean held-out cosine {np.mean(held_out['pde']['cosine']):.3f} "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return results, reports
 
@@ -119,16 +136,12 @@ def main(argv=None) -> int:
         fit=dataclasses.replace(default.fit, steps=args.steps, seed=args.seed))
     check_output_dir(args.out, args.overwrite)
     results, reports = run(config, args.models, args.progress)
-    with atomic_folder(args.out, args.overwrite) as staging:
-        (staging / "table.md").write_text(table_markdown(results, config))
-        (staging / "table.json").write_text(json.dumps(json_ready(
-            {"config": dataclasses.asdict(config),
-             "held_out": {m: r["held_out"] for m, r in results.items()},
-             "parameters": {m: r["parameters"] for m, r in results.items()},
-             "vit": results.get("vit-digits", {}).get("vit")}), indent=1))
-        write_figure(results, staging / "cross_modality.png")
+    with result_folder(args.out, args.overwrite) as folder:
+        folder.write_text("table.md", table_markdown(results, config))
+        folder.write_json("table.json", table_json(results, config))
+        write_figure(results, folder.path / "cross_modality.png")
         for model, report in reports.items():
-            write_report(report, staging / model)
+            write_report(report, folder.path / model)
     print(table_markdown(results, config))
     print(f"wrote {args.out}/")
     return 0

@@ -43,7 +43,8 @@ from pdeflow.pipeline import (
     transformer_parameters,
     vit_surrogate_for,
 )
-from pdeflow.store import atomic_folder, check_output_dir, json_ready
+from pdeflow.results import FitMetrics
+from pdeflow.store import check_output_dir, result_folder
 from pdeflow.surrogate import predict_attention
 from pdeflow.train.vit import load_or_train_vit
 
@@ -139,13 +140,13 @@ def report_point(folder) -> dict:
     metrics_file = Path(folder) / "metrics.json"
     if not metrics_file.is_file():
         raise FileNotFoundError(f"{metrics_file} not found: --reports takes folders written by `pdeflow fit`.")
-    found = json.loads(metrics_file.read_text())
+    found = FitMetrics.from_json(json.loads(metrics_file.read_text()))
     config = json.loads((Path(folder) / "config.json").read_text())
-    cosine = found["held_out"]["pde"]["cosine"]
-    return {"model": config["model"], "label": found.get("preset") or "default", "folder": str(folder),
-            "parameters": found["parameters"]["surrogate_used_by_attention_fit"],
+    cosine = list(found.held_out["pde"]["cosine"])
+    return {"model": config["model"], "label": found.preset or "default", "folder": str(folder),
+            "parameters": found.parameters.surrogate_used_by_attention_fit,
             "mean_cosine": float(np.mean(cosine)), "min_cosine": float(np.min(cosine)),
-            "seconds": found["seconds"]["fit"], "per_block": cosine}
+            "seconds": found.seconds.fit, "per_block": cosine}
 
 
 def write_figure(results: dict, target: float, path, reports: list[dict] = ()) -> None:
@@ -227,14 +228,13 @@ def main(argv=None) -> int:
         solver = SolverConfig(**earlier["solver"])
     else:
         results = {model: sweep(model, sizes, data, solver, fit, args.progress) for model in args.models}
-    with atomic_folder(args.out, args.overwrite) as staging:
-        (staging / "sweep.json").write_text(json.dumps(json_ready(
-            {"data": dataclasses.asdict(data), "fit": dataclasses.asdict(fit), "solver": dataclasses.asdict(solver),
-             "target": args.target, "results": results, "reports": reports,
-             "smallest_reaching_target": {m: smallest_reaching(r, args.target) for m, r in results.items()}}),
-            indent=1))
-        (staging / "sweep.md").write_text(sweep_markdown(results, args.target, fit, data, reports))
-        write_figure(results, args.target, staging / "pareto.png", reports)
+    with result_folder(args.out, args.overwrite) as folder:
+        folder.write_json("sweep.json", {
+            "data": dataclasses.asdict(data), "fit": dataclasses.asdict(fit), "solver": dataclasses.asdict(solver),
+            "target": args.target, "results": results, "reports": reports,
+            "smallest_reaching_target": {m: smallest_reaching(r, args.target) for m, r in results.items()}})
+        folder.write_text("sweep.md", sweep_markdown(results, args.target, fit, data, reports))
+        write_figure(results, args.target, folder.path / "pareto.png", reports)
     print(sweep_markdown(results, args.target, fit, data, reports))
     print(f"wrote {args.out}/")
     return 0

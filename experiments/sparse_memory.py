@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from pdeflow.models.rpe_transformer import RPETransformerConfig
 from pdeflow.models.trace import Trace
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
-from pdeflow.store import atomic_folder, check_output_dir, json_ready
+from pdeflow.store import check_output_dir, result_folder
 from pdeflow.surrogate import predict_attention
 from pdeflow.tasks.sparse_memory import (
     AdaptiveMemory,
@@ -483,12 +482,12 @@ def main(argv=None) -> int:
                               learning_rate=args.learning_rate, large=args.large, pde_steps=args.pde_steps)
     check_output_dir(args.out, args.overwrite)
     results = run_experiment(config, args.progress)
-    with atomic_folder(args.out, args.overwrite) as staging:
+    with result_folder(args.out, args.overwrite) as folder:
         for name in config.sweeps:
-            (staging / f"{name}.json").write_text(json.dumps(json_ready(results[name]), indent=1))
-        (staging / "results.json").write_text(json.dumps(json_ready(results), indent=1))
-        (staging / "summary.md").write_text(summary(results))
-        write_figures(results, staging)
+            folder.write_json(f"{name}.json", results[name])
+        folder.write_json("results.json", results)
+        folder.write_text("summary.md", summary(results))
+        write_figures(results, folder.path)
     print(summary(results))
     return 0
 

@@ -1,6 +1,8 @@
 """Writing a run's outputs: metrics JSON, fitted parameters (safetensors), a Markdown summary, and figures.
 
-The folder is written atomically (`pdeflow.store.atomic_folder`): a failed run never leaves it half-written.
+The metrics are read through their record (`pdeflow.results.FitMetrics`), the fidelity metrics shown are those of
+the registry (`pdeflow.metrics.METRICS`), and the folder is written as every result folder is
+(`pdeflow.store.result_folder`: atomically, a failed run never leaves it half-written).
 """
 
 from __future__ import annotations
@@ -8,23 +10,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from pdeflow.metrics import METRICS, Metric
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
+from pdeflow.results import FitMetrics, as_fit_metrics
 from pdeflow.store import (
-    atomic_folder,
     check_output_dir,
     flatten_params,
     json_ready,
+    result_folder,
     save_checked_tensors,
     unflatten_params,
 )
 
-__all__ = ["check_output_dir", "fidelity_table", "json_ready", "load_surrogate", "summary_markdown", "write_figures",
-           "write_report"]
+__all__ = ["check_output_dir", "fidelity_table", "json_ready", "load_surrogate", "measured_metrics",
+           "summary_markdown", "write_figures", "write_report"]
 
 METHOD_LABELS = {
     "pde": "attention-PDE",
@@ -77,18 +82,22 @@ def config_checksum(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-METRIC_TITLES = {"cosine": "cosine similarity (higher is better)",
-                 "js": "row-wise Jensen–Shannon divergence, bits (lower is better)",
-                 "top_k": "top-k agreement (higher is better)"}
+def measured_metrics(held_out: Mapping, registry: Mapping[str, Metric] | None = None) -> list[Metric]:
+    """The metrics of ``registry`` (default `METRICS`, in its order) that ``held_out`` (``{method: {metric:
+    per-layer values}}``) holds: those its tables and figures show."""
+    registry = METRICS if registry is None else registry
+    held = next(iter(held_out.values()), {})
+    return [metric for name, metric in registry.items() if name in held]
 
 
 def _fmt(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
-def fidelity_table(held_out: dict, metric: str) -> list[str]:
+def fidelity_table(held_out: Mapping, metric: str) -> list[str]:
     """Markdown lines of one metric: a row per method (as ``held_out`` orders them), a column per block and
-    the mean over blocks that have a value. ``held_out`` is ``metrics["held_out"]``."""
+    the mean over blocks that have a value. ``held_out`` is `FitMetrics.held_out` (or its JSON form: ``None``
+    where a method has no value)."""
     layers = len(held_out["pde"][metric])
     lines = ["| method | " + " | ".join(f"block {l}" for l in range(layers)) + " | mean |", "|---" * (layers + 2) + "|"]
     for method, values in held_out.items():
@@ -99,47 +108,52 @@ def fidelity_table(held_out: dict, metric: str) -> list[str]:
     return lines
 
 
-def summary_markdown(metrics: dict) -> str:
-    held_out = metrics["held_out"]
-    lines = [f"# attention-PDE surrogate of {metrics['model']}", "",
-             f"Held-out inputs ({metrics['text']}): {metrics['splits']['test']} (train "
-             f"{metrics['splits']['train']}, validation {metrics['splits']['validation']}). "
-             f"Surrogate parameters: {metrics['parameters']['surrogate']:,} "
-             f"({metrics['parameters']['surrogate_used_by_attention_fit']:,} used by the attention fit); "
-             f"transformer: {metrics['parameters']['transformer']:,} "
-             f"({metrics['parameters']['transformer_blocks']:,} in its blocks).", ""]
-    seconds = metrics.get("seconds", {})
-    if "total" in seconds:
-        preset = f"Preset `{metrics['preset']}`. " if metrics.get("preset") else ""
-        lines += [f"{preset}Wall time {seconds['total']:.0f} s (trace {seconds['trace']:.0f} s, fit "
-                  f"{seconds['fit']:.0f} s, evaluation {seconds['evaluate']:.0f} s).", ""]
-    for name, title in METRIC_TITLES.items():
-        lines += [f"## {title}", ""] + fidelity_table(held_out, name) + [""]
-    lines += ["## notes", ""] + [f"- {note}" for note in metrics["notes"]] + [""]
+def summary_markdown(metrics: FitMetrics | Mapping, registry: Mapping[str, Metric] | None = None) -> str:
+    """``summary.md`` of a fit: sizes, wall time, a table per metric of ``registry`` (default `METRICS`) that the
+    metrics hold, and the notes. ``metrics``: a `FitMetrics` or its JSON form."""
+    metrics = as_fit_metrics(metrics)
+    splits, parameters = metrics.splits, metrics.parameters
+    lines = [f"# attention-PDE surrogate of {metrics.model}", "",
+             f"Held-out inputs ({metrics.text}): {splits.test} (train {splits.train}, validation "
+             f"{splits.validation}). Surrogate parameters: {parameters.surrogate:,} "
+             f"({parameters.surrogate_used_by_attention_fit:,} used by the attention fit); "
+             f"transformer: {parameters.transformer:,} ({parameters.transformer_blocks:,} in its blocks).", ""]
+    if metrics.seconds is not None:
+        seconds = metrics.seconds
+        preset = f"Preset `{metrics.preset}`. " if metrics.preset else ""
+        lines += [f"{preset}Wall time {seconds.total:.0f} s (trace {seconds.trace:.0f} s, fit "
+                  f"{seconds.fit:.0f} s, evaluation {seconds.evaluate:.0f} s).", ""]
+    for metric in measured_metrics(metrics.held_out, registry):
+        lines += [f"## {metric.heading}", ""] + fidelity_table(metrics.held_out, metric.name) + [""]
+    lines += ["## notes", ""] + [f"- {note}" for note in metrics.notes] + [""]
     return "\n".join(lines)
 
 
-def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
+def write_figures(metrics: FitMetrics | Mapping, example: dict, folder: Path,
+                  registry: Mapping[str, Metric] | None = None) -> list[str]:
+    """The figures of a fit into ``folder``; returns their file names. ``fidelity.png`` has a panel per metric of
+    ``registry`` (default `METRICS`) that the metrics hold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metrics = as_fit_metrics(metrics)
     written = []
-    held_out = metrics["held_out"]
-    layers = np.arange(len(held_out["pde"]["cosine"]))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, (name, title) in zip(axes, (("cosine", "cosine ↑"), ("js", "Jensen–Shannon (bits) ↓"),
-                                        ("top_k", "top-k agreement ↑"))):
+    held_out = metrics.held_out
+    layers = np.arange(metrics.num_layers)
+    shown = measured_metrics(held_out, registry)
+    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], shown):
         for method, values in held_out.items():
-            row = np.array([np.nan if v is None else v for v in values[name]], float)
+            row = np.array(values[metric.name], float)
             ax.plot(layers, row, marker="o", lw=2.5 if method == "pde" else 1.2,
                     ls="-" if method.startswith("pde") else "--", label=METHOD_LABELS.get(method, method))
         ax.set_xlabel("transformer block")
-        ax.set_title(title)
+        ax.set_title(metric.axis_title)
         ax.set_xticks(layers)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle("held-out attention fidelity: surrogate vs baselines")
     fig.tight_layout()
     fig.savefig(folder / "fidelity.png", dpi=110)
@@ -168,7 +182,7 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
     plt.close(fig)
     written.append("attention_maps.png")
 
-    curves = metrics["coefficients"]
+    curves = metrics.coefficients
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, (key, label) in zip(axes, (("D", "diffusion D(t)"), ("alpha", "attention α(t)"),
                                        ("beta", "residual β(t)"))):
@@ -182,13 +196,13 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
     plt.close(fig)
     written.append("coefficients.png")
 
-    history = metrics["fit"]["history"]
+    history = metrics.fit.history
     if history:
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         steps = [h["step"] for h in history]
         ax.plot(steps, [h["train_loss"] for h in history], label="train loss")
         ax.plot(steps, [h["validation_loss"] for h in history], label="validation loss")
-        ax.axvline(metrics["fit"]["best_step"], color="grey", ls=":", label="kept")
+        ax.axvline(metrics.fit.best_step, color="grey", ls=":", label="kept")
         ax.set_xlabel("step")
         ax.set_ylabel("KL (nats)")
         ax.set_yscale("log")
@@ -198,11 +212,11 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
         fig.savefig(folder / "loss.png", dpi=110)
         plt.close(fig)
         written.append("loss.png")
-    if "attention_entropy" in metrics:
-        entropy = metrics["attention_entropy"]
-        transformer, pde = np.asarray(entropy["transformer"], float), np.asarray(entropy["pde"], float)
+    if metrics.attention_entropy is not None:
+        entropy = metrics.attention_entropy
+        transformer, pde = np.asarray(entropy.transformer, float), np.asarray(entropy.pde, float)
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
-        t = np.asarray(entropy["pde_t"], float)
+        t = np.asarray(entropy.pde_t, float)
         for h in range(pde.shape[1]):
             ax.plot(t, pde[:, h], color="tab:blue", lw=0.5, alpha=0.35)
             ax.plot(np.arange(len(transformer)), transformer[:, h], ls="none", marker=".", color="tab:orange",
@@ -224,14 +238,16 @@ def write_figures(metrics: dict, example: dict, folder: Path) -> list[str]:
 
 def write_report(report, out: str | Path, overwrite: bool = False, figures: bool = True) -> Path:
     """Write ``metrics.json``, ``config.json``, ``params.safetensors``, ``summary.md`` and figures into ``out``,
-    atomically (all or nothing). ``report`` is a `pdeflow.pipeline.FitReport`."""
-    with atomic_folder(out, overwrite) as staging:
-        (staging / "metrics.json").write_text(json.dumps(json_ready(report.metrics), indent=1))
+    atomically (all or nothing). ``report`` is a `pdeflow.pipeline.FitReport` (its ``metrics`` a `FitMetrics`,
+    or that record's JSON form)."""
+    metrics = report.metrics.to_json() if isinstance(report.metrics, FitMetrics) else json_ready(report.metrics)
+    with result_folder(out, overwrite) as folder:
+        folder.write_json("metrics.json", metrics)
         config = json_ready(dataclasses.asdict(report.config))
-        (staging / "config.json").write_text(json.dumps(config, indent=1))
-        save_checked_tensors(flatten_params(report.params), staging / "params.safetensors",
+        folder.write_json("config.json", config)
+        save_checked_tensors(flatten_params(report.params), folder.path / "params.safetensors",
                              {"config_sha256": config_checksum(config)})
-        (staging / "summary.md").write_text(summary_markdown(json_ready(report.metrics)))
+        folder.write_text("summary.md", summary_markdown(metrics))
         if figures:
-            write_figures(json_ready(report.metrics), report.example, staging)
+            write_figures(metrics, report.example, folder.path)
     return Path(out)

@@ -102,6 +102,30 @@ def _max_gap(p, q, mask, top_k):
 MAX_GAP = metrics.Metric("max_gap", "largest gap", "largest gap", "lower", "", _max_gap)
 
 
+def test_a_metric_registered_in_one_place_is_measured_and_reported():
+    from pdeflow.report import summary_markdown
+    from pdeflow.results import FitMetrics, FitSummary, ParameterCounts, SplitSizes
+
+    p, mask = _maps(0, mask=MASK)
+    q, _ = _maps(1, mask=MASK)
+    before = metrics.attention_fidelity(p, q, mask)
+    with metrics.registered_metrics(MAX_GAP):
+        f = metrics.attention_fidelity(p, q, mask)
+        record = FitMetrics.measured(
+            model="m", text="t", splits=SplitSizes(1, 1, 3), parameters=ParameterCounts(1, 1, 2, 1),
+            fidelity={"pde": f, "uniform": f}, fit=FitSummary(0, False, 0, ()), preset="", coefficients={},
+            notes=())
+        summary = summary_markdown(record)
+    assert list(f) == ["cosine", "js", "top_k", "max_gap"]
+    for name in before:  # the others are unchanged by the new one
+        np.testing.assert_array_equal(f[name], before[name])
+    masked = np.where(MASK[None, :, None, :, None] & MASK[None, :, None, None, :], np.abs(p - q), 0.0)
+    np.testing.assert_allclose(f["max_gap"], masked.max(axis=(-2, -1)), rtol=1e-6)
+    assert "## largest gap (lower is better)" in summary and "| attention-PDE |" in summary
+    assert list(metrics.METRICS) == ["cosine", "js", "top_k"]  # gone once the block ends
+    assert "largest gap" not in summary_markdown(record)  # the report shows what the registry knows
+
+
 def test_fidelity_can_be_measured_with_a_registry_of_ones_own():
     p, mask = _maps(2, mask=MASK)
     f = metrics.attention_fidelity(p, p, mask, registry={"max_gap": MAX_GAP, "js": metrics.METRICS["js"]})

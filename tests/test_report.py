@@ -3,6 +3,7 @@ bit-flipped, edited or left incomplete is refused with one clear error, never si
 
 import json
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -14,6 +15,7 @@ from pdeflow import report
 from pdeflow.pde import SurrogateConfig
 from pdeflow.pde.attention_pde import init_surrogate
 from pdeflow.pipeline import RunConfig
+from pdeflow.results import FitMetrics
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SURROGATE = SurrogateConfig(num_layers=2, num_heads=2, model_dim=12, width=6, key_dim=3, value_rank=2, mlp_width=5,
@@ -113,3 +115,26 @@ def test_a_flipped_bit_is_refused_or_harmless(folder, tmp_path, name, data):
         assert name in str(error) and "fit it again" in str(error)
     else:  # only a flip that changes nothing read (e.g. JSON whitespace that stays whitespace) may pass
         assert _same(loaded)
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "experiments" / "results").rglob("metrics.json"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.parent.name)
+def test_every_committed_summary_is_reproduced_from_its_metrics(path):
+    data = json.loads(path.read_text())
+    expected = (path.parent / "summary.md").read_text()
+    assert report.summary_markdown(data) == expected
+    assert report.summary_markdown(FitMetrics.from_json(data)) == expected
+
+
+def test_a_report_of_a_record_writes_the_metrics_it_was_read_from(tmp_path):
+    path = COMMITTED[0]
+
+    class FromRecord(Written):
+        metrics = FitMetrics.from_json(json.loads(path.read_text()))
+
+    out = report.write_report(FromRecord, tmp_path / "run", figures=False)
+    assert (out / "metrics.json").read_text() == path.read_text()
+    assert (out / "summary.md").read_text() == (path.parent / "summary.md").read_text()
+    assert _same(report.load_surrogate(out))

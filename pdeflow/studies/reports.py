@@ -1,14 +1,14 @@
-"""Writing the studies' results: ``results.json``, ``summary.md`` and figures, into a folder written atomically."""
+"""Writing the studies' results: ``results.json``, ``summary.md`` and figures, into a folder written as every result
+folder is (`pdeflow.store.result_folder`: atomically)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from pdeflow.data.pydoc_corpus import TEXT_KINDS
-from pdeflow.store import atomic_folder, json_ready
+from pdeflow.store import result_folder
 
 
 def _public(result: dict) -> dict:
@@ -18,11 +18,11 @@ def _public(result: dict) -> dict:
 def _write_study(result: dict, out, overwrite: bool, summary, figures) -> Path:
     """``results.json`` (the result without its ``_``-prefixed in-memory parts), ``summary.md`` and, with
     ``figures(result, folder)``, the figures, into ``out`` atomically."""
-    with atomic_folder(out, overwrite) as staging:
-        (staging / "results.json").write_text(json.dumps(json_ready(_public(result)), indent=1))
-        (staging / "summary.md").write_text(summary(result))
+    with result_folder(out, overwrite) as folder:
+        folder.write_json("results.json", _public(result))
+        folder.write_text("summary.md", summary(result))
         if figures is not None:
-            figures(result, staging)
+            figures(result, folder.path)
     return Path(out)
 
 

@@ -3,6 +3,7 @@ import pytest
 from experiments.cross_modality import table_markdown
 from experiments.fidelity_vs_size import pareto_front, smallest_reaching
 from pdeflow.pipeline import RunConfig
+from pdeflow.results import FitMetrics, FitSummary, ParameterCounts, SplitSizes, Timings, per_layer
 
 
 def test_pareto_front_keeps_exactly_the_undominated_sizes():
@@ -21,9 +22,12 @@ def test_cross_modality_table_lists_every_method_per_block():
     held_out = {m: {"cosine": [0.9, 0.8], "js": [0.1, 0.2], "top_k": [0.7, 0.6]}
                 for m in ("pde", "pde_without_attention", "uniform")}
     held_out["previous_layer"] = {"cosine": [None, 0.5], "js": [None, 0.3], "top_k": [None, 0.4]}
-    metrics = {"model": "m", "parameters": {"surrogate_used_by_attention_fit": 1, "transformer": 2,
-                                            "transformer_blocks": 1},
-               "seconds": {"fit": 1.0}, "fit": {"steps_run": 3, "best_step": 2}, "held_out": held_out}
+    metrics = FitMetrics(model="m", text="t", splits=SplitSizes(1, 1, 1),
+                         parameters=ParameterCounts(surrogate=1, surrogate_used_by_attention_fit=1, transformer=2,
+                                                    transformer_blocks=1),
+                         held_out=per_layer(held_out), held_out_per_head={},
+                         fit=FitSummary(best_step=2, stopped_early=False, steps_run=3, history=()), preset="",
+                         coefficients={}, notes=(), seconds=Timings(trace=0.0, fit=1.0, evaluate=0.0, total=1.0))
     text = table_markdown({"minilm": metrics, "vit-digits": metrics}, RunConfig())
     assert text.count("| attention-PDE | 0.900 | 0.800 | 0.850 |") == 2
     assert "| previous layer | n/a | 0.500 | 0.500 |" in text  # the mean skips blocks without a prediction
