@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks.reporting import machine_label, peak_memory_bytes, write_result
 from pdeflow import metrics
 from pdeflow.data.batches import next_batch
-from pdeflow.fit import FitConfig, _sharded_batch, _train_step, _training_batches, fit_surrogate, make_optimizer
+from pdeflow.fit import FitConfig, fit_surrogate, make_fit_step, make_optimizer, sharded_batch, training_batches
 from pdeflow.models.minilm import load_minilm
 from pdeflow.parallel import data_mesh, replicated
 from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
@@ -70,30 +70,30 @@ def time_steps(surrogate, solver, fit: FitConfig, train, count: int, counter: Co
     mesh = data_mesh(fit.devices)  # the batch is split over every device JAX sees, as in a fit
     params = replicated(init_surrogate(jax.random.PRNGKey(fit.seed), surrogate, train.hidden[0][train.mask]), mesh)
     opt_state = replicated(optimizer.init(params), mesh)
-    batches = _training_batches(train, fit.batch_size, fit)
+    batches = training_batches(train, fit.batch_size, fit)
     draws = [next_batch(batches) for _ in range(count + 1)]
-    static = (surrogate, solver, optimizer, (float(fit.hidden_weight), float(fit.continuity_weight), None), False)
+    step = make_fit_step(surrogate, solver, fit)  # the fit's own (free-running) step
     lengths = sorted({length for _, length in draws}, key=lambda n: -1 if n is None else n)
     trace_s = compile_s = 0.0
     for length in lengths:  # every shape the timed steps will use, compiled before them (as the fit does)
         index = next(i for i, n in draws if n == length)
         start = time.perf_counter()
-        batch = _sharded_batch(train, index, mesh, surrogate, length)
-        lowered = _train_step.lower(*static, params, opt_state, *batch)
+        batch = sharded_batch(train, index, mesh, surrogate, length)
+        lowered = step.lower(params, opt_state, *batch)
         traced = time.perf_counter()
         lowered.compile()
         trace_s, compile_s = trace_s + traced - start, compile_s + time.perf_counter() - traced
     start = time.perf_counter()
-    params, opt_state, info = _train_step(*static, params, opt_state,
-                                          *_sharded_batch(train, draws[0][0], mesh, surrogate, draws[0][1]))
+    params, opt_state, info = step(params, opt_state, *sharded_batch(train, draws[0][0], mesh, surrogate,
+                                                                     draws[0][1]))
     jax.block_until_ready(params)
     first = time.perf_counter() - start
     mark = len(counter.events)
     durations, solver_steps = [], []
     for index, length in draws[1:]:
         start_step = time.perf_counter()
-        batch, laplacians = _sharded_batch(train, index, mesh, surrogate, length)
-        params, opt_state, info = _train_step(*static, params, opt_state, batch, laplacians)
+        batch, laplacians = sharded_batch(train, index, mesh, surrogate, length)
+        params, opt_state, info = step(params, opt_state, batch, laplacians)
         float(info["loss"])  # the fit reads the loss every step (NaN check): so does the benchmark
         durations.append(time.perf_counter() - start_step)
         solver_steps.append(int(info["num_steps"]))
@@ -154,10 +154,8 @@ def time_to_target(splits, surrogate, solver, fit: FitConfig, target: float, cou
     start = time.perf_counter()
     mark = len(counter.events)
 
-    def on_eval(record: dict) -> None:
+    def on_eval(record: dict, params: dict) -> None:  # the parameters of that step, not the best so far
         began = time.perf_counter()
-        # the fit keeps its best parameters internally; measure the current ones through a snapshot
-        params = on_eval.params
         maps = predict_attention(params, surrogate, solver, splits.test, fit.batch_size)
         cosine = metrics.attention_fidelity(splits.test.attention, maps, splits.test.mask)["cosine"]  # (L, B, H)
         per_layer = cosine.mean(axis=(1, 2))
@@ -167,24 +165,8 @@ def time_to_target(splits, surrogate, solver, fit: FitConfig, target: float, cou
               + " ".join(f"{c:.3f}" for c in per_layer), flush=True)
         excluded[0] += time.perf_counter() - began
 
-    # fit_surrogate reports records, not parameters: capture them from the step function's output
-    import pdeflow.fit as fit_module
-
-    original = fit_module._train_step
-
-    def capturing_step(*args):
-        out = original(*args)
-        on_eval.params = out[0]
-        return out
-
-    capturing_step.lower = original.lower  # the fit compiles length buckets ahead through it
-
-    fit_module._train_step = capturing_step
-    try:
-        result = fit_surrogate(splits.train, splits.validation, surrogate, solver, fit, progress=False,
-                               on_eval=on_eval)
-    finally:
-        fit_module._train_step = original
+    result = fit_surrogate(splits.train, splits.validation, surrogate, solver, fit, progress=False,
+                           on_eval_params=on_eval)
     total = time.perf_counter() - start - excluded[0]
     reached = next((c for c in curve if min(c["held_out_cosine_per_layer"]) >= target), None)
     return {"target": target, "curve": curve, "fit_wall_s": total, "steps_run": result.history[-1]["step"],

@@ -12,12 +12,9 @@ validation figures (and the choice of the best parameters) are always those of t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-import signal
-import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -39,11 +36,12 @@ from pdeflow.data.batches import (
     token_lengths,
 )
 from pdeflow.models.trace import Trace, check_trace
-from pdeflow.optim import warmup_cosine_adamw
+from pdeflow.optim import OptimizerConfig
 from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
 from pdeflow.surrogate import depth_weights, raise_if_failed, shooting_losses, surrogate_losses, token_laplacians
+from pdeflow.train_loop import make_train_step, train_loop
 from pdeflow.validation import check_finite_numbers
 
 INITS = ("random", "transformer")
@@ -137,6 +135,19 @@ class FitConfig:
         if not self.learning_rate > 0 or self.hidden_weight < 0 or self.patience < 0:
             raise ValueError("need learning_rate > 0, hidden_weight >= 0 and patience >= 0.")
 
+    def optimizer(self, shooting: bool = False) -> OptimizerConfig:
+        """The optimiser of the free-running phase (steps ``shooting_steps + 1 … steps``: ``learning_rate``,
+        ``kernel_lr_scale``), or of the shooting phase (steps ``1 … shooting_steps``: ``shooting_learning_rate``,
+        ``shooting_kernel_lr_scale``); each warms up over ``warmup_steps`` and decays to 1 % of its peak."""
+        if shooting and not self.shooting_steps:
+            raise ValueError("this fit has no shooting phase (shooting_steps=0), so no shooting optimiser.")
+        learning_rate, steps, scale = (self.shooting_learning_rate, self.shooting_steps,
+                                       self.shooting_kernel_lr_scale) if shooting else \
+            (self.learning_rate, self.steps - self.shooting_steps, self.kernel_lr_scale)
+        return OptimizerConfig(learning_rate, steps, self.warmup_steps, self.weight_decay, self.clip_norm,
+                               end_fraction=0.01, group_lr_scales=(("kernel", scale), ("dynamics", 1.0)),
+                               group_labels=parameter_groups)
+
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
@@ -149,12 +160,9 @@ class FitResult:
 
 
 def make_optimizer(config: FitConfig, shooting: bool = False) -> optax.GradientTransformation:
-    """The optimiser of the free-running phase (steps ``shooting_steps + 1 …``), or of the shooting phase."""
-    if shooting:
-        return _optimizer(config.shooting_learning_rate, config.warmup_steps, config.shooting_steps,
-                          config.weight_decay, config.clip_norm, config.shooting_kernel_lr_scale)
-    return _optimizer(config.learning_rate, config.warmup_steps, config.steps - config.shooting_steps,
-                      config.weight_decay, config.clip_norm, config.kernel_lr_scale)
+    """The optimiser of the free-running phase (steps ``shooting_steps + 1 …``), or of the shooting phase
+    (``config.optimizer(shooting).make()``)."""
+    return config.optimizer(shooting).make()
 
 
 def parameter_group(name: str) -> str:
@@ -162,48 +170,61 @@ def parameter_group(name: str) -> str:
     return "kernel" if name in KERNEL_GROUPS else "dynamics"
 
 
-@functools.cache
-def _optimizer(learning_rate, warmup_steps, steps, weight_decay, clip_norm,
-               kernel_lr_scale) -> optax.GradientTransformation:
-    # one object per setting: the step takes the optimizer as a static argument, so fits with equal settings (a
-    # resumed fit, a repeated one) share its compiled step instead of compiling their own
-    def adamw(scale):
-        if scale == 0:
-            return optax.set_to_zero()
-        return warmup_cosine_adamw(learning_rate * scale, warmup_steps, steps, weight_decay, end_fraction=0.01)
-
-    if kernel_lr_scale == 1:
-        groups = adamw(1.0)
-    else:
-        groups = optax.multi_transform({"kernel": adamw(kernel_lr_scale), "dynamics": adamw(1.0)},
-                                       lambda params: {k: parameter_group(k) for k in params})
-    return optax.chain(optax.clip_by_global_norm(clip_norm), groups)
+def parameter_groups(params: dict) -> dict:
+    """``{name: parameter_group(name)}`` for the top-level groups of ``params`` (the optimiser's labels)."""
+    return {name: parameter_group(name) for name in params}
 
 
-def _loss(params, surrogate, solver, weights, shooting, trace, laplacians):
-    hidden_weight, continuity_weight, block_weights = weights
-    block_weights = None if block_weights is None else jnp.asarray(block_weights, trace.attention.dtype)
-    if shooting:  # the "hidden error" of this phase is the continuity error
-        kl, hidden_error, ok, steps = shooting_losses(params, surrogate, solver, trace, laplacians, block_weights)
-        loss = kl.mean() + continuity_weight * hidden_error.mean()
-        return loss, (kl, hidden_error, ok, jnp.asarray(True), steps)
-    kl, hidden_error, out = surrogate_losses(params, surrogate, solver, trace, laplacians, block_weights)
-    loss = kl.mean() + hidden_weight * hidden_error.mean()
-    return loss, (kl, hidden_error, out.ok, out.finite_times, out.num_steps)
+@dataclasses.dataclass(frozen=True)
+class FitLoss:
+    """The fit's training loss on one batch, ``(params, trace, laplacians) -> (loss, aux)``: the mean attention
+    KL (blocks weighted by ``block_weights`` if given) plus ``hidden_weight`` times the relative hidden error of
+    the free-running solve, or, with ``shooting``, plus ``continuity_weight`` times the continuity error of the
+    multiple-shooting solve. ``aux``: the mean ``kl`` and ``hidden_error`` (the continuity error when shooting),
+    the solves' ``ok`` ``(B,)``, ``finite_times`` and ``num_steps``. A frozen dataclass, so equal losses compile
+    one step (`pdeflow.train_loop.make_train_step`)."""
+
+    surrogate: SurrogateConfig
+    solver: SolverConfig
+    hidden_weight: float = 0.0
+    continuity_weight: float = 1.0
+    block_weights: tuple[float, ...] | None = None
+    shooting: bool = False
+
+    @classmethod
+    def from_config(cls, surrogate: SurrogateConfig, solver: SolverConfig, config: FitConfig,
+                    shooting: bool = False) -> FitLoss:
+        """The loss ``config`` trains with in its free-running (or its shooting) phase."""
+        block_weights = None if config.depth_weighting == 0 else \
+            tuple(depth_weights(surrogate.num_layers, config.depth_weighting).tolist())  # static: hashable
+        return cls(surrogate, solver, float(config.hidden_weight), float(config.continuity_weight), block_weights,
+                   shooting)
+
+    def __call__(self, params, trace: Trace, laplacians):
+        block_weights = None if self.block_weights is None else jnp.asarray(self.block_weights,
+                                                                            trace.attention.dtype)
+        if self.shooting:  # the "hidden error" of this phase is the continuity error
+            kl, hidden_error, ok, steps = shooting_losses(params, self.surrogate, self.solver, trace, laplacians,
+                                                          block_weights)
+            loss = kl.mean() + self.continuity_weight * hidden_error.mean()
+            finite = jnp.asarray(True)
+        else:
+            kl, hidden_error, out = surrogate_losses(params, self.surrogate, self.solver, trace, laplacians,
+                                                     block_weights)
+            loss = kl.mean() + self.hidden_weight * hidden_error.mean()
+            ok, finite, steps = out.ok, out.finite_times, out.num_steps
+        return loss, {"kl": kl.mean(), "hidden_error": hidden_error.mean(), "ok": ok, "finite_times": finite,
+                      "num_steps": steps}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4), donate_argnums=(5, 6))
-def _train_step(surrogate, solver, optimizer, weights, shooting, params, opt_state, trace, laplacians):
-    (loss, (kl, hidden_error, ok, finite, steps)), grads = jax.value_and_grad(_loss, has_aux=True)(
-        params, surrogate, solver, weights, shooting, trace, laplacians)
-    updates, new_opt_state = optimizer.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    finite_grads = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
-    good = jnp.all(ok) & jnp.isfinite(loss) & finite_grads
-    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(good, a, b), new, old)  # noqa: E731
-    return (keep(new_params, params), keep(new_opt_state, opt_state),
-            {"loss": loss, "kl": kl.mean(), "hidden_error": hidden_error.mean(), "good": good, "ok": ok,
-             "finite_times": finite, "num_steps": steps})
+def make_fit_step(surrogate: SurrogateConfig, solver: SolverConfig, config: FitConfig, shooting: bool = False):
+    """The fit's jit-compiled step in its free-running (or shooting) phase:
+    ``(params, opt_state, trace, laplacians) -> (params, opt_state, info)`` (`pdeflow.train_loop.make_train_step`
+    on `FitLoss` and `make_optimizer`). It donates ``params`` and ``opt_state``, and keeps them unchanged when
+    a solve fails or the loss or a gradient is not finite (``info["good"]`` is then false). Equal settings give
+    the same function, compiled once."""
+    return make_train_step(FitLoss.from_config(surrogate, solver, config, shooting), make_optimizer(config, shooting),
+                           has_aux=True, keep_last_good=True, donate=True)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -212,10 +233,10 @@ def _eval_losses(surrogate, solver, params, trace, laplacians):
     return kl, hidden_error, out.ok, out.finite_times
 
 
-def _sharded_batch(trace: Trace, index, mesh: Mesh | None, surrogate: SurrogateConfig,
-                   num_tokens: int | None = None):
+def sharded_batch(trace: Trace, index, mesh: Mesh | None, surrogate: SurrogateConfig,
+                  num_tokens: int | None = None) -> tuple[Trace, jax.Array]:
     """The sub-batch ``index`` of ``trace`` (trimmed to ``num_tokens`` tokens if given) and its token
-    Laplacians, split over ``mesh`` if given."""
+    Laplacians ``(B, N, N)``: the step's ``(trace, laplacians)``, split over ``mesh`` if given."""
     batch = trace.take(index)
     if num_tokens is not None:
         batch = batch.truncate(num_tokens)
@@ -231,7 +252,7 @@ def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, tr
     over ``mesh`` if given)."""
     kls, errors = [], []
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
-        batch, laplacians = _sharded_batch(trace, index, mesh, surrogate)
+        batch, laplacians = sharded_batch(trace, index, mesh, surrogate)
         kl, error, ok, finite = _eval_losses(surrogate, solver, params, batch, laplacians)
         raise_if_failed(ok, finite, surrogate.num_layers, solver, "validation")
         kls.append(to_host(kl)[:keep])
@@ -242,7 +263,7 @@ def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, tr
 def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, solver: SolverConfig = SolverConfig(),
                   config: FitConfig = FitConfig(), params: dict | None = None, progress: bool = True,
                   on_eval: Callable[[dict], None] | None = None, checkpoint_dir: str | Path | None = None,
-                  resume: bool = False) -> FitResult:
+                  resume: bool = False, on_eval_params: Callable[[dict, dict], None] | None = None) -> FitResult:
     """Fit the surrogate's parameters so its attention maps match ``train``'s, stopping on ``validation``.
 
     Args:
@@ -257,6 +278,9 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             is saved, then ``KeyboardInterrupt`` is raised). None keeps none.
         resume: continue from the newest checkpoint in ``checkpoint_dir`` (if there is one) instead of
             starting afresh; the result equals that of an uninterrupted fit.
+        on_eval_params: called after ``on_eval`` with each validation record and the parameters of that step
+            (on the device, valid during the call only: the next step reuses their buffers), e.g. to measure
+            them on other data.
 
     Raises:
         ValueError for malformed traces, a surrogate whose shape does not match them, or a checkpoint made
@@ -291,14 +315,15 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
         params = init_surrogate(jax.random.PRNGKey(config.seed), surrogate, train.hidden[0][train.mask])
     mesh = data_mesh(config.devices)
     check_divisible(batch_size, mesh)
-    optimizers = {True: make_optimizer(config, shooting=True), False: make_optimizer(config)}
-
     def shooting_at(step: int) -> bool:  # whether step number `step` (1-based) is a shooting step
         return step <= config.shooting_steps
 
+    def fresh_opt_state(shooting: bool, params) -> optax.OptState:
+        return replicated(make_optimizer(config, shooting).init(params), mesh)
+
     params = replicated(jax.tree_util.tree_map(jnp.array, params), mesh)  # own buffers: the step donates them
-    opt_state = replicated(optimizers[shooting_at(1)].init(params), mesh)
-    batches = _training_batches(train, batch_size, config)
+    opt_state = fresh_opt_state(shooting_at(1), params)
+    batches = training_batches(train, batch_size, config)
     # best_params is a host copy: the step donates (frees) the device buffers of params, and copying to the
     # host compiles nothing
     state = FitState(step=0, params=params, opt_state=opt_state, best_params=jax.tree_util.tree_map(to_host, params),
@@ -312,8 +337,8 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                 "train": list(train.hidden.shape), "validation": list(np.shape(validation.hidden))}
     if resume and checkpointer.latest_step() is not None:
         def like(step: int) -> FitState:  # a step saved in the free-running phase holds that optimiser's state
-            return dataclasses.replace(state, opt_state=state.opt_state if shooting_at(step) else replicated(
-                optimizers[False].init(params), mesh))
+            return dataclasses.replace(state, opt_state=state.opt_state if shooting_at(step) else
+                                       fresh_opt_state(False, params))
 
         state, skipped = restore_newest_intact(checkpointer, like, settings)
         for line in skipped:
@@ -323,100 +348,82 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
         batches = batches_from_state(state.data_order)
     stopped_early = bool(config.patience) and state.since_best >= config.patience and not shooting_at(state.step)
 
-    def save() -> None:
+    def save() -> None:  # the state after `state.step` steps (a no-op if it was just saved)
         if checkpointer is not None and checkpointer.latest_step() != state.step:
             state.data_order = batches.state()
             checkpointer.save(state, settings)
 
-    from tqdm.auto import tqdm
-
-    block_weights = None if config.depth_weighting == 0 else \
-        tuple(depth_weights(surrogate.num_layers, config.depth_weighting).tolist())  # static: hashable
-    weights = (float(config.hidden_weight), float(config.continuity_weight), block_weights)
-
-    def static(shooting: bool) -> tuple:
-        return surrogate, solver, optimizers[shooting], weights, shooting
+    def fit_step(shooting: bool):
+        return make_fit_step(surrogate, solver, config, shooting)
 
     if isinstance(batches, BucketedBatches):  # compile every bucket's step now, none during the fit
+        from tqdm.auto import tqdm
+
         phases = sorted({shooting_at(state.step + 1), shooting_at(config.steps)})
         for length in tqdm(batches.buckets, desc="compile buckets", disable=not progress, unit="bucket"):
-            shapes = _sharded_batch(train, np.arange(batch_size), mesh, surrogate, length)  # only shapes count
+            shapes = sharded_batch(train, np.arange(batch_size), mesh, surrogate, length)  # only shapes count
             for shooting in phases:
                 like = state.opt_state if shooting == shooting_at(state.step + 1) else \
-                    replicated(optimizers[shooting].init(state.params), mesh)  # as the switch of phase makes it
-                _train_step.lower(*static(shooting), state.params, like, *shapes).compile()
-    bar = tqdm(total=config.steps, initial=state.step, desc="fit", disable=not progress, unit="step")
-    with _interrupt_at_step_boundary() as interrupted:
-        while state.step < config.steps and not stopped_early:
-            step = state.step + 1
-            shooting = shooting_at(step)
-            if config.shooting_steps and step == config.shooting_steps + 1:  # free-running from here: fresh moments
-                state.opt_state = replicated(optimizers[False].init(state.params), mesh)
-            index, num_tokens = next_batch(batches)
-            batch, laplacians = _sharded_batch(train, index, mesh, surrogate, num_tokens)
-            new_params, new_opt_state, info = _train_step(*static(shooting), state.params, state.opt_state, batch,
-                                                          laplacians)
-            state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated
-            if not bool(info["good"]):  # the step kept the last good parameters: save them, then stop
-                save()
-                raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers, solver, f"fit step {step}")
-                raise SolverError(f"fit step {step}: the loss or its gradient is NaN/Inf (loss={float(info['loss'])})."
-                                  " The parameters of the last good step are kept. Remedy: lower the learning rate "
-                                  f"or the gradient clip (clip_norm, now {config.clip_norm}).")
-            state.running.append(float(info["loss"]))
-            record = None
-            if step % config.eval_every == 0 or step == config.steps:
-                val_kl, val_hidden = evaluate_losses(state.params, surrogate, solver, validation, batch_size, mesh)
-                val_loss = val_kl + config.hidden_weight * val_hidden
-                record = {"step": step, "train_loss": float(np.mean(state.running)), "validation_kl": val_kl,
-                          "validation_hidden_error": val_hidden, "validation_loss": val_loss,
-                          "solver_steps": int(info["num_steps"]), "phase": "shooting" if shooting else "free"}
-                state.running = []
-                state.history.append(record)
-                if val_loss < state.best:
-                    state.best, state.best_step, state.since_best = val_loss, step, 0
-                    state.best_params = jax.tree_util.tree_map(to_host, state.params)
-                elif not shooting:  # patience counts in the free-running phase only
-                    state.since_best += 1
-                    stopped_early = bool(config.patience) and state.since_best >= config.patience
-                bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{val_kl:.4f}")
-            state.step = step
-            bar.update(1)
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save()
-            if record is not None and on_eval is not None:
-                on_eval(record)
-            if interrupted():
-                save()
-                bar.close()
-                where = f"; resume from the checkpoint in {checkpoint_dir}" if checkpointer else ""
-                raise KeyboardInterrupt(f"fit interrupted after step {step}{where}")
-    bar.close()
-    save()  # the final state (a no-op if the last step was just saved)
+                    fresh_opt_state(shooting, state.params)  # as the switch of phase makes it
+                fit_step(shooting).lower(state.params, like, *shapes).compile()
+
+    def train_step(step: int) -> dict:
+        shooting = shooting_at(step)
+        if config.shooting_steps and step == config.shooting_steps + 1:  # free-running from here: fresh moments
+            state.opt_state = fresh_opt_state(False, state.params)
+        index, num_tokens = next_batch(batches)
+        batch, laplacians = sharded_batch(train, index, mesh, surrogate, num_tokens)
+        new_params, new_opt_state, info = fit_step(shooting)(state.params, state.opt_state, batch, laplacians)
+        state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated
+        if not bool(info["good"]):  # the step kept the last good parameters: save them, then stop
+            save()
+            raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers, solver, f"fit step {step}")
+            raise SolverError(f"fit step {step}: the loss or its gradient is NaN/Inf (loss={float(info['loss'])})."
+                              " The parameters of the last good step are kept. Remedy: lower the learning rate "
+                              f"or the gradient clip (clip_norm, now {config.clip_norm}).")
+        state.running.append(float(info["loss"]))
+        state.step = step
+        return info
+
+    def evaluate(step: int, info: dict) -> dict:
+        nonlocal stopped_early
+        shooting = shooting_at(step)
+        val_kl, val_hidden = evaluate_losses(state.params, surrogate, solver, validation, batch_size, mesh)
+        val_loss = val_kl + config.hidden_weight * val_hidden
+        record = {"step": step, "train_loss": float(np.mean(state.running)), "validation_kl": val_kl,
+                  "validation_hidden_error": val_hidden, "validation_loss": val_loss,
+                  "solver_steps": int(info["num_steps"]), "phase": "shooting" if shooting else "free"}
+        state.running = []
+        state.history.append(record)
+        if val_loss < state.best:
+            state.best, state.best_step, state.since_best = val_loss, step, 0
+            state.best_params = jax.tree_util.tree_map(to_host, state.params)
+        elif not shooting:  # patience counts in the free-running phase only
+            state.since_best += 1
+            stopped_early = bool(config.patience) and state.since_best >= config.patience
+        return record
+
+    def report(record: dict) -> None:
+        if on_eval is not None:
+            on_eval(record)
+        if on_eval_params is not None:
+            on_eval_params(record, state.params)
+
+    train_loop(train_step, config.steps, start=state.step, eval_every=config.eval_every, evaluate=evaluate,
+               report=report, checkpoint_every=config.checkpoint_every, checkpoint=lambda step: save(),
+               should_stop=lambda: stopped_early, progress=progress, name="fit",
+               postfix=lambda record: {"train": f"{record['train_loss']:.4f}", "val": f"{record['validation_kl']:.4f}"},
+               interrupt_hint=f"; resume from the checkpoint in {checkpoint_dir}" if checkpointer else "")
     return FitResult(jax.tree_util.tree_map(to_host, state.best_params), state.history, state.best_step,
                      stopped_early)
 
 
-def _training_batches(train: Trace, batch_size: int, config: FitConfig) -> ShuffledBatches | BucketedBatches:
-    """The fit's batch order: shuffled full-length batches, or batches grouped into length buckets."""
+def training_batches(train: Trace, batch_size: int, config: FitConfig) -> ShuffledBatches | BucketedBatches:
+    """The fit's batch order (seeded by ``config.seed``): shuffled full-length batches, or, with
+    ``config.length_buckets > 1``, batches grouped into length buckets. Draw from it with
+    `pdeflow.data.batches.next_batch` -> ``(index, num_tokens)`` and cut the batch with `sharded_batch`."""
     rng = np.random.default_rng(config.seed)
     if config.length_buckets == 1:
         return ShuffledBatches(train.mask.shape[0], batch_size, rng)
     lengths = token_lengths(train.mask)
     return BucketedBatches(lengths, bucket_lengths(lengths, config.length_buckets), batch_size, rng)
-
-
-@contextlib.contextmanager
-def _interrupt_at_step_boundary():
-    """While active, SIGINT (Ctrl-C) sets a flag instead of raising, so the fit can finish the step under way
-    and save it. Yields a function that tells whether SIGINT arrived. Outside the main thread it does
-    nothing."""
-    received = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield lambda: bool(received)
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -100,12 +100,12 @@ def test_a_fit_compiles_its_step_once_and_never_again(traces):
     solver = SolverConfig("bosh3", rtol=2e-2)  # static arguments no other test uses: the first step compiles
     fit_surrogate(train, validation, SURROGATE, solver, config, progress=False,
                   on_eval=lambda record: marks.append(len(compiled)))
-    assert any("_train_step" in str(name) for name in compiled[:marks[0]]), compiled
+    assert any("train_step" in str(name) for name in compiled[:marks[0]]), compiled
     assert marks[-1] == marks[0], f"compiled after the first validation point: {compiled[marks[0]:]}"
-    assert sum("_train_step" in str(n) for n in compiled) <= 1, compiled
+    assert sum("train_step" in str(n) for n in compiled) <= 1, compiled
     # snapshots of the best parameters go to the host: no device copy is compiled once training has begun (the
     # copy that gives the fit its own buffers before the first step compiles only if no earlier test made it)
-    first_step = next(i for i, name in enumerate(compiled) if "_train_step" in str(name))
+    first_step = next(i for i, name in enumerate(compiled) if "train_step" in str(name))
     assert not [n for n in compiled[first_step:] if "copy" in str(n)], compiled
 
 
@@ -141,10 +141,10 @@ def test_a_bucketed_fit_compiles_one_step_per_bucket_before_training_and_none_af
     solver = SolverConfig("ralston", adaptive=False, dt0=0.5, adjoint="stored")  # static arguments no other test uses
     result = fit_surrogate(traces[0], traces[1], SURROGATE, solver, config, progress=False,
                            on_eval=lambda record: marks.append(len(compiled)))
-    steps = [n for n in compiled[:marks[0]] if "_train_step" in str(n)]
+    steps = [n for n in compiled[:marks[0]] if "train_step" in str(n)]
     assert len(steps) == 2, compiled  # one per bucket
     assert marks[-1] == marks[0], f"compiled after the first validation point: {compiled[marks[0]:]}"
-    assert sum("_train_step" in str(n) for n in compiled) == 2, compiled
+    assert sum("train_step" in str(n) for n in compiled) == 2, compiled
     assert result.history[-1]["validation_kl"] < result.history[0]["validation_kl"]
 
     # stopped after step 8 and resumed from its checkpoint, the bucketed batch order picks up where it was
