@@ -3,15 +3,18 @@
 Packages by job: ``models`` (traced transformers -> `Trace`), ``data`` (inputs that ship with the machine),
 ``train`` (transformers trained here), ``pde`` (the attention-PDE and its solve), ``fit`` (optax fitting),
 ``metrics`` (fidelity and baselines), ``information`` (entropies, logit lens, mutual information),
-``pipeline`` (the main job as one call), ``studies`` (the entropy lens of LM families, the ViT's information
+``sources`` (the models pdeflow fits, each with its inputs and token grid, in a registry), ``pipeline`` (the main
+job as one call, `fit_and_measure`), ``studies`` (the entropy lens of LM families, the ViT's information
 plane), ``report`` and ``store`` (files and figures), ``cli`` (the ``pdeflow`` command).
 """
 
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
 from pdeflow.models import Trace, load_minilm
 from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
-from pdeflow.pipeline import DataConfig, RunConfig, fit_minilm, fit_transformer, fit_vit
+from pdeflow.pipeline import DataConfig, RunConfig, fit_and_measure, fit_minilm, fit_transformer, fit_vit
+from pdeflow.sources import ModelSource, model_source, register_source
 
 __version__ = "0.1.0"
-__all__ = ["DataConfig", "FitConfig", "FitResult", "RunConfig", "SolverConfig", "SolverError", "SurrogateConfig",
-           "Trace", "fit_minilm", "fit_surrogate", "fit_transformer", "fit_vit", "init_surrogate", "load_minilm"]
+__all__ = ["DataConfig", "FitConfig", "FitResult", "ModelSource", "RunConfig", "SolverConfig", "SolverError",
+           "SurrogateConfig", "Trace", "fit_and_measure", "fit_minilm", "fit_surrogate", "fit_transformer", "fit_vit",
+           "init_surrogate", "load_minilm", "model_source", "register_source"]

@@ -21,6 +21,7 @@ from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import COMPUTE_DTYPES, POSITION_FAMILIES, STATE_NORMS, TERMS, VARYING, SurrogateConfig
 from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
 from pdeflow.pipeline import MODELS, PRESETS, DataConfig, RunConfig, preset_config
+from pdeflow.sources import source_names
 from pdeflow.studies.information_plane import InfoPlaneConfig
 from pdeflow.studies.lens import LensConfig
 from pdeflow.train.lm import LM_FAMILIES, LMTrainConfig
@@ -93,7 +94,7 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
                     "du/dt = D(t)Δu + α(t)(Attn(t,u)uW_v − u) + β(t)R(u) so that its kernel at t = l matches "
                     "block l's attention maps, and write held-out fidelity against baselines (metrics.json, "
                     "summary.md), the fitted parameters (params.safetensors, config.json) and figures into --out.")
-    fit.add_argument("--model", default=RunConfig.model, choices=list(MODELS),
+    fit.add_argument("--model", default=RunConfig.model, choices=list(source_names()),
                      help=field_help(RunConfig)["model"])
     fit.add_argument("--out", default=None, help="output folder (written atomically; default results/MODEL)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

