@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 import time
@@ -29,7 +28,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from pdeflow import metrics
 from pdeflow.data.batches import fixed_size_batches, shuffled_batches
@@ -40,6 +38,7 @@ from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surro
 from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
 from pdeflow.store import atomic_folder, check_output_dir, json_ready
 from pdeflow.surrogate import per_input_attention_kl, predict_attention
+from pdeflow.train_loop import make_train_step, train_loop
 
 KERNEL_PARAMETERS = ("projection", "kernel")  # what a teacher-forced fit uses and trains
 
@@ -57,11 +56,15 @@ def teacher_forced_kl(params: dict, config: SurrogateConfig, trace: Trace) -> ja
                                   trace.mask)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _step(config, optimizer, params, opt_state, trace):
-    loss, grads = jax.value_and_grad(lambda p: teacher_forced_kl(p, config, trace).mean())(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+@dataclasses.dataclass(frozen=True)
+class TeacherForcedLoss:
+    """``(params, trace) -> `teacher_forced_kl` averaged over the batch``: the teacher-forced fit's loss (a frozen
+    dataclass, so fits of equal configs share one compiled step)."""
+
+    config: SurrogateConfig
+
+    def __call__(self, params: dict, trace: Trace) -> jax.Array:
+        return teacher_forced_kl(params, self.config, trace).mean()
 
 
 _kl = jax.jit(teacher_forced_kl, static_argnums=1)
@@ -85,22 +88,29 @@ def fit_teacher_forced(train: Trace, validation: Trace, config: SurrogateConfig,
     params = {name: params[name] for name in KERNEL_PARAMETERS}
     optimizer = make_optimizer(fit)
     opt_state = optimizer.init(params)
+    step = make_train_step(TeacherForcedLoss(config), optimizer)
     batches = shuffled_batches(train.mask.shape[0], fit.batch_size, np.random.default_rng(fit.seed))
-    best, best_step, best_kl, history, waited = params, 0, np.inf, [], 0
-    for step in range(1, fit.steps + 1):
-        params, opt_state, loss = _step(config, optimizer, params, opt_state, train.take(next(batches)))
-        if not np.isfinite(float(loss)):
-            raise FloatingPointError(f"the teacher-forced fit's loss is {float(loss)} at step {step}; lower "
+    best, best_step, best_kl, history, waited, stopped = params, 0, np.inf, [], 0, False
+
+    def train_step(i: int) -> None:
+        nonlocal params, opt_state
+        params, opt_state, info = step(params, opt_state, train.take(next(batches)))
+        if not np.isfinite(float(info["loss"])):
+            raise FloatingPointError(f"the teacher-forced fit's loss is {float(info['loss'])} at step {i}; lower "
                                      "the learning rate.")
-        if step % fit.eval_every == 0 or step == fit.steps:
-            kl = float(_batched(_kl, params, config, validation, fit.batch_size, axis=0).mean())
-            history.append((step, kl))
-            if kl < best_kl:
-                best, best_step, best_kl, waited = params, step, kl, 0
-            else:
-                waited += 1
-                if fit.patience and waited >= fit.patience:
-                    break
+
+    def evaluate(i: int, info) -> None:
+        nonlocal best, best_step, best_kl, waited, stopped
+        kl = float(_batched(_kl, params, config, validation, fit.batch_size, axis=0).mean())
+        history.append((i, kl))
+        if kl < best_kl:
+            best, best_step, best_kl, waited = params, i, kl, 0
+        else:
+            waited += 1
+            stopped = bool(fit.patience) and waited >= fit.patience
+
+    train_loop(train_step, fit.steps, eval_every=fit.eval_every, evaluate=evaluate, should_stop=lambda: stopped,
+               name="teacher-forced fit")
     return best, best_step, history
 
 

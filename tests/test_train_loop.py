@@ -147,3 +147,10 @@ def test_the_fit_config_builds_its_phases_optimizers():
     with pytest.raises(ValueError, match="no shooting phase"):
         FitConfig().optimizer(shooting=True)
 
+
+def test_the_trainers_configs_build_their_optimizers_from_their_own_fields():
+    from pdeflow.train import LMTrainConfig, MemoryTrainConfig, ViTTrainConfig
+
+    assert LMTrainConfig().optimizer() == OptimizerConfig(3e-3, 600, 60, 0.01, clip_norm=1.0)
+    assert ViTTrainConfig().optimizer(steps_per_epoch=21) == OptimizerConfig(2e-3, 150 * 21, 100, 0.05)
+    assert MemoryTrainConfig().optimizer() == OptimizerConfig(3e-3, 1500, 100, 1e-4, 1.0, end_fraction=0.01)

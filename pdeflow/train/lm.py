@@ -24,7 +24,7 @@ import optax
 from pdeflow.data.pydoc_corpus import corpus_vocabulary, encode, split_corpus
 from pdeflow.models.gpt import GPT, GPTConfig
 from pdeflow.models.trace import Trace, run_in_batches
-from pdeflow.optim import warmup_cosine_adamw
+from pdeflow.optim import OptimizerConfig
 from pdeflow.store import (
     cache_root,
     check_params_match,
@@ -33,6 +33,7 @@ from pdeflow.store import (
     read_params_folder,
     save_params_folder,
 )
+from pdeflow.train_loop import make_train_step, train_loop
 from pdeflow.validation import check_finite_numbers
 
 # family name -> the GPTConfig fields that define it (everything but depth)
@@ -95,6 +96,10 @@ class LMTrainConfig:
     def name(self) -> str:
         """``family-L<depth>``, e.g. ``pre-ln-L4``."""
         return f"{self.family}-L{self.num_layers}"
+
+    def optimizer(self) -> OptimizerConfig:
+        """AdamW over ``steps`` steps: linear warm-up, cosine decay to 0, gradients clipped to global norm 1."""
+        return OptimizerConfig(self.learning_rate, self.steps, self.warmup_steps, self.weight_decay, clip_norm=1.0)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -166,38 +171,34 @@ def train_lm(config: LMTrainConfig = LMTrainConfig(), progress: bool = False) ->
     held_ids = encode("\n\n".join(p.text for p in split.held_out), vocabulary)
     model = config.model(len(vocabulary))
     module = GPT(model)
-    optimizer = warmup_cosine_adamw(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay,
-                                    clip_norm=1.0)
+    optimizer = config.optimizer().make()
     params = module.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, config.context_size), jnp.int32))
     opt_state = optimizer.init(params)
 
-    @jax.jit
-    def step(params, opt_state, batch):
-        def loss_fn(p):
-            logits, _ = module.apply(p, batch[:, :-1])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
+    def loss_fn(params, batch):
+        logits, _ = module.apply(params, batch[:, :-1])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    from tqdm.auto import tqdm
-
+    step = make_train_step(loss_fn, optimizer)
     rng = np.random.default_rng(config.seed)
     history, losses = [], []
     started = time.perf_counter()
-    report_every = max(config.steps // 20, 1)
-    for i in tqdm(range(config.steps), desc=f"train {config.name}", disable=not progress, unit="step"):
+
+    def train_step(i: int) -> None:
+        nonlocal params, opt_state
         starts = rng.integers(0, len(train_ids) - config.context_size - 1, config.batch_size)
-        params, opt_state, loss = step(params, opt_state, _windows(train_ids, starts, config.context_size + 1))
-        losses.append(loss)
-        if (i + 1) % report_every == 0 or i + 1 == config.steps:
-            mean = float(np.mean(jax.device_get(losses))) / math.log(2)
-            losses = []
-            if not np.isfinite(mean):
-                raise FloatingPointError(f"{config.name} diverged by step {i + 1} (loss is NaN/Inf); lower "
-                                         "learning_rate.")
-            history.append({"step": i + 1, "train_bits_per_char": mean, "seconds": time.perf_counter() - started})
+        params, opt_state, info = step(params, opt_state, _windows(train_ids, starts, config.context_size + 1))
+        losses.append(info["loss"])
+
+    def report(i: int, info) -> None:
+        mean = float(np.mean(jax.device_get(losses))) / math.log(2)
+        losses.clear()
+        if not np.isfinite(mean):
+            raise FloatingPointError(f"{config.name} diverged by step {i} (loss is NaN/Inf); lower learning_rate.")
+        history.append({"step": i, "train_bits_per_char": mean, "seconds": time.perf_counter() - started})
+
+    train_loop(train_step, config.steps, eval_every=max(config.steps // 20, 1), evaluate=report, progress=progress,
+               name=f"train {config.name}")
     params = jax.device_get(params)
     return TrainedLM(config, vocabulary, params, bits_per_char(model, params, held_ids), history)
 

@@ -14,11 +14,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from pdeflow.models.rpe_transformer import RPETransformer, RPETransformerConfig
-from pdeflow.optim import warmup_cosine_adamw
+from pdeflow.optim import OptimizerConfig
 from pdeflow.tasks.sparse_memory import MemoryTask, normalised_mse, sample
+from pdeflow.train_loop import gradient_step
 
 TEST_STREAM = 2**31 - 1  # folded into a seed's key for its test set; training steps count up from 0
 
@@ -49,13 +49,17 @@ class MemoryTrainConfig:
         if min(self.steps, self.batch_size, self.test_size) < 1 or not self.learning_rate > 0:
             raise ValueError("steps, batch_size and test_size must be positive and learning_rate > 0.")
 
+    def optimizer(self) -> OptimizerConfig:
+        """AdamW over ``steps`` steps: linear warm-up, cosine decay to 1 % of the peak, gradients clipped."""
+        return OptimizerConfig(self.learning_rate, self.steps, self.warmup_steps, self.weight_decay, self.clip_norm,
+                               end_fraction=0.01)
+
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _train(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryTrainConfig, keys):
     """Train one model per key (``keys (S, 2)``); returns stacked params and the loss curve ``(steps, S)``."""
     model = RPETransformer(model_config)
-    optimizer = warmup_cosine_adamw(config.learning_rate, config.warmup_steps, config.steps, config.weight_decay,
-                                    config.clip_norm, end_fraction=0.01)
+    optimizer = config.optimizer().make()
 
     def one(key):
         init_key, data_key = jax.random.split(key)
@@ -69,9 +73,8 @@ def _train(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryT
         def step(carry, index):
             p, state = carry
             batch = sample(task, jax.random.fold_in(data_key, index), config.batch_size)
-            loss, grads = jax.value_and_grad(loss_fn)(p, batch)
-            updates, state = optimizer.update(grads, state, p)
-            return (optax.apply_updates(p, updates), state), loss
+            p, state, info = gradient_step(loss_fn, optimizer, p, state, batch)  # un-jitted: inside the scan
+            return (p, state), info["loss"]
 
         (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(config.steps))
         return params, losses

@@ -21,7 +21,7 @@ import optax
 from pdeflow.data.digits import digit_splits
 from pdeflow.models.trace import Trace, run_in_batches
 from pdeflow.models.vit import ViT, ViTConfig
-from pdeflow.optim import warmup_cosine_adamw
+from pdeflow.optim import OptimizerConfig
 from pdeflow.store import (
     cache_root,
     check_params_match,
@@ -30,6 +30,7 @@ from pdeflow.store import (
     read_params_folder,
     save_params_folder,
 )
+from pdeflow.train_loop import make_train_step, train_loop
 from pdeflow.validation import check_finite_numbers
 
 
@@ -75,6 +76,11 @@ class ViTTrainConfig:
     def fingerprint(self) -> str:
         """A short hash of every setting: the cache folder's name."""
         return fingerprint(self)
+
+    def optimizer(self, steps_per_epoch: int) -> OptimizerConfig:
+        """AdamW over ``epochs · steps_per_epoch`` steps: linear warm-up, cosine decay to 0, no gradient clip."""
+        return OptimizerConfig(self.learning_rate, self.epochs * steps_per_epoch, self.warmup_steps,
+                               self.weight_decay)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -135,51 +141,51 @@ def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False,
     splits = digit_splits(config.test_fraction, config.split_seed)
     model = ViT(config.model)
     steps_per_epoch = max(len(splits.train_images) // config.batch_size, 1)
-    total = config.epochs * steps_per_epoch
-    optimizer = warmup_cosine_adamw(config.learning_rate, config.warmup_steps, total, config.weight_decay)
+    optimizer = config.optimizer(steps_per_epoch).make()
     key = jax.random.PRNGKey(config.seed)
     key, init_key = jax.random.split(key)
     params = model.init(init_key, jnp.asarray(splits.train_images[:1]))
     opt_state = optimizer.init(params)
     classes = config.model.num_classes
 
-    @jax.jit
-    def step(params, opt_state, images, labels, key):
+    def loss_fn(params, images, labels, key):
         if config.shift:
             images = _translate(key, images, config.shift)
+        logits, _ = model.apply(params, images)
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, classes), config.label_smoothing)
+        return optax.softmax_cross_entropy(logits, targets).mean()
 
-        def loss_fn(p):
-            logits, _ = model.apply(p, images)
-            targets = optax.smooth_labels(jax.nn.one_hot(labels, classes), config.label_smoothing)
-            return optax.softmax_cross_entropy(logits, targets).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    from tqdm.auto import tqdm
-
+    step = make_train_step(loss_fn, optimizer)
     rng = np.random.default_rng(config.seed)
-    history = []
+    history, losses, order = [], [], None
     started = time.perf_counter()
-    if on_epoch is not None:
-        on_epoch(0, jax.device_get(params))
-    for epoch in tqdm(range(config.epochs), desc="train vit-digits", disable=not progress, unit="epoch"):
-        order = rng.permutation(len(splits.train_images))
-        losses = []
-        for i in range(steps_per_epoch):
-            index = order[i * config.batch_size:(i + 1) * config.batch_size]
-            key, step_key = jax.random.split(key)
-            params, opt_state, loss = step(params, opt_state, splits.train_images[index], splits.train_labels[index],
-                                           step_key)
-            losses.append(loss)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(jax.device_get(losses))),
+
+    def train_step(i: int) -> None:  # i counts steps over all epochs from 1; each epoch draws its own order
+        nonlocal params, opt_state, key, order
+        position = (i - 1) % steps_per_epoch
+        if position == 0:
+            order = rng.permutation(len(splits.train_images))
+        index = order[position * config.batch_size:(position + 1) * config.batch_size]
+        key, step_key = jax.random.split(key)
+        params, opt_state, info = step(params, opt_state, splits.train_images[index], splits.train_labels[index],
+                                       step_key)
+        losses.append(info["loss"])
+
+    def end_epoch(i: int, info) -> None:
+        epoch = i // steps_per_epoch
+        history.append({"epoch": epoch, "train_loss": float(np.mean(jax.device_get(losses))),
                         "seconds": time.perf_counter() - started})
+        losses.clear()
         if not np.isfinite(history[-1]["train_loss"]):
-            raise FloatingPointError(f"ViT training diverged at epoch {epoch + 1} (loss is NaN/Inf); lower "
+            raise FloatingPointError(f"ViT training diverged at epoch {epoch} (loss is NaN/Inf); lower "
                                      "learning_rate.")
         if on_epoch is not None:
-            on_epoch(epoch + 1, jax.device_get(params))
+            on_epoch(epoch, jax.device_get(params))
+
+    if on_epoch is not None:
+        on_epoch(0, jax.device_get(params))
+    train_loop(train_step, config.epochs * steps_per_epoch, eval_every=steps_per_epoch, evaluate=end_epoch,
+               progress=progress, name="train vit-digits")
     trained = TrainedViT(config, jax.device_get(params), 0.0, history)
     accuracy = float(_accuracy_from_logits(trained.logits(splits.test_images), splits.test_labels))
     return dataclasses.replace(trained, test_accuracy=accuracy)
