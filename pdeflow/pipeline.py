@@ -25,6 +25,7 @@ from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients, parameter_shapes
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.pde.teacher_init import init_from_transformer
+from pdeflow.results import AttentionEntropy, FitMetrics, FitSummary, ParameterCounts, SplitSizes, Timings
 from pdeflow.sources import (  # noqa: F401 (DataConfig, Splits and the tracing functions are re-exported)
     SOURCES,
     DataConfig,
@@ -195,7 +196,7 @@ class FitReport:
     config: RunConfig
     params: dict
     fit: FitResult
-    metrics: dict
+    metrics: FitMetrics
     example: dict
 
 
@@ -267,7 +268,6 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: 
     fitted = time.perf_counter()
     fidelity, pde_maps = held_out_fidelity(result.params, surrogate, config.solver, splits.train, splits.test,
                                            config.top_k, min(config.fit.batch_size, config.data.num_test))
-    per_layer = {name: metrics.summarise(values) for name, values in fidelity.items()}
     times, pde_entropy = attention_entropy_along_depth(result.params, surrogate, config.solver, splits.test,
                                                        batch_size=min(config.fit.batch_size, config.data.num_test))
     test_mask = np.asarray(splits.test.mask)
@@ -276,37 +276,29 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: 
     example_index = int(np.argsort(np.asarray(splits.test.mask).sum(1), kind="stable")[len(splits.test_tokens) // 2])
     n = int(np.asarray(splits.test.mask)[example_index].sum())
     pde_cosine = fidelity["pde"]["cosine"]  # (L, B, H)
-    report_metrics = {
-        "model": describe["model"],
-        "text": describe["inputs"],
-        "splits": {"train": int(splits.train.mask.shape[0]), "validation": config.data.num_validation,
-                   "test": config.data.num_test},
-        "parameters": {"surrogate": parameter_count(result.params),
-                       # the readout (r -> d) is trained only by the hidden-state term
-                       "surrogate_used_by_attention_fit": parameter_count(
-                           {k: v for k, v in result.params.items()
-                            if k != "readout" or config.fit.hidden_weight > 0}),
-                       **describe["parameters"]},
-        **{k: v for k, v in describe.items() if k not in ("model", "inputs", "parameters")},
-        "held_out": per_layer,
-        "held_out_per_head": {name: {m: v.mean(axis=1).tolist() for m, v in values.items()}
-                              for name, values in fidelity.items() if name == "pde"},
-        "fit": {"best_step": result.best_step, "stopped_early": result.stopped_early,
-                "steps_run": result.history[-1]["step"] if result.history else 0, "history": result.history},
-        "preset": config.preset,
-        "seconds": {"trace": traced - started, "fit": fitted - traced, "evaluate": time.perf_counter() - fitted,
-                    "total": time.perf_counter() - started},
-        "coefficients": coefficient_curves(result.params, surrogate),
-        "attention_entropy": {"units": "bits, mean over real query rows of the held-out inputs, per head",
-                              "transformer": transformer_entropy, "pde_t": times, "pde": pde_entropy},
-        "notes": ["all fidelity figures are on held-out test inputs (never used to fit or to stop early)",
-                  "pde_without_<term>: the fitted surrogate with that term switched off, not refitted",
-                  "pde_tight_solve: the fitted surrogate solved with rtol and atol 100x smaller (adaptive solvers) "
-                  "or a 4x smaller step (fixed-step solvers)",
-                  "previous_layer has no prediction for block 0 (null)",
-                  "js is the mean row-wise Jensen-Shannon divergence in bits; cosine is over the real n x n block",
-                  "attention map of block l (0-based) is compared with the PDE kernel at t = l on u(l)"],
-    }
+    report_metrics = FitMetrics.measured(
+        model=describe["model"], text=describe["inputs"],
+        splits=SplitSizes(int(splits.train.mask.shape[0]), config.data.num_validation, config.data.num_test),
+        # the readout (r -> d) is trained only by the hidden-state term
+        parameters=ParameterCounts(surrogate=parameter_count(result.params),
+                                   surrogate_used_by_attention_fit=parameter_count(
+                                       {k: v for k, v in result.params.items()
+                                        if k != "readout" or config.fit.hidden_weight > 0}),
+                                   **describe["parameters"]),
+        source_details={k: v for k, v in describe.items() if k not in ("model", "inputs", "parameters")},
+        fidelity=fidelity, fit=FitSummary.from_result(result), preset=config.preset,
+        seconds=Timings(trace=traced - started, fit=fitted - traced, evaluate=time.perf_counter() - fitted,
+                        total=time.perf_counter() - started),
+        coefficients=coefficient_curves(result.params, surrogate),
+        attention_entropy=AttentionEntropy("bits, mean over real query rows of the held-out inputs, per head",
+                                           transformer_entropy, times, pde_entropy),
+        notes=["all fidelity figures are on held-out test inputs (never used to fit or to stop early)",
+               "pde_without_<term>: the fitted surrogate with that term switched off, not refitted",
+               "pde_tight_solve: the fitted surrogate solved with rtol and atol 100x smaller (adaptive solvers) "
+               "or a 4x smaller step (fixed-step solvers)",
+               "previous_layer has no prediction for block 0 (null)",
+               "js is the mean row-wise Jensen-Shannon divergence in bits; cosine is over the real n x n block",
+               "attention map of block l (0-based) is compared with the PDE kernel at t = l on u(l)"])
     example = {"sentence": splits.test_sentences[example_index], "tokens": list(splits.test_tokens[example_index]),
                "transformer": np.asarray(splits.test.attention)[:, example_index, :, :n, :n],
                "pde": pde_maps[:, example_index, :, :n, :n],

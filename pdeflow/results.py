@@ -155,7 +155,9 @@ class FitMetrics:
         fit: how the fit went; preset: the preset the settings started from (``""`` for none).
         coefficients: the coefficient curves, ``{"t": times, name: values}``.
         notes: what the numbers mean, one sentence each.
-        vit: the ViT's config and test accuracy (ViT runs only); seconds: the timings;
+        source_details: what the model source records beyond its name, inputs and parameter counts, by key
+            (`pdeflow.sources.ModelSource.describe`; e.g. ``"vit"``: the ViT's config and test accuracy);
+            seconds: the timings;
         attention_entropy: held-out attention entropy along depth (``None``: not measured).
     """
 
@@ -169,9 +171,14 @@ class FitMetrics:
     preset: str | None
     coefficients: Mapping[str, tuple[float, ...]]
     notes: tuple[str, ...]
-    vit: Mapping[str, Any] | None = None
+    source_details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     seconds: Timings | None = None
     attention_entropy: AttentionEntropy | None = None
+
+    @property
+    def vit(self) -> Mapping[str, Any] | None:
+        """The ViT's config and test accuracy (ViT runs only)."""
+        return self.source_details.get("vit")
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -187,19 +194,22 @@ class FitMetrics:
     def measured(cls, *, model: str, text: str, splits: SplitSizes, parameters: ParameterCounts,
                  fidelity: Mapping[str, Mapping[str, np.ndarray]], fit: FitSummary, preset: str | None,
                  coefficients: Mapping[str, Sequence[float]], notes: Sequence[str],
-                 vit: Mapping[str, Any] | None = None, seconds: Timings | None = None,
-                 attention_entropy: AttentionEntropy | None = None, per_head: Sequence[str] = ("pde",)) -> FitMetrics:
+                 source_details: Mapping[str, Any] | None = None, vit: Mapping[str, Any] | None = None,
+                 seconds: Timings | None = None, attention_entropy: AttentionEntropy | None = None,
+                 per_head: Sequence[str] = ("pde",)) -> FitMetrics:
         """The record of a run, from ``fidelity``, `pdeflow.metrics.attention_fidelity` of each method
         (``{method: {metric: (L, B, H)}}``): ``held_out`` its per-layer means (`pdeflow.metrics.summarise`),
-        ``held_out_per_head`` the per-head means of the ``per_head`` methods."""
+        ``held_out_per_head`` the per-head means of the ``per_head`` methods. ``vit`` is short for
+        ``source_details={"vit": vit}``."""
         from pdeflow.metrics import summarise
 
         held_out = {method: {name: tuple(values) for name, values in summarise(by_metric).items()}
                     for method, by_metric in fidelity.items()}
         per_head_means = {method: {name: np.asarray(values).mean(axis=1) for name, values in by_metric.items()}
                           for method, by_metric in fidelity.items() if method in per_head}
+        details = dict(source_details or {}) | ({"vit": vit} if vit is not None else {})
         return cls(model, text, splits, parameters, held_out, per_head_means, fit, preset,
-                   {name: _floats(values) for name, values in coefficients.items()}, tuple(notes), vit, seconds,
+                   {name: _floats(values) for name, values in coefficients.items()}, tuple(notes), details, seconds,
                    attention_entropy)
 
     @classmethod
@@ -208,10 +218,11 @@ class FitMetrics:
         required = ("model", "text", "splits", "parameters", "held_out", "held_out_per_head", "fit", "preset",
                     "coefficients", "notes")
         missing = [key for key in required if key not in data]
-        unknown = [key for key in data if key not in required + ("vit", "seconds", "attention_entropy")]
-        if missing or unknown:
-            raise ValueError(f"not the metrics of a fit (missing: {', '.join(missing) or 'nothing'}; unknown: "
-                             f"{', '.join(unknown) or 'nothing'}).")
+        if missing:
+            raise ValueError(f"not the metrics of a fit (missing: {', '.join(missing)}).")
+        # every other key but the optional timings and entropies is the model source's own record
+        details = {key: value for key, value in data.items()
+                   if key not in required + ("seconds", "attention_entropy")}
         return cls(
             model=data["model"], text=data["text"], splits=SplitSizes.from_json(data["splits"]),
             parameters=ParameterCounts.from_json(data["parameters"]), held_out=per_layer(data["held_out"]),
@@ -219,7 +230,7 @@ class FitMetrics:
                                for method, by_metric in data["held_out_per_head"].items()},
             fit=FitSummary.from_json(data["fit"]), preset=data["preset"],
             coefficients={name: _floats(values) for name, values in data["coefficients"].items()},
-            notes=tuple(data["notes"]), vit=data.get("vit"),
+            notes=tuple(data["notes"]), source_details=details,
             seconds=Timings.from_json(data["seconds"]) if "seconds" in data else None,
             attention_entropy=(AttentionEntropy.from_json(data["attention_entropy"])
                                if "attention_entropy" in data else None))
@@ -228,8 +239,7 @@ class FitMetrics:
         """The JSON-ready dict of ``metrics.json`` (what `from_json` reads)."""
         out = {"model": self.model, "text": self.text, "splits": self.splits.to_json(),
                "parameters": self.parameters.to_json()}
-        if self.vit is not None:
-            out["vit"] = json_ready(self.vit)
+        out |= {key: json_ready(value) for key, value in self.source_details.items()}
         out |= {"held_out": json_ready(self.held_out), "held_out_per_head": json_ready(self.held_out_per_head),
                 "fit": self.fit.to_json(), "preset": self.preset}
         if self.seconds is not None:

@@ -36,19 +36,19 @@ def test_fit_vit_reports_the_pde_beside_every_baseline_and_ablation(tiny_vit, tm
     report = fit_vit(CONFIG, progress=False, vit=tiny_vit)
     surrogate = report.config.surrogate
     assert surrogate.grid == (4, 4) and surrogate.prefix_tokens == 1 and surrogate.num_heads == 2
-    held_out = report.metrics["held_out"]
+    held_out = report.metrics.held_out
     assert set(held_out) >= {"pde", "pde_without_attention", "pde_without_diffusion", "pde_without_residual",
                              "uniform", "previous_layer", "mean_training_map"}
     # block 0 reads u(0), which the dynamics do not touch: every ablation agrees there, and differs later
     for term in ("attention", "diffusion", "residual"):
         assert held_out[f"pde_without_{term}"]["cosine"][0] == pytest.approx(held_out["pde"]["cosine"][0])
     assert held_out["pde_without_attention"]["cosine"][1] != pytest.approx(held_out["pde"]["cosine"][1])
-    assert report.metrics["vit"]["test_accuracy"] == tiny_vit.test_accuracy
+    assert report.metrics.vit["test_accuracy"] == tiny_vit.test_accuracy
     assert all(0.0 <= v <= 1.0 for v in held_out["pde"]["cosine"])
-    entropy = report.metrics["attention_entropy"]  # the transformer's per block, the PDE's along depth-time
-    assert np.shape(entropy["transformer"]) == (2, 2)  # (L, H)
-    assert np.shape(entropy["pde"]) == (len(entropy["pde_t"]), 2) and entropy["pde_t"][-1] == 2.0
-    assert np.all(np.asarray(entropy["transformer"]) <= np.log2(17) + 1e-5)
+    entropy = report.metrics.attention_entropy  # the transformer's per block, the PDE's along depth-time
+    assert np.shape(entropy.transformer) == (2, 2)  # (L, H)
+    assert np.shape(entropy.pde) == (len(entropy.pde_t), 2) and entropy.pde_t[-1] == 2.0
+    assert np.all(np.asarray(entropy.transformer) <= np.log2(17) + 1e-5)
     out = write_report(report, tmp_path / "vit")
     assert {"metrics.json", "summary.md", "params.safetensors", "config.json", "attention_maps.png",
             "attention_entropy.png"} <= {
@@ -77,7 +77,7 @@ def test_a_fit_started_from_the_vit_keeps_block_0_exact_when_its_kernel_is_held(
         fit=dataclasses.replace(CONFIG.fit, init="transformer", shooting_steps=3, kernel_lr_scale=0.0,
                                 weight_decay=0.0))
     report = fit_vit(config, progress=False, vit=tiny_vit)
-    held_out = report.metrics["held_out"]
+    held_out = report.metrics.held_out
     assert held_out["pde"]["cosine"][0] > 0.9999
     assert held_out["pde"]["cosine"][1] > held_out["mean_training_map"]["cosine"][1]
     assert "pde_tight_solve" in held_out  # a 4x finer fixed step

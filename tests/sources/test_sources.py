@@ -74,12 +74,14 @@ def test_a_registered_source_runs_through_the_pipeline_presets_and_cli(tiny_sour
                        fit=FitConfig(steps=4, batch_size=16, eval_every=2, patience=0))
     report = fit_and_measure(tiny_source, config, progress=False)
     assert report.config.model == tiny_source and report.config.surrogate.num_layers == TEACHER.num_layers
-    held_out = report.metrics["held_out"]
+    held_out = report.metrics.held_out
     assert set(held_out) >= {"pde", "pde_tight_solve", "pde_without_attention", "pde_without_diffusion",
                              "pde_without_residual", "uniform", "previous_layer", "mean_training_map"}
     assert all(np.isfinite(held_out["pde"]["cosine"]))
-    assert report.metrics["model"] == "tiny random BERT" and report.metrics["vocabulary"] == TEACHER.vocab_size
-    assert report.metrics["parameters"]["surrogate"] == parameter_count(report.params)
+    assert report.metrics.model == "tiny random BERT"
+    assert report.metrics.source_details == {"vocabulary": TEACHER.vocab_size}  # the source's own record
+    assert report.metrics.to_json()["vocabulary"] == TEACHER.vocab_size
+    assert report.metrics.parameters.surrogate == parameter_count(report.params)
     # the presets and the CLI know it from the registry alone
     faithful = preset_config("faithful", tiny_source)
     assert (faithful.surrogate.width, faithful.surrogate.key_dim) == (TEACHER.hidden_size, TEACHER.head_dim)
