@@ -23,9 +23,10 @@ import numpy as np
 from pdeflow.fit import FitConfig
 from pdeflow.metrics import METRICS
 from pdeflow.pde import SurrogateConfig
-from pdeflow.pipeline import BLOCK_INPUT_NORM, MODELS, DataConfig, RunConfig, fit_transformer, preset_config
+from pdeflow.pipeline import MODELS, DataConfig, RunConfig, fit_transformer, preset_config
 from pdeflow.report import METHOD_LABELS, fidelity_table, measured_metrics, write_report
 from pdeflow.results import as_fit_metrics
+from pdeflow.sources import model_source
 from pdeflow.store import check_output_dir, result_folder
 
 FIGURE_METRICS = ("cosine", "js")
@@ -97,9 +98,9 @@ def write_figure(results: dict, path) -> None:
 
 def config_for(model: str, config: RunConfig) -> RunConfig:
     """``config`` for ``model``, its surrogate reading the state as the model's blocks read their stream (what
-    starting from the transformer's weights needs: `pdeflow.pipeline.BLOCK_INPUT_NORM`)."""
+    starting from the transformer's weights needs: `pdeflow.sources.ModelSource.block_input_norm`)."""
     return dataclasses.replace(config, model=model, surrogate=dataclasses.replace(
-        config.surrogate, state_norm=BLOCK_INPUT_NORM[model]))
+        config.surrogate, state_norm=model_source(model).block_input_norm))
 
 
 def run(config: RunConfig, models=MODELS, progress: bool = True) -> tuple[dict, dict]:

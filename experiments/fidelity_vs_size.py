@@ -31,33 +31,21 @@ import numpy as np
 
 from pdeflow import metrics
 from pdeflow.fit import FitConfig, fit_surrogate
-from pdeflow.models.bert import parameter_count
-from pdeflow.models.minilm import load_minilm
+from pdeflow.models.parameters import parameter_count
 from pdeflow.pde import SolverConfig, SurrogateConfig
-from pdeflow.pipeline import (
-    MODELS,
-    DataConfig,
-    surrogate_for,
-    trace_digit_splits,
-    trace_sentence_splits,
-    transformer_parameters,
-    vit_surrogate_for,
-)
+from pdeflow.pipeline import MODELS, DataConfig, surrogate_config_for
 from pdeflow.results import FitMetrics
+from pdeflow.sources import model_source
 from pdeflow.store import check_output_dir, result_folder
 from pdeflow.surrogate import predict_attention
-from pdeflow.train.vit import load_or_train_vit
 
 
 def traced_modality(model: str, data: DataConfig, progress: bool):
-    """``(splits, surrogate_from(SurrogateConfig) -> SurrogateConfig, transformer parameter counts)``."""
-    if model == "minilm":
-        encoder = load_minilm()
-        return (trace_sentence_splits(encoder, data), lambda s: surrogate_for(encoder, s),
-                transformer_parameters(encoder.params))
-    vit = load_or_train_vit(progress=progress)
-    return (trace_digit_splits(vit, data), lambda s: vit_surrogate_for(vit.config.model, s),
-            transformer_parameters(vit.params))
+    """``(splits, surrogate_from(SurrogateConfig) -> SurrogateConfig, transformer parameter counts)`` of the
+    registered model source ``model``."""
+    source = model_source(model)
+    splits = source.trace_splits(data, progress)
+    return splits, lambda s: surrogate_config_for(source.shape(), s), source.describe()["parameters"]
 
 
 def attention_parameter_count(params: dict) -> int:
