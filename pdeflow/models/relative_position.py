@@ -12,7 +12,9 @@ For a query ``i`` and key ``j`` at distance ``δ = |i − j|`` each head ``h`` a
 * ``"table"``: a learned value per distance up to ``max_distance`` (clipped beyond).
 
 The slopes ``p_h`` are free (either sign). The same function serves the transformers of
-`pdeflow.models.rpe_transformer` and the attention-PDE's position bias (`pdeflow.pde.attention_pde`).
+`pdeflow.models.rpe_transformer` and the attention-PDE's position bias (`pdeflow.pde.attention_pde`), and
+`relative_offsets` (clipped signed offsets) also indexes the PDE's ``"offsets"`` bias on a chain or a patch grid
+(`pdeflow.pde.geometry`).
 """
 
 from __future__ import annotations
@@ -53,10 +55,17 @@ def check_family(family: str) -> None:
         raise ValueError(f"unknown relative-position family {family!r}; choose from {RPE_FAMILIES}.")
 
 
-def distances(n: int) -> np.ndarray:
-    """``(N, N)`` ``|i − j|``."""
-    index = np.arange(n)
-    return np.abs(index[:, None] - index[None, :])
+def relative_offsets(positions: np.ndarray, max_distance: int | None = None) -> np.ndarray:
+    """``(N, N)`` signed offsets ``positions[j] − positions[i]`` (key ``j`` relative to query ``i``) of ``(N,)``
+    integer positions, clipped to ``[−max_distance, max_distance]`` unless ``max_distance`` is None."""
+    positions = np.asarray(positions)
+    offsets = positions[None, :] - positions[:, None]
+    return offsets if max_distance is None else np.clip(offsets, -max_distance, max_distance)
+
+
+def distances(n: int, max_distance: int | None = None) -> np.ndarray:
+    """``(N, N)`` ``|i − j|``, clipped to ``max_distance`` unless it is None."""
+    return np.abs(relative_offsets(np.arange(n), max_distance))
 
 
 def relative_bias(family: str, weights: Array | None, n: int, num_buckets: int = 32,
@@ -75,7 +84,7 @@ def relative_bias(family: str, weights: Array | None, n: int, num_buckets: int =
         return -weights[:, :1, None] * jnp.asarray(np.log1p(delta), weights.dtype)
     if family == "t5":
         return weights[:, t5_buckets(delta, num_buckets, max_distance)]
-    return weights[:, np.minimum(delta, max_distance)]
+    return weights[:, distances(n, max_distance)]
 
 
 def initial_weights(family: str, num_heads: int, num_buckets: int = 32, max_distance: int = 128) -> np.ndarray:
