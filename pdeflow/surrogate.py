@@ -17,7 +17,7 @@ from pdeflow.metrics import attention_kl
 from pdeflow.models.trace import Trace
 from pdeflow.pde import attention_pde
 from pdeflow.pde.attention_pde import SurrogateConfig
-from pdeflow.pde.grid import chain_laplacian, patch_grid_laplacian
+from pdeflow.pde.geometry import ChainGeometry
 from pdeflow.pde.solve import SolverConfig, SolverError
 
 
@@ -33,14 +33,11 @@ class SurrogateOutput(NamedTuple):
 
 
 def token_laplacians(mask: Array, config: SurrogateConfig | None = None) -> Array:
-    """``(B, N) -> (B, N, N)`` Laplacians of the real tokens of each input on the config's token grid: the
-    chain (text; also when ``config`` is None) or the patch grid after the prefix tokens (images)."""
-    mask = jnp.asarray(mask)
-    if config is None or not config.grid:
-        return jax.vmap(chain_laplacian)(mask)
-    config.check_token_count(mask.shape[-1])
-    height, width = config.grid
-    return jax.vmap(lambda m: patch_grid_laplacian(height, width, m, config.prefix_tokens))(mask)
+    """``(B, N) -> (B, N, N)`` Laplacians of the real tokens of each input on the config's token geometry
+    (`SurrogateConfig.geometry`): the chain (text; also when ``config`` is None) or the patch grid after the
+    prefix tokens (images)."""
+    geometry = ChainGeometry() if config is None else config.geometry
+    return geometry.laplacians(jnp.asarray(mask))
 
 
 def surrogate_forward(params, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,

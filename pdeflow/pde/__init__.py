@@ -1,4 +1,5 @@
-"""The attention-PDE: grid Laplacians, the smooth time basis, the vector field and its diffrax solve."""
+"""The attention-PDE: token geometries, the smooth time basis, the right-hand-side terms, the vector field and its
+diffrax solve."""
 
 from pdeflow.pde.attention_pde import (
     TERMS,
@@ -13,10 +14,13 @@ from pdeflow.pde.attention_pde import (
     trajectory,
     vector_field,
 )
+from pdeflow.pde.geometry import ChainGeometry, PatchGridGeometry, TokenGeometry
 from pdeflow.pde.grid import chain_laplacian, laplacian_from_adjacency, patch_grid_laplacian
 from pdeflow.pde.solve import SOLVERS, SolverConfig, SolverError, solve
+from pdeflow.pde.terms import REGISTRY, Term, TermInputs, TermParts, ablation_key, ablation_label, register_term
 
-__all__ = ["SOLVERS", "TERMS", "SolverConfig", "SolverError", "SurrogateConfig", "attention_kernel",
-           "attention_log_maps", "attention_logits", "batch_vector_field", "chain_laplacian", "coefficients",
-           "init_surrogate",
-           "laplacian_from_adjacency", "patch_grid_laplacian", "readout", "solve", "trajectory", "vector_field"]
+__all__ = ["REGISTRY", "SOLVERS", "TERMS", "ChainGeometry", "PatchGridGeometry", "SolverConfig", "SolverError",
+           "SurrogateConfig", "Term", "TermInputs", "TermParts", "TokenGeometry", "ablation_key", "ablation_label",
+           "attention_kernel", "attention_log_maps", "attention_logits", "batch_vector_field", "chain_laplacian",
+           "coefficients", "init_surrogate", "laplacian_from_adjacency", "patch_grid_laplacian", "readout",
+           "register_term", "solve", "trajectory", "vector_field"]

@@ -2,11 +2,13 @@
 
     du/dt = D(t)·Δu + α(t)·(Attn_θ(t, u)·u·W_v − u) + β(t)·R_θ(u),
 
-with ``Δ`` a token-grid Laplacian (`pdeflow.pde.grid`), ``Attn_θ`` a multi-head softmax kernel with low-rank
-query/key maps and a relative-position bias, ``W_v`` per head the identity plus a low-rank map (so at
+with ``Δ`` the Laplacian of the token geometry (`pdeflow.pde.geometry`), ``Attn_θ`` a multi-head softmax kernel
+with low-rank query/key maps and a relative-position bias, ``W_v`` per head the identity plus a low-rank map (so at
 initialisation the attention term is the random-walk Laplacian ``(A − I)u`` of the attention graph), and
 ``R_θ`` a token-wise MLP. ``D = softplus(·) ≥ 0`` keeps the diffusion well posed; ``α`` and ``β`` are free.
 The query/key maps, the position bias and the coefficients vary smoothly in ``t`` (`pdeflow.pde.basis`).
+Each term (its coefficient, mixing operator, pointwise part and parameters) is a `pdeflow.pde.terms.Term`,
+looked up in `pdeflow.pde.terms.REGISTRY`.
 
 The surrogate's attention map for transformer block ``l`` (0-based) is the kernel at ``t = l`` evaluated on
 ``u(l)``, the state entering that block, mirroring ``Trace.attention[l]`` computed from ``Trace.hidden[l]``.
@@ -16,7 +18,6 @@ The surrogate's attention map for transformer block ``l`` (0-based) is the kerne
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
@@ -25,13 +26,16 @@ import numpy as np
 from jax import Array
 
 from pdeflow.models import relative_position
-from pdeflow.pde import basis
+from pdeflow.pde import basis, terms
+from pdeflow.pde.geometry import ChainGeometry, TokenGeometry, geometry_fields, geometry_of
 from pdeflow.pde.solve import SolverConfig, solve
 from pdeflow.validation import check_finite_numbers
 
-TERMS = ("diffusion", "attention", "residual")
+# the built-in terms, in registry order (`pdeflow.pde.terms.term_names()` also lists terms registered later)
+TERMS = terms.term_names()
 STATE_NORMS = ("rms", "layer", "none")
-VARYING = ("value", "residual")  # parameter groups that may vary in t besides the kernel and the coefficients
+# parameter groups that may vary in t besides the kernel and the coefficients (`Term.varying_groups`)
+VARYING = tuple(group for term in terms.REGISTRY.values() for group in term.varying_groups)
 COMPUTE_DTYPES = ("float32", "bfloat16")
 POSITION_FAMILIES = ("offsets",) + tuple(f for f in relative_position.RPE_FAMILIES if f != "table")
 
@@ -73,13 +77,14 @@ class SurrogateConfig:
             ``−p·log(1 + δ)`` (power-law decay); ``"t5"`` a value per T5 bucket (``position_buckets`` buckets up
             to ``max_distance``). Slopes ``p`` start at 0 and, like every kernel parameter, vary in ``t``.
         position_buckets: buckets of the ``"t5"`` family.
-        causal: keys after the query are masked out (fitting a causal model).
+        causal: keys after the query are masked out (fitting a causal model); on a token chain only.
         compute_dtype: the dtype of the vector field's matrix products. ``"float32"`` (default) or ``"bfloat16"``:
             operands rounded to bfloat16, products accumulated in float32 (tensor cores on a GPU). The state,
             the softmax, the coefficients and the solver stay in float32 either way; bfloat16 keeps about 3
             significant digits per product, so expect attention maps within about 1e-2 of float32's.
-        terms: which terms of the right-hand side are on (an ablation switches one off).
-        grid: the token grid the Laplacian and the position bias live on. ``()`` (text): the tokens form a
+        terms: which terms of the right-hand side are on (an ablation switches one off): names in
+            `pdeflow.pde.terms.REGISTRY`.
+        grid: the token grid the Laplacian and the position bias live on (`geometry`). ``()`` (text): the tokens form a
             chain ``0 − 1 − … − N−1``. ``(h, w)`` (images): after ``prefix_tokens`` tokens come ``h·w`` patches
             in row-major order on an ``h × w`` grid with 4-neighbour diffusion and Neumann boundaries
             (`pdeflow.pde.grid.patch_grid_laplacian`) and a 2-D relative-position bias ``(Δrow, Δcolumn)``.
@@ -120,6 +125,7 @@ class SurrogateConfig:
         if self.prefix_tokens < 0 or (self.prefix_tokens and not self.grid):
             raise ValueError(f"prefix_tokens ({self.prefix_tokens}) must be >= 0 and needs a patch grid (grid=(h, w)); "
                              "on a token chain every token is on the chain.")
+        geometry_of(self.grid, self.prefix_tokens, self.causal)  # validates the combination
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"unknown compute_dtype {self.compute_dtype!r}; choose from {COMPUTE_DTYPES}.")
         if self.position_family not in POSITION_FAMILIES:
@@ -129,14 +135,13 @@ class SurrogateConfig:
                              "chain; a patch grid takes the default 'offsets'.")
         if self.position_family == "t5":
             relative_position.t5_buckets(0, self.position_buckets, self.max_distance)  # validates the settings
-        unknown = set(self.terms) - set(TERMS)
-        if unknown:
-            raise ValueError(f"unknown PDE terms {sorted(unknown)}; choose from {list(TERMS)}.")
+        terms.check_terms(self.terms)
         for name in ("state_norm", "residual_norm"):
             if getattr(self, name) not in STATE_NORMS:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {STATE_NORMS}.")
-        if set(self.varying) - set(VARYING) or len(set(self.varying)) != len(self.varying):
-            raise ValueError(f"varying must name distinct groups from {list(VARYING)}; got {list(self.varying)}.")
+        varying = varying_groups()
+        if set(self.varying) - set(varying) or len(set(self.varying)) != len(self.varying):
+            raise ValueError(f"varying must name distinct groups from {list(varying)}; got {list(self.varying)}.")
         if not 0.05 <= self.basis_width <= 4:
             raise ValueError(f"basis_width must be in [0.05, 4] knot spacings; got {self.basis_width}.")
         if not (1 <= self.num_knots <= self.num_layers or self.num_knots % self.num_layers == 0):
@@ -148,21 +153,28 @@ class SurrogateConfig:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}.")
 
     @property
+    def geometry(self) -> TokenGeometry:
+        """The token geometry of ``grid``, ``prefix_tokens`` and ``causal``: a
+        `pdeflow.pde.geometry.ChainGeometry` for ``grid=()``, else a `pdeflow.pde.geometry.PatchGridGeometry`."""
+        return geometry_of(self.grid, self.prefix_tokens, self.causal)
+
+    def with_geometry(self, geometry: TokenGeometry) -> SurrogateConfig:
+        """The same surrogate on another token geometry (sets ``grid``, ``prefix_tokens`` and ``causal``)."""
+        return dataclasses.replace(self, **geometry_fields(geometry))
+
+    @property
     def num_tokens(self) -> int | None:
         """N fixed by a patch grid (``prefix_tokens + h·w``); None for a chain, whose length is free."""
-        return self.prefix_tokens + self.grid[0] * self.grid[1] if self.grid else None
+        return self.geometry.num_tokens
 
     def check_token_count(self, n: int, inputs: str = "the inputs") -> None:
         """Raise ``ValueError`` if ``n`` tokens do not fit the patch grid (a chain takes any length)."""
-        if self.grid and n != self.num_tokens:
-            raise ValueError(f"{inputs} have {n} tokens, but a {self.grid[0]}x{self.grid[1]} patch grid after "
-                             f"{self.prefix_tokens} prefix tokens has {self.num_tokens}; set grid and prefix_tokens "
-                             "to the model's patch layout.")
+        self.geometry.check_token_count(n, inputs)
 
     @property
     def position_range(self) -> int:
         """R: offsets are clipped to ``±R`` (on a grid, never beyond the grid's own extent)."""
-        return min(self.max_distance, max(self.grid) - 1) if self.grid else self.max_distance
+        return self.geometry.position_range(self.max_distance)
 
     @property
     def num_position_buckets(self) -> int:
@@ -172,12 +184,16 @@ class SurrogateConfig:
         if self.position_family != "offsets":
             return max(1, relative_position.num_weights(self.position_family, self.position_buckets,
                                                         self.max_distance))
-        span = 2 * self.position_range + 1
-        return span * span + 3 if self.grid else span
+        return self.geometry.num_position_buckets(self.max_distance)
 
     def without(self, term: str) -> SurrogateConfig:
         """The same surrogate with one right-hand-side term switched off (an ablation)."""
+        terms.get_term(term)  # a ValueError for a name that is no term
         return dataclasses.replace(self, terms=tuple(t for t in self.terms if t != term))
+
+    def ablations(self) -> tuple[str, ...]:
+        """The terms that are on, in registry order: the ablations `without` can make."""
+        return tuple(term.name for term in terms.active_terms(self))
 
     @property
     def knots(self) -> np.ndarray:
@@ -188,8 +204,11 @@ def init_surrogate(key: Array, config: SurrogateConfig, hidden0: Array | None = 
     """Initial parameters. With ``hidden0`` (``(..., d)`` embedding outputs of training inputs) the projection
     ``P`` starts at their top-``r`` principal directions, else at a random orthonormal map."""
     c = config
-    keys = jax.random.split(key, 6)
-    K, H, r, k, v, m = c.num_knots, c.num_heads, c.width, c.key_dim, c.value_rank, c.mlp_width
+    registry = tuple(terms.REGISTRY.values())
+    # key 0 for the projection, then each term's keys in registry order (threefry keys from a split do not
+    # depend on how many are split, so a term registered later leaves the others' initial values alone)
+    keys = jax.random.split(key, 1 + sum(term.num_keys for term in registry))
+    K, r = c.num_knots, c.width
     if hidden0 is not None:
         flat = np.asarray(hidden0, np.float64).reshape(-1, c.model_dim)
         _, _, vt = np.linalg.svd(flat - flat.mean(0), full_matrices=False)
@@ -200,22 +219,17 @@ def init_surrogate(key: Array, config: SurrogateConfig, hidden0: Array | None = 
         projection = jnp.linalg.qr(jax.random.normal(keys[0], (c.model_dim, c.model_dim)))[0][:, :r]
     else:  # wider than d: orthonormal rows
         projection = jnp.linalg.qr(jax.random.normal(keys[0], (r, c.model_dim)))[0].T
-    normal = jax.random.normal
     params = {
         "projection": projection,
         "readout": {"kernel": projection.T, "bias": jnp.zeros((c.model_dim,))},
-        # raw coefficients per knot: softplus⁻¹(D=0.1), α = 1, β = 0.1
-        "coefficients": jnp.tile(jnp.array([math.log(math.expm1(0.1)), 1.0, 0.1]), (K, 1)),
-        "kernel": {
-            "query": normal(keys[1], (K, H, r, k)) / math.sqrt(r),
-            "query_bias": jnp.zeros((K, H, k)),
-            "key": normal(keys[2], (K, H, r, k)) / math.sqrt(r),
-            "position_bias": jnp.zeros((K, H, c.num_position_buckets)),
-        },
-        "value": {"down": normal(keys[3], (H, r, v)) / math.sqrt(r), "up": jnp.zeros((H, v, r))},
-        "residual": {"w1": normal(keys[4], (r, m)) / math.sqrt(r), "b1": jnp.zeros((m,)),
-                     "w2": normal(keys[5], (m, r)) / math.sqrt(m), "b2": jnp.zeros((r,))},
+        # raw coefficients per knot, one column per term (softplus⁻¹(D=0.1), α = 1, β = 0.1)
+        "coefficients": jnp.tile(jnp.array([term.raw_coefficient(term.initial_value) for term in registry]), (K, 1)),
     }
+    first = 1
+    for term in registry:  # every registered term's groups, switched on or not: ablations share the parameters
+        if term.init is not None:
+            params.update(term.init(keys[first:first + term.num_keys], c))
+        first += term.num_keys
     for group in c.varying:  # every knot starts from the same values: at initialisation nothing varies in t
         params[group] = jax.tree_util.tree_map(lambda x: jnp.tile(x[None], (K,) + (1,) * x.ndim), params[group])
     return params
@@ -227,19 +241,42 @@ def parameter_shapes(config: SurrogateConfig) -> dict:
     config costs nothing to inspect)."""
     return jax.eval_shape(lambda key: init_surrogate(key, config), jax.ShapeDtypeStruct((2,), jnp.uint32))
 
+def varying_groups() -> tuple[str, ...]:
+    """Parameter groups that `SurrogateConfig.varying` may name: every registered term's `Term.varying_groups`."""
+    return tuple(group for term in terms.REGISTRY.values() for group in term.varying_groups)
+
+
+def knot_groups() -> tuple[str, ...]:
+    """Parameter groups that always vary in t: the coefficients and every registered term's `Term.knot_groups`."""
+    return ("coefficients",) + tuple(group for term in terms.REGISTRY.values() for group in term.knot_groups)
+
+
 def at_time(params: dict, config: SurrogateConfig, group: str, t: Array):
-    """The parameter group ``group`` (``"kernel"``, ``"coefficients"``, or one of ``VARYING``) at time ``t``:
+    """The parameter group ``group`` (``"kernel"``, ``"coefficients"``, or one of `varying_groups`) at time ``t``:
     contracted with the basis if it varies in t, as stored otherwise."""
-    if group in ("kernel", "coefficients") or group in config.varying:
+    if group in knot_groups() or group in config.varying:
         return basis.evaluate(params[group], t, jnp.asarray(config.knots), config.basis_width)
     return params[group]
 
 
 def coefficients(params: dict, config: SurrogateConfig, t: Array) -> Array:
-    """``(3,)`` values ``[D(t), α(t), β(t)]`` (switched-off terms read as zero)."""
+    """``(T,)`` coefficients of the registered terms in registry order (`pdeflow.pde.terms.REGISTRY`): for the
+    built-in terms ``[D(t), α(t), β(t)]``. Switched-off terms read as zero."""
     raw = at_time(params, config, "coefficients", t)
-    on = jnp.array([term in config.terms for term in TERMS], raw.dtype)
-    return jnp.stack([jax.nn.softplus(raw[0]), raw[1], raw[2]]) * on
+    registry = terms.REGISTRY.values()
+    on = jnp.array([term.name in config.terms for term in registry], raw.dtype)
+    return jnp.stack([term.coefficient(raw[i]) for i, term in enumerate(registry)]) * on
+
+
+def coefficient_curves(params: dict, config: SurrogateConfig, times) -> dict:
+    """``{"t": times, <Term.coefficient_key>: values, …}``: every registered term's coefficient at ``times``
+    ``(T,)`` as lists (``{"t", "D", "alpha", "beta"}`` for the built-in terms)."""
+    times = np.asarray(times, np.float32)
+    values = np.asarray(jax.vmap(lambda t: coefficients(params, config, t))(times))
+    curves = {"t": times.tolist()}
+    for i, term in enumerate(terms.REGISTRY.values()):
+        curves[term.coefficient_key] = values[:, i].tolist()
+    return curves
 
 
 def normalise_state(u: Array, norm: str) -> Array:
@@ -260,32 +297,19 @@ def _product(config: SurrogateConfig, spec: str, *operands: Array) -> Array:
 
 
 def relative_positions(n: int, max_distance: int) -> np.ndarray:
-    """``(N, N)`` indices ``clip(j − i, −R, R) + R`` into the position bias."""
-    offsets = np.arange(n)[None, :] - np.arange(n)[:, None]
-    return np.clip(offsets, -max_distance, max_distance) + max_distance
+    """``(N, N)`` indices ``clip(j − i, −R, R) + R`` into the position bias of a token chain."""
+    return ChainGeometry().position_index(n, max_distance)
 
 
 def position_index(config: SurrogateConfig, n: int) -> np.ndarray:
-    """``(N, N)`` indices into each head's position bias for query ``i`` and key ``j``.
+    """``(N, N)`` indices into each head's position bias for query ``i`` and key ``j``: the config geometry's
+    `pdeflow.pde.geometry.TokenGeometry.position_index`.
 
     On a chain: ``clip(j − i, −R, R) + R``. On an ``h × w`` grid after ``P`` prefix tokens: the clipped
     offsets ``(Δrow, Δcolumn)`` between patches index a ``(2R+1) × (2R+1)`` table; a prefix query, a prefix key
     and a prefix-to-prefix pair each have one entry after it.
     """
-    if not config.grid:
-        return relative_positions(n, config.max_distance)
-    config.check_token_count(n)
-    r, p = config.position_range, config.prefix_tokens
-    rows, cols = np.divmod(np.arange(config.grid[0] * config.grid[1]), config.grid[1])
-    d_row = np.clip(rows[None, :] - rows[:, None], -r, r) + r
-    d_col = np.clip(cols[None, :] - cols[:, None], -r, r) + r
-    span = 2 * r + 1
-    index = np.empty((n, n), np.int64)
-    index[p:, p:] = d_row * span + d_col
-    index[:p, p:] = span * span
-    index[p:, :p] = span * span + 1
-    index[:p, :p] = span * span + 2
-    return index
+    return config.geometry.position_index(n, config.max_distance)
 
 
 def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
@@ -305,8 +329,9 @@ def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     logits = _product(config, "hik,hjk->hij", q, k)
     logits = add_position_bias(logits, theta["position_bias"], config)
     allowed = mask[None, :]
-    if config.causal:
-        allowed = allowed & jnp.tril(jnp.ones((u.shape[0], u.shape[0]), bool))
+    order = config.geometry.allowed_keys(u.shape[0])  # a causal chain's lower triangle
+    if order is not None:
+        allowed = allowed & jnp.asarray(order)
     # masked keys get -1e9 added rather than selected: the same maps, and on a CPU a faster forward pass (the
     # selection materialises a (B, H, N, N) fill of the batch)
     return logits + jnp.where(allowed, 0.0, -1e9)[None]
@@ -370,26 +395,31 @@ def attention_kernel(params: dict, config: SurrogateConfig, t: Array, u: Array, 
 
 
 def vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
-    """``du/dt`` for one input. ``args = (params, laplacian (N, N), mask (N,))``; padded tokens stay still."""
+    """``du/dt = Σ_terms c(t)·(M·u + f)`` for one input (`pdeflow.pde.terms`). ``args = (params, laplacian (N, N),
+    mask (N,))``; padded tokens stay still.
+
+    The terms are evaluated in registry order. Their token-mixing operators ``c·M`` are summed and act on ``u``
+    in one ``(N, N)`` product, added right after the last term that mixes (`pdeflow.pde.terms.Term.mixes`); the
+    pointwise parts ``c·f`` are added as they come."""
     params, laplacian, mask = args
-    d_coef, alpha, beta = coefficients(params, config, t)
+    coefs = coefficients(params, config, t)
+    column = {name: i for i, name in enumerate(terms.REGISTRY)}
+    active = terms.active_terms(config)
+    inputs = terms.TermInputs(params, config, t, u, laplacian, mask)
+    last_mixing = max((i for i, term in enumerate(active) if term.mixes), default=-1)
     du = jnp.zeros_like(u)
-    mm = functools.partial(_product, config)
-    # the token-mixing operators D·Δ and α·mean_h(A_h) act on u in one (N, N) product
-    mixing = d_coef * laplacian if "diffusion" in config.terms else None
-    if "attention" in config.terms:
-        maps = attention_kernel(params, config, t, u, mask)  # (H, N, N)
-        mean_map = alpha * maps.mean(0)
-        mixing = mean_map if mixing is None else mixing + mean_map
-        value = at_time(params, config, "value", t)
-        low_rank = mm("hij,hjv->hiv", maps, mm("nr,hrv->hnv", u, value["down"]))
-        du = du + alpha * (mm("hiv,hvr->ir", low_rank, value["up"]) / config.num_heads - u)
-    if mixing is not None:
-        du = du + mm("ij,jr->ir", mixing, u)
-    if "residual" in config.terms:
-        p = at_time(params, config, "residual", t)
-        hidden = jax.nn.gelu(mm("nr,rm->nm", normalise_state(u, config.residual_norm), p["w1"]) + p["b1"])
-        du = du + beta * (mm("nm,mr->nr", hidden, p["w2"]) + p["b2"])
+    mixing = None
+    for i, term in enumerate(active):  # each term evaluated in turn: the operations of the hand-written field
+        part, c = term.parts(inputs), coefs[column[term.name]]
+        if (part.mixing is not None) != term.mixes:
+            raise ValueError(f"term {term.name!r} declares mixes={term.mixes} but its parts "
+                             f"{'have no' if term.mixes else 'have a'} mixing operator; make them agree.")
+        if part.mixing is not None:
+            mixing = c * part.mixing if mixing is None else mixing + c * part.mixing
+        if part.pointwise is not None:
+            du = du + c * part.pointwise
+        if i == last_mixing:
+            du = du + _product(config, "ij,jr->ir", mixing, u)
     return du * mask[:, None].astype(u.dtype)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from jax import Array
 
 from pdeflow.models.block_weights import BlockWeights
-from pdeflow.pde import basis
+from pdeflow.pde import basis, terms
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 
 
@@ -49,6 +49,11 @@ class TeacherInitConfig:
     def __post_init__(self):
         if not (self.diffusion > 0 and self.alpha > 0):
             raise ValueError(f"need diffusion > 0 and alpha > 0; got {self.diffusion}, {self.alpha}.")
+
+    def coefficient_values(self) -> dict[str, float]:
+        """``{term name: starting coefficient}``; a registered term not named here starts at its
+        `pdeflow.pde.terms.Term.initial_value`."""
+        return {"diffusion": self.diffusion, "attention": self.alpha, "residual": self.beta}
 
 
 def check_teacher(config: SurrogateConfig, blocks: list[BlockWeights]) -> None:
@@ -125,7 +130,8 @@ def init_from_transformer(key: Array, config: SurrogateConfig, blocks: list[Bloc
                         "query_bias": on_knots(query_bias)}
     if "value" in config.varying:
         params["value"] = {"down": on_knots(down), "up": on_knots(up)}
-    raw = np.array([math.log(math.expm1(teacher.diffusion)), teacher.alpha, teacher.beta])
+    raw = np.array([term.raw_coefficient(teacher.coefficient_values().get(term.name, term.initial_value))
+                    for term in terms.REGISTRY.values()])
     params["coefficients"] = jnp.tile(jnp.asarray(raw, jnp.float32), (config.num_knots, 1))
     first = blocks[0]
     if (teacher.feed_forward and first.mlp_in is not None and first.mlp_in.shape[1] == config.mlp_width
