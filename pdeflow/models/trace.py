@@ -94,18 +94,21 @@ def check_trace(trace: Trace, *, atol: float = 1e-3) -> None:
         )
 
 
-def run_in_batches(forward, inputs: tuple, batch_size: int) -> tuple[np.ndarray, Trace]:
-    """``forward(*batch) -> (outputs (b, ...), Trace)`` over fixed-size batches of ``inputs`` (arrays sharing
-    their first axis; the last batch is padded, so ``forward`` compiles once) -> numpy ``(outputs, Trace)`` for
-    every input, the padding dropped."""
+def run_in_batches(forward, inputs: tuple, batch_size: int) -> tuple[np.ndarray | None, Trace]:
+    """``forward(*batch) -> (outputs (b, ...), Trace)`` (or just a `Trace`) over fixed-size batches of
+    ``inputs`` (arrays sharing their first axis; the last batch is padded, so ``forward`` compiles once) -> numpy
+    ``(outputs, Trace)`` for every input, the padding dropped (``outputs`` None when ``forward`` returns a
+    `Trace` alone)."""
     from pdeflow.data.batches import fixed_size_batches
 
     count = inputs[0].shape[0]
     outputs, traces = [], []
     for index, keep in fixed_size_batches(count, min(batch_size, count)):
-        out, trace = forward(*(x[index] for x in inputs))
-        outputs.append(np.asarray(out)[:keep])
+        result = forward(*(x[index] for x in inputs))
+        out, trace = (None, result) if isinstance(result, Trace) else result
+        if out is not None:
+            outputs.append(np.asarray(out)[:keep])
         traces.append(Trace(np.asarray(trace.hidden)[:, :keep], np.asarray(trace.attention)[:, :keep],
                             np.asarray(trace.mask)[:keep]))
-    return np.concatenate(outputs), Trace(*(np.concatenate([getattr(t, f) for t in traces],
-                                                           axis=0 if f == "mask" else 1) for f in Trace._fields))
+    return (np.concatenate(outputs) if outputs else None), Trace(
+        *(np.concatenate([getattr(t, f) for t in traces], axis=0 if f == "mask" else 1) for f in Trace._fields))

@@ -10,14 +10,16 @@ the maps block ``l`` computes from it (after its LayerNorm), as for the text enc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pdeflow.models.block_weights import BlockWeights, from_dense
-from pdeflow.models.trace import Trace
+from pdeflow.models.trace import Trace, run_in_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,3 +139,18 @@ def vit_block_weights(params: dict, config: ViTConfig) -> list[BlockWeights]:
         blocks.append(from_dense(p["query"], p["key"], p["value"], p["attention_out"], config.num_heads, "layer",
                                  norm=p["attention_norm"], mlp=(p["mlp_norm"], p["mlp_in"], p["mlp_out"])))
     return blocks
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def vit_forward(config: ViTConfig, params, images):
+    """``(logits (B, classes), Trace)`` of ``images (B, S, S)`` (jitted; one compile per shape)."""
+    return ViT(config).apply(params, images)
+
+
+def run_vit(config: ViTConfig, params, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, Trace]:
+    """``(logits (B, classes), Trace)`` of ``images (B, S, S)``: hidden ``(L+1, B, 1+g², d)``, attention
+    ``(L, B, H, N, N)`` (numpy; fixed-size batches, one compile)."""
+    images = np.asarray(images, np.float32)
+    if images.ndim != 3 or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (B, S, S) with B >= 1; got {images.shape}.")
+    return run_in_batches(lambda x: vit_forward(config, params, x), (images,), batch_size)

@@ -11,7 +11,6 @@ their loss (bits per character) on the held-out paragraphs. A trained model is a
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 from pathlib import Path
@@ -22,8 +21,8 @@ import numpy as np
 import optax
 
 from pdeflow.data.pydoc_corpus import corpus_vocabulary, encode, split_corpus
-from pdeflow.models.gpt import GPT, GPTConfig
-from pdeflow.models.trace import Trace, run_in_batches
+from pdeflow.models.gpt import GPT, GPTConfig, gpt_forward, run_gpt
+from pdeflow.models.trace import Trace
 from pdeflow.optim import OptimizerConfig
 from pdeflow.store import (
     cache_root,
@@ -133,18 +132,8 @@ class TrainedLM:
 
     def run(self, tokens: np.ndarray, mask: np.ndarray | None = None,
             batch_size: int = 128) -> tuple[np.ndarray, Trace]:
-        """``(logits (B, N, V), Trace)`` for token ids (numpy; fixed-size batches, one compile)."""
-        tokens = np.asarray(tokens, np.int32)
-        mask = np.ones(tokens.shape, bool) if mask is None else np.asarray(mask, bool)
-        if tokens.ndim != 2 or tokens.shape[0] == 0 or mask.shape != tokens.shape:
-            raise ValueError(f"need tokens (B, N) with B >= 1 and a mask of the same shape; got {tokens.shape} and "
-                             f"{mask.shape}.")
-        return run_in_batches(lambda t, m: _forward(self.model, self.params, t, m), (tokens, mask), batch_size)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(model: GPTConfig, params, tokens, mask):
-    return GPT(model).apply(params, tokens, mask)
+        """`pdeflow.models.gpt.run_gpt` with this LM: ``(logits (B, N, V), Trace)`` for token ids (numpy)."""
+        return run_gpt(self.model, self.params, tokens, mask, batch_size)
 
 
 def _windows(ids: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
@@ -158,7 +147,7 @@ def bits_per_char(model: GPTConfig, params, ids: np.ndarray, windows: int = 64, 
         raise ValueError(f"the text has {len(ids)} characters; need more than the context ({length}).")
     starts = np.random.default_rng(seed).integers(0, len(ids) - length, windows)
     batch = _windows(ids, starts, length)
-    logits, _ = _forward(model, params, batch[:, :-1], np.ones(batch[:, :-1].shape, bool))
+    logits, _ = gpt_forward(model, params, batch[:, :-1], np.ones(batch[:, :-1].shape, bool))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
     return float(loss) / math.log(2)
 

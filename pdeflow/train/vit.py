@@ -19,8 +19,8 @@ import numpy as np
 import optax
 
 from pdeflow.data.digits import digit_splits
-from pdeflow.models.trace import Trace, run_in_batches
-from pdeflow.models.vit import ViT, ViTConfig
+from pdeflow.models.trace import Trace
+from pdeflow.models.vit import ViT, ViTConfig, run_vit
 from pdeflow.optim import OptimizerConfig
 from pdeflow.store import (
     cache_root,
@@ -97,12 +97,8 @@ class TrainedViT:
         return ViT(self.config.model)
 
     def run(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, Trace]:
-        """``(logits (B, classes), Trace)`` of ``images (B, S, S)``: hidden ``(L+1, B, 1+g², d)``, attention
-        ``(L, B, H, N, N)`` (numpy; fixed-size batches, one compile)."""
-        images = np.asarray(images, np.float32)
-        if images.ndim != 3 or images.shape[0] == 0:
-            raise ValueError(f"images must have shape (B, S, S) with B >= 1; got {images.shape}.")
-        return run_in_batches(lambda x: _forward(self.config.model, self.params, x), (images,), batch_size)
+        """`pdeflow.models.vit.run_vit` with this ViT: ``(logits (B, classes), Trace)`` of ``images (B, S, S)``."""
+        return run_vit(self.config.model, self.params, images, batch_size)
 
     def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``(B, S, S) -> (B, classes)`` (numpy)."""
@@ -125,11 +121,6 @@ def _translate(key, images, shift: int):
     padded = jnp.pad(images, ((0, 0), (shift, shift), (shift, shift)))
     offsets = jax.random.randint(key, (images.shape[0], 2), 0, 2 * shift + 1)
     return jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1]), (size, size)))(padded, offsets)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(model: ViTConfig, params, images):
-    return ViT(model).apply(params, images)
 
 
 def train_vit(config: ViTTrainConfig = ViTTrainConfig(), progress: bool = False,
