@@ -2,7 +2,8 @@
 
 Every Laplacian here is ``Δ = A − diag(A·1)`` for a symmetric 0/1 adjacency ``A`` between real tokens, so it
 is symmetric, negative semi-definite, and conserves mass (its columns sum to zero): the discrete Neumann
-Laplacian. Padded tokens have no edges, so diffusion never moves anything into or out of padding.
+Laplacian. Padded tokens have no edges, so diffusion never moves anything into or out of padding. Which of them
+a surrogate uses is its token geometry's choice (`pdeflow.pde.geometry`).
 """
 
 from __future__ import annotations
