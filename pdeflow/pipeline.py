@@ -22,7 +22,8 @@ from pdeflow.models.minilm import PretrainedEncoder
 from pdeflow.models.parameters import parameter_count, transformer_parameters  # noqa: F401 (re-exported)
 from pdeflow.models.trace import Trace
 from pdeflow.models.vit import ViTConfig
-from pdeflow.pde.attention_pde import TERMS, SurrogateConfig, coefficients, parameter_shapes
+from pdeflow.pde import attention_pde, terms
+from pdeflow.pde.attention_pde import SurrogateConfig, parameter_shapes
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.pde.teacher_init import init_from_transformer
 from pdeflow.results import AttentionEntropy, FitMetrics, FitSummary, ParameterCounts, SplitSizes, Timings
@@ -176,10 +177,9 @@ def held_out_fidelity(params, surrogate: SurrogateConfig, solver: SolverConfig, 
     else:
         tight = dataclasses.replace(solver, dt0=solver.dt0 / 4, max_steps=4 * solver.max_steps)
     predictions["pde_tight_solve"] = predict_attention(params, surrogate, tight, test, batch_size)
-    for term in TERMS:
-        if term in surrogate.terms:
-            predictions[f"pde_without_{term}"] = predict_attention(params, surrogate.without(term), solver, test,
-                                                                   batch_size)
+    for term in surrogate.ablations():  # each term of the surrogate switched off (`pdeflow.pde.terms`)
+        predictions[terms.ablation_key(term)] = predict_attention(params, surrogate.without(term), solver, test,
+                                                                  batch_size)
     predictions["uniform"] = metrics.uniform_maps(test.mask, L, H)
     predictions["previous_layer"] = metrics.previous_layer_maps(test.attention)
     predictions["mean_training_map"] = metrics.mean_attention_maps(
@@ -201,10 +201,9 @@ class FitReport:
 
 
 def coefficient_curves(params, surrogate: SurrogateConfig, points: int = 121) -> dict:
-    times = np.linspace(0.0, surrogate.num_layers, points, dtype=np.float32)
-    values = np.asarray(jax.vmap(lambda t: coefficients(params, surrogate, t))(times))
-    return {"t": times.tolist(), "D": values[:, 0].tolist(), "alpha": values[:, 1].tolist(),
-            "beta": values[:, 2].tolist()}
+    """``{"t": times, coefficient key: values}`` of every term's coefficient on ``points`` times from 0 to L."""
+    return attention_pde.coefficient_curves(params, surrogate,
+                                            np.linspace(0.0, surrogate.num_layers, points, dtype=np.float32))
 
 
 def fit_and_measure(source: ModelSource | str, config: RunConfig | None = None, progress: bool = True,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pdeflow.metrics import METRICS, Metric
+from pdeflow.pde import terms
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
 from pdeflow.results import FitMetrics, as_fit_metrics
@@ -34,9 +35,7 @@ __all__ = ["check_output_dir", "fidelity_table", "json_ready", "load_surrogate",
 METHOD_LABELS = {
     "pde": "attention-PDE",
     "pde_tight_solve": "PDE, tolerances / 100",
-    "pde_without_attention": "PDE, α = 0",
-    "pde_without_diffusion": "PDE, D = 0",
-    "pde_without_residual": "PDE, β = 0",
+    **terms.ablation_labels(),  # "pde_without_attention": "PDE, α = 0", ...
     "mean_training_map": "mean training map",
     "previous_layer": "previous layer",
     "uniform": "uniform",
@@ -183,9 +182,9 @@ def write_figures(metrics: FitMetrics | Mapping, example: dict, folder: Path,
     written.append("attention_maps.png")
 
     curves = metrics.coefficients
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, (key, label) in zip(axes, (("D", "diffusion D(t)"), ("alpha", "attention α(t)"),
-                                       ("beta", "residual β(t)"))):
+    shown = [term for term in terms.REGISTRY.values() if term.coefficient_key in curves]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
+    for ax, key, label in zip(axes[0], (t.coefficient_key for t in shown), (t.title for t in shown)):
         ax.plot(curves["t"], curves[key])
         ax.axhline(0.0, color="grey", lw=0.6)
         ax.set_xlabel("depth-time t (blocks)")
