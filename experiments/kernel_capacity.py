@@ -32,12 +32,13 @@ import numpy as np
 from pdeflow import metrics
 from pdeflow.data.batches import fixed_size_batches, shuffled_batches
 from pdeflow.fit import FitConfig, fit_surrogate, make_optimizer
+from pdeflow.losses import per_input_attention_kl
 from pdeflow.models.minilm import load_minilm
 from pdeflow.models.trace import Trace
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
 from pdeflow.store import atomic_folder, check_output_dir, json_ready
-from pdeflow.surrogate import per_input_attention_kl, predict_attention
+from pdeflow.surrogate import predict_attention
 from pdeflow.train_loop import make_train_step, train_loop
 
 KERNEL_PARAMETERS = ("projection", "kernel")  # what a teacher-forced fit uses and trains

@@ -5,7 +5,7 @@ The loss is the mean over blocks, heads and real query rows of ``KL(transformer 
 One jit-compiled step, vmapped over the batch; early stopping on a validation split.
 
 A fit may open with a multiple-shooting phase (``shooting_steps``): every unit interval is solved from the
-transformer's own state entering it (`pdeflow.surrogate.shooting_losses`), so the dynamics learn each block
+transformer's own state entering it (`pdeflow.losses.shooting_losses`), so the dynamics learn each block
 from where it starts instead of through one long solve; the rest of the fit is on the free-running solve. The
 validation figures (and the choice of the best parameters) are always those of the free-running solve.
 """
@@ -35,12 +35,13 @@ from pdeflow.data.batches import (
     next_batch,
     token_lengths,
 )
+from pdeflow.losses import depth_weights, shooting_losses, surrogate_losses
 from pdeflow.models.trace import Trace, check_trace
 from pdeflow.optim import OptimizerConfig
 from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
-from pdeflow.surrogate import depth_weights, raise_if_failed, shooting_losses, surrogate_losses, token_laplacians
+from pdeflow.surrogate import raise_if_failed, token_laplacians
 from pdeflow.train_loop import make_train_step, train_loop
 from pdeflow.validation import check_finite_numbers
 
@@ -83,7 +84,7 @@ class FitConfig:
         shooting_kernel_lr_scale: the same fraction in the shooting phase (the default 0 holds the kernel while
             the dynamics learn each interval: with ``init="transformer"`` its maps start as the blocks' own).
         depth_weighting: weight the blocks' attention KL in the training loss by ``1 + depth_weighting · l/(L−1)``
-            (scaled to mean 1; `pdeflow.surrogate.depth_weights`), so deeper blocks, where the free-running
+            (scaled to mean 1; `pdeflow.losses.depth_weights`), so deeper blocks, where the free-running
             solve drifts most, count more; 0 weighs every block alike. Validation and the reported figures
             stay unweighted.
         length_buckets: group training batches by length into this many buckets (quantiles of the training

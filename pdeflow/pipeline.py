@@ -16,6 +16,7 @@ import numpy as np
 
 from pdeflow import metrics
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
+from pdeflow.information.depth import attention_entropy_along_depth
 from pdeflow.information.entropy import attention_entropy
 from pdeflow.models.block_weights import BlockWeights
 from pdeflow.models.minilm import PretrainedEncoder
@@ -40,7 +41,7 @@ from pdeflow.sources import (  # noqa: F401 (DataConfig, Splits and the tracing 
     trace_digit_splits,
     trace_sentence_splits,
 )
-from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
+from pdeflow.surrogate import predict_attention
 from pdeflow.train.vit import TrainedViT
 
 

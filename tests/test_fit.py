@@ -113,7 +113,8 @@ def test_trimming_padding_leaves_the_losses_unchanged(traces):
     """Length bucketing trims a batch to its longest input: with fixed steps (whose solve does not depend on
     how many padded zeros the error norm averages over) the per-input losses must not change."""
     from pdeflow.data import token_lengths
-    from pdeflow.surrogate import surrogate_losses, token_laplacians
+    from pdeflow.losses import surrogate_losses
+    from pdeflow.surrogate import token_laplacians
 
     train = traces[0].take(np.arange(16))
     shortest_first = train.take(np.argsort(token_lengths(train.mask)))

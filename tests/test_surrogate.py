@@ -1,4 +1,4 @@
-"""Multiple shooting (`pdeflow.surrogate.shooting_losses`, `attention_pde.interval_ends`): the intervals solved
+"""Multiple shooting (`pdeflow.losses.shooting_losses`, `attention_pde.interval_ends`): the intervals solved
 from the states of a free-running solve are that solve, piece by piece."""
 
 import dataclasses
@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pdeflow.losses import per_input_attention_kl, shooting_losses
 from pdeflow.pde import SolverConfig, attention_pde
-from pdeflow.surrogate import per_input_attention_kl, shooting_losses, surrogate_forward, token_laplacians
+from pdeflow.surrogate import surrogate_forward, token_laplacians
 from tests.tiny_teacher import SURROGATE, tiny_traces
 
 # full width, so that the free solve's states can stand in for the transformer's (an identity projection)
@@ -98,7 +99,7 @@ def test_held_out_predictions_read_the_transformer_only_at_the_input(setup):
 
 
 def test_depth_weights_rise_with_depth_and_average_one():
-    from pdeflow.surrogate import depth_weights
+    from pdeflow.losses import depth_weights
     w = depth_weights(6, 2.0)
     np.testing.assert_allclose(w, np.array([1.0, 1.4, 1.8, 2.2, 2.6, 3.0]) / 2.0, rtol=1e-6)
     np.testing.assert_allclose(depth_weights(6, 0.0), np.ones(6))

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pdeflow.losses import surrogate_losses
 from pdeflow.models.trace import Trace
 from pdeflow.pde import (
     SolverConfig,
@@ -17,7 +18,7 @@ from pdeflow.pde import (
     init_surrogate,
     vector_field,
 )
-from pdeflow.surrogate import surrogate_forward, surrogate_losses, token_laplacians
+from pdeflow.surrogate import surrogate_forward, token_laplacians
 
 CONFIG = SurrogateConfig(num_layers=3, num_heads=2, model_dim=8, width=5, key_dim=3, value_rank=2, mlp_width=6,
                          num_knots=3, max_distance=3)

@@ -84,7 +84,8 @@ def test_fit_refuses_a_trace_that_does_not_match_the_grid():
 
 def test_attention_entropy_along_depth_matches_the_maps_at_integer_times():
     from pdeflow.information import attention_entropy
-    from pdeflow.surrogate import attention_entropy_along_depth, predict_attention
+    from pdeflow.information.depth import attention_entropy_along_depth
+    from pdeflow.surrogate import predict_attention
 
     params = _params()
     rng = np.random.default_rng(3)
