@@ -7,12 +7,12 @@ to one (see `pdeflow.models.minilm`).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pdeflow.models.attention import attention_probabilities, merge_heads, split_heads
 from pdeflow.models.block_weights import BlockWeights, from_dense
 from pdeflow.models.parameters import parameter_count  # noqa: F401 (re-exported)
 from pdeflow.models.trace import Trace
@@ -58,19 +58,19 @@ class SelfAttention(nn.Module):
     def __call__(self, x, mask):
         """x: (B, N, d); mask: (B, N) -> output (B, N, d), probabilities (B, H, N, N)."""
         c = self.config
-        batch, n, _ = x.shape
+        q, k, v = (split_heads(nn.Dense(c.hidden_size, name=name)(x), c.num_heads)
+                   for name in ("query", "key", "value"))
+        # padded keys' logits become the lowest finite value of their dtype (the Hugging Face convention)
+        probs = attention_probabilities(q, k, mask=mask)
+        return merge_heads(weighted_values(probs, v)), probs
 
-        def heads(y):
-            return y.reshape(batch, n, c.num_heads, c.head_dim).transpose(0, 2, 1, 3)
 
-        q = heads(nn.Dense(c.hidden_size, name="query")(x))
-        k = heads(nn.Dense(c.hidden_size, name="key")(x))
-        v = heads(nn.Dense(c.hidden_size, name="value")(x))
-        scores = jnp.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(c.head_dim)
-        scores = jnp.where(mask[:, None, None, :], scores, jnp.finfo(scores.dtype).min)
-        probs = jax.nn.softmax(scores, axis=-1)
-        context = jnp.einsum("bhij,bhjd->bhid", probs, v).transpose(0, 2, 1, 3).reshape(batch, n, -1)
-        return context, probs
+def weighted_values(probs: jax.Array, v: jax.Array) -> jax.Array:
+    """`pdeflow.models.attention.attend` summed in this encoder's own order: ``probs (B, H, N, N)`` times the
+    head-major values ``(B, H, N, d_h)`` (probabilities the left operand), back to ``(B, N, H, d_h)``. ``attend``
+    contracts with the values as the left operand, which differs at round-off (~1e-6); this keeps the encoder's
+    outputs bit for bit what they were (pretrained parity, golden values)."""
+    return jnp.einsum("bhij,bhjd->bhid", probs, v.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
 
 
 class Block(nn.Module):

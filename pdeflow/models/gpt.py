@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -25,9 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdeflow.models.attention import attend, attention_probabilities, merge_heads, split_heads
 from pdeflow.models.trace import Trace, run_in_batches
 
 NORMS = ("pre", "post")
+MASKED_LOGIT = -1e9  # what padded and future keys' logits are replaced by (the trained models' convention)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,19 +79,12 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x, mask):
         c = self.config
-        batch, n, _ = x.shape
         pre = c.norm == "pre"
         h = nn.LayerNorm(c.layer_norm_eps, name="attention_norm")(x) if pre else x
-
-        def heads(name):
-            return nn.Dense(c.hidden_size, name=name)(h).reshape(batch, n, c.num_heads, c.head_dim)
-
-        q, k, v = heads("query"), heads("key"), heads("value")
-        scores = jnp.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(c.head_dim)
-        allowed = jnp.tril(jnp.ones((n, n), bool))[None, None] & mask[:, None, None, :]
-        probs = jax.nn.softmax(jnp.where(allowed, scores, -1e9), axis=-1)
-        context = jnp.einsum("bhij,bjhd->bihd", probs, v).reshape(batch, n, c.hidden_size)
-        x = x + nn.Dense(c.hidden_size, name="attention_out")(context)
+        q, k, v = (split_heads(nn.Dense(c.hidden_size, name=name)(h), c.num_heads)
+                   for name in ("query", "key", "value"))
+        probs = attention_probabilities(q, k, mask=mask, causal=True, masked_logit=MASKED_LOGIT)
+        x = x + nn.Dense(c.hidden_size, name="attention_out")(merge_heads(attend(probs, v)))
         if not pre:
             x = nn.LayerNorm(c.layer_norm_eps, name="attention_norm")(x)
         h = nn.LayerNorm(c.layer_norm_eps, name="mlp_norm")(x) if pre else x

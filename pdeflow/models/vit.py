@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdeflow.models.attention import attend, attention_probabilities, merge_heads, split_heads
 from pdeflow.models.block_weights import BlockWeights, from_dense
 from pdeflow.models.trace import Trace, run_in_batches
 
@@ -87,19 +87,14 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x, head_mask=None):
         c = self.config
-        batch, n, _ = x.shape
         h = nn.LayerNorm(c.layer_norm_eps, name="attention_norm")(x)
-
-        def heads(name):
-            return nn.Dense(c.hidden_size, name=name)(h).reshape(batch, n, c.num_heads, c.head_dim)
-
-        q, k, v = heads("query"), heads("key"), heads("value")
-        probs = jax.nn.softmax(jnp.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(c.head_dim), axis=-1)
-        context = jnp.einsum("bhij,bjhd->bihd", probs, v)
+        q, k, v = (split_heads(nn.Dense(c.hidden_size, name=name)(h), c.num_heads)
+                   for name in ("query", "key", "value"))
+        probs = attention_probabilities(q, k)
+        context = attend(probs, v)  # (B, N, H, d_h)
         if head_mask is not None:  # pruning: a removed head adds nothing to the block's output
             context = context * head_mask[None, None, :, None]
-        context = context.reshape(batch, n, c.hidden_size)
-        x = x + nn.Dense(c.hidden_size, name="attention_out")(context)
+        x = x + nn.Dense(c.hidden_size, name="attention_out")(merge_heads(context))
         h = nn.LayerNorm(c.layer_norm_eps, name="mlp_norm")(x)
         h = nn.Dense(c.hidden_size, name="mlp_out")(jax.nn.gelu(nn.Dense(c.mlp_size, name="mlp_in")(h)))
         return x + h, probs
