@@ -12,14 +12,23 @@ FFN width m.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from pdeflow.models import relative_position as rpe
+from pdeflow.models.attention import (
+    attend,
+    attention_probabilities,
+    causal_mask,
+    masked_softmax,
+    merge_heads,
+    split_heads,
+)
 from pdeflow.models.trace import Trace
+
+MASKED_LOGIT = -1e9  # what future keys' logits are replaced by (the trained models' convention)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,27 +79,26 @@ class Block(nn.Module):
         c = self.config
         batch, n, _ = x.shape
         h = nn.LayerNorm(name="attention_norm")(x)
-        logits = jnp.zeros((1, 1, n, n))
-        if c.dot_product:
-            q = nn.Dense(c.num_heads * c.head_dim, name="query")(h).reshape(batch, n, c.num_heads, c.head_dim)
-            k = nn.Dense(c.num_heads * c.head_dim, name="key")(h).reshape(batch, n, c.num_heads, c.head_dim)
-            logits = jnp.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(c.head_dim)
+
+        def heads(name):
+            return split_heads(nn.Dense(c.num_heads * c.head_dim, name=name)(h), c.num_heads)
+
+        q_k = (heads("query"), heads("key")) if c.dot_product else None
+        bias = None
         if c.rpe != "none":
             init = rpe.initial_weights(c.rpe, c.num_heads, c.num_buckets, c.max_distance)
             weights = self.param("position_bias", lambda _: jnp.asarray(init))
-            logits = logits + rpe.relative_bias(c.rpe, weights, n, c.num_buckets, c.max_distance)[None]
-        causal = jnp.tril(jnp.ones((n, n), bool))
-        # position-only maps are one (1, H, N, N) array for the whole batch: no per-input softmax
-        probs = jax.nn.softmax(jnp.where(causal, logits, -1e9), axis=-1)
-        probs = jnp.broadcast_to(probs, (probs.shape[0], c.num_heads, n, n))
-        v = nn.Dense(c.num_heads * c.head_dim, name="value")(h).reshape(batch, n, c.num_heads, c.head_dim)
+            bias = rpe.relative_bias(c.rpe, weights, n, c.num_buckets, c.max_distance)[None]  # (1, H, N, N)
         if c.dot_product:
-            context = jnp.einsum("bhij,bjhd->bihd", probs, v)
-        else:
-            context = jnp.einsum("hij,bjhd->bihd", probs[0], v)
-        context = context.reshape(batch, n, c.num_heads * c.head_dim)
+            probs = attention_probabilities(*q_k, causal=True, bias=bias, masked_logit=MASKED_LOGIT)
+        else:  # position-only maps are one (1, H, N, N) array for the whole batch: no per-input softmax
+            logits = jnp.zeros((1, 1, n, n)) if bias is None else jnp.zeros((1, 1, n, n)) + bias
+            probs = masked_softmax(logits, causal_mask(n), MASKED_LOGIT)
+            probs = jnp.broadcast_to(probs, (1, c.num_heads, n, n))
+        v = heads("value")
+        context = attend(probs if c.dot_product else probs[0], v)
         probs = jnp.broadcast_to(probs, (batch, c.num_heads, n, n))
-        x = x + nn.Dense(c.model_dim, name="attention_out")(context)
+        x = x + nn.Dense(c.model_dim, name="attention_out")(merge_heads(context))
         if c.ffn_width:
             h = nn.LayerNorm(name="mlp_norm")(x)
             x = x + nn.Dense(c.model_dim, name="mlp_out")(jax.nn.gelu(nn.Dense(c.ffn_width, name="mlp_in")(h)))
