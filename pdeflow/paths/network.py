@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pdeflow.models.attention import masked_softmax
+
 READOUTS = ("last", "mean")
 
 
@@ -80,8 +82,10 @@ class PathAttentionNet(nn.Module):
         for layer in range(c.num_layers):
             q = self.param(f"query_{layer}", normal, (c.num_heads, c.key_dim, c.input_dim))
             k = self.param(f"key_{layer}", normal, (c.num_heads, c.key_dim, c.input_dim))
+            # the logits as one contraction (opt_einsum forms each head's bilinear form Kᵀ Q first), not the
+            # per-token q·k of `attention_logits`: the same maths, summed in another order (differs at round-off)
             scores = jnp.einsum("hgd,bsd,hge,bte->bhst", q, x, k, x) / (c.input_dim * math.sqrt(c.key_dim))
-            maps.append(jax.nn.softmax(scores, axis=-1))
+            maps.append(masked_softmax(scores))  # (B, H, T, T), no mask: every token is real
         v0 = self.param("value_in", normal, (c.width, c.input_dim))
         h = x @ v0.T / math.sqrt(c.input_dim)  # (B, T, N)
         for layer in range(c.num_layers):
