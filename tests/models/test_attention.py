@@ -10,24 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.models import (
-    GPT,
-    BertConfig,
-    BertEncoder,
-    GPTConfig,
-    RPETransformer,
-    RPETransformerConfig,
-    allowed_keys,
-    attend,
-    attention_logits,
-    attention_probabilities,
-    causal_mask,
-    masked_softmax,
-    merge_heads,
-    relative_bias,
-    split_heads,
-)
-from pdeflow.models.bert import weighted_values
+from pdeflow.models import attention
+from pdeflow.models.bert import BertConfig, BertEncoder, weighted_values
+from pdeflow.models.gpt import GPT, GPTConfig
+from pdeflow.models.relative_position import relative_bias
+from pdeflow.models.rpe_transformer import RPETransformer, RPETransformerConfig
 from pdeflow.models.vit import ViT, ViTConfig
 from pdeflow.paths.network import PathAttentionNet, PathNetConfig
 
@@ -42,20 +29,20 @@ def _qkv(seed=0):
 
 def test_split_and_merge_heads_round_trip():
     x = jax.random.normal(jax.random.PRNGKey(1), (B, N, H * DH))
-    heads = split_heads(x, H)
+    heads = attention.split_heads(x, H)
     assert heads.shape == (B, N, H, DH)
     np.testing.assert_array_equal(heads[:, :, 1], x[:, :, DH:2 * DH])  # head h is the h-th block of features
-    np.testing.assert_array_equal(merge_heads(heads), x)
+    np.testing.assert_array_equal(attention.merge_heads(heads), x)
     with pytest.raises(ValueError, match="divide"):
-        split_heads(x, 5)
+        attention.split_heads(x, 5)
 
 
 def test_default_temperature_is_the_square_root_of_the_head_width():
     q, k, _ = _qkv()
     raw = jnp.einsum("bihd,bjhd->bhij", q, k)
-    np.testing.assert_array_equal(attention_logits(q, k), raw / math.sqrt(DH))
-    np.testing.assert_array_equal(attention_logits(q, k, temperature=1.0), raw)
-    np.testing.assert_allclose(attention_logits(q, k), raw * (1 / math.sqrt(DH)), rtol=1e-6)  # scale 1/√d_h
+    np.testing.assert_array_equal(attention.attention_logits(q, k), raw / math.sqrt(DH))
+    np.testing.assert_array_equal(attention.attention_logits(q, k, temperature=1.0), raw)
+    np.testing.assert_allclose(attention.attention_logits(q, k), raw * (1 / math.sqrt(DH)), rtol=1e-6)  # scale 1/√d_h
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -63,7 +50,7 @@ def test_default_temperature_is_the_square_root_of_the_head_width():
 def test_rows_are_distributions_over_the_allowed_keys(causal, masked):
     q, k, _ = _qkv()
     mask = MASK if masked else None
-    probs = np.asarray(attention_probabilities(q, k, mask=mask, causal=causal))
+    probs = np.asarray(attention.attention_probabilities(q, k, mask=mask, causal=causal))
     assert probs.shape == (B, H, N, N)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
     allowed = np.ones((B, 1, N, N), bool)
@@ -78,30 +65,32 @@ def test_rows_are_distributions_over_the_allowed_keys(causal, masked):
 def test_masked_logits_are_replaced_not_added():
     logits = jnp.array([[0.5, 2.0, -1.0]])
     allowed = jnp.array([[True, False, True]])
-    np.testing.assert_array_equal(masked_softmax(logits, allowed),
+    np.testing.assert_array_equal(attention.masked_softmax(logits, allowed),
                                   jax.nn.softmax(jnp.where(allowed, logits, jnp.finfo(jnp.float32).min)))
-    np.testing.assert_array_equal(masked_softmax(logits, allowed, -1e9),
+    np.testing.assert_array_equal(attention.masked_softmax(logits, allowed, -1e9),
                                   jax.nn.softmax(jnp.where(allowed, logits, -1e9)))
-    np.testing.assert_array_equal(masked_softmax(logits), jax.nn.softmax(logits))
-    assert allowed_keys(None, False, 3) is None
-    np.testing.assert_array_equal(allowed_keys(None, True, 3)[0, 0], causal_mask(3))
-    np.testing.assert_array_equal(allowed_keys(MASK, True, N), np.tril(np.ones((N, N), bool)) & MASK[:, None, None, :])
+    np.testing.assert_array_equal(attention.masked_softmax(logits), jax.nn.softmax(logits))
+    assert attention.allowed_keys(None, False, 3) is None
+    np.testing.assert_array_equal(attention.allowed_keys(None, True, 3)[0, 0], attention.causal_mask(3))
+    np.testing.assert_array_equal(attention.allowed_keys(MASK, True, N),
+                                  np.tril(np.ones((N, N), bool)) & MASK[:, None, None, :])
 
 
 def test_bias_is_added_before_the_mask():
     q, k, _ = _qkv()
     bias = jax.random.normal(jax.random.PRNGKey(2), (H, N, N))
-    probs = attention_probabilities(q, k, causal=True, bias=bias)
-    expected = jax.nn.softmax(jnp.where(np.tril(np.ones((N, N), bool)), attention_logits(q, k) + bias, -jnp.inf))
+    probs = attention.attention_probabilities(q, k, causal=True, bias=bias)
+    logits = attention.attention_logits(q, k) + bias
+    expected = jax.nn.softmax(jnp.where(np.tril(np.ones((N, N), bool)), logits, -jnp.inf))
     np.testing.assert_allclose(probs, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_attend_is_the_weighted_sum_of_the_values():
     q, k, v = _qkv()
-    probs = attention_probabilities(q, k, mask=MASK)
+    probs = attention.attention_probabilities(q, k, mask=MASK)
     expected = np.einsum("bhij,bjhd->bihd", np.asarray(probs, np.float64), np.asarray(v, np.float64))
-    np.testing.assert_allclose(attend(probs, v), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(attend(probs[0], v), np.einsum("hij,bjhd->bihd", probs[0], v), rtol=1e-5,
+    np.testing.assert_allclose(attention.attend(probs, v), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(attention.attend(probs[0], v), np.einsum("hij,bjhd->bihd", probs[0], v), rtol=1e-5,
                                atol=1e-6)  # one set of maps for the batch
     np.testing.assert_allclose(weighted_values(probs, v), expected, rtol=1e-5, atol=1e-6)  # BERT's summation order
 
