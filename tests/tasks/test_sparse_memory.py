@@ -8,19 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.tasks.sparse_memory import (
-    AdaptiveMemory,
-    FixedMemory,
-    SmoothMemory,
-    SparseBoolean,
-    batches,
-    heavy_tailed_memory,
-    light_tailed_memory,
-    memory_kernel,
-    most_recent_match,
-    normalised_mse,
-    sample,
-)
+from pdeflow.tasks import sparse_memory
+from pdeflow.tasks.sparse_memory import AdaptiveMemory, FixedMemory, SmoothMemory, SparseBoolean
 
 TASKS = [FixedMemory(lags=(2, 5, 11), length=16), SparseBoolean(lags=(1, 4, 9), length=16),
          AdaptiveMemory(num_keys=3, length=16), AdaptiveMemory(num_keys=3, nested=True, length=16),
@@ -29,9 +18,9 @@ TASKS = [FixedMemory(lags=(2, 5, 11), length=16), SparseBoolean(lags=(1, 4, 9), 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: type(t).__name__ + ("-nested" if getattr(t, "nested", 0) else ""))
 def test_batches_are_reproducible_from_the_seed(task):
-    first = list(itertools.islice(batches(task, seed=3, batch=4), 3))
-    again = list(itertools.islice(batches(task, seed=3, batch=4), 3))
-    other = next(batches(task, seed=4, batch=4))
+    first = list(itertools.islice(sparse_memory.batches(task, seed=3, batch=4), 3))
+    again = list(itertools.islice(sparse_memory.batches(task, seed=3, batch=4), 3))
+    other = next(sparse_memory.batches(task, seed=4, batch=4))
     for a, b in zip(first, again):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -86,12 +75,14 @@ def test_smooth_memory_is_the_convolution_it_names():
 
 def test_memory_kernels_have_unit_norm_and_their_tails():
     for shape in ("power", "exponential", "matern"):
-        assert np.linalg.norm(memory_kernel(shape, 3.0, 1.5, 64)) == pytest.approx(1.0)
-    heavy, light = memory_kernel("power", 2.0, 1.5, 200), memory_kernel("exponential", 4.0, 0.0, 200)
+        assert np.linalg.norm(sparse_memory.memory_kernel(shape, 3.0, 1.5, 64)) == pytest.approx(1.0)
+    heavy = sparse_memory.memory_kernel("power", 2.0, 1.5, 200)
+    light = sparse_memory.memory_kernel("exponential", 4.0, 0.0, 200)
     # a power law decays by a constant factor per doubling, an exponential by ever more
     assert heavy[100] / heavy[50] == pytest.approx((1 + 25) ** 1.5 / (1 + 50) ** 1.5, rel=1e-6)
     assert light[100] / light[50] == pytest.approx(np.exp(-50 / 4), rel=1e-6)
-    assert heavy_tailed_memory().kernels[0][0] == "power" and light_tailed_memory().kernels[0][0] == "matern"
+    assert sparse_memory.heavy_tailed_memory().kernels[0][0] == "power"
+    assert sparse_memory.light_tailed_memory().kernels[0][0] == "matern"
 
 
 def test_most_recent_match_brute_force():
@@ -99,7 +90,7 @@ def test_most_recent_match_brute_force():
     keys = rng.integers(0, 3, (4, 12))
     query = rng.integers(0, 3, (4, 12))
     before = rng.integers(0, 13, (4, 12))
-    got = np.asarray(most_recent_match(jnp.asarray(keys), jnp.asarray(query), jnp.asarray(before)))
+    got = np.asarray(sparse_memory.most_recent_match(jnp.asarray(keys), jnp.asarray(query), jnp.asarray(before)))
     for b, t in np.ndindex(4, 12):
         hits = [s for s in range(before[b, t]) if keys[b, s] == query[b, t]]
         assert got[b, t] == (max(hits) if hits else -1)
@@ -159,13 +150,14 @@ def test_nested_memory_reads_the_pointer_of_the_first_match():
 
 
 def test_normalised_mse_scores_the_mean_predictor_one():
-    batch = sample(FixedMemory(lags=(1, 3), readout="product", length=12), jax.random.PRNGKey(0), 64)
+    batch = sparse_memory.sample(FixedMemory(lags=(1, 3), readout="product", length=12), jax.random.PRNGKey(0), 64)
     valid = np.asarray(batch.valid)
     mean = np.asarray(batch.targets)[valid].mean()
-    assert float(normalised_mse(jnp.full(batch.targets.shape, mean), batch.targets, batch.valid)) == pytest.approx(1.0)
-    assert float(normalised_mse(batch.targets, batch.targets, batch.valid)) == 0.0
+    constant = jnp.full(batch.targets.shape, mean)
+    assert float(sparse_memory.normalised_mse(constant, batch.targets, batch.valid)) == pytest.approx(1.0)
+    assert float(sparse_memory.normalised_mse(batch.targets, batch.targets, batch.valid)) == 0.0
     stacked = jnp.stack([batch.targets, jnp.zeros_like(batch.targets)])
-    assert normalised_mse(stacked, batch.targets, batch.valid).shape == (2,)
+    assert sparse_memory.normalised_mse(stacked, batch.targets, batch.valid).shape == (2,)
 
 
 def test_bad_settings_say_what_to_fix():
