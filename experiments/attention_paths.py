@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.common import run_and_write
 from pdeflow.paths import (
     OrderParameter,
     PathAttentionNet,
@@ -42,7 +43,6 @@ from pdeflow.paths import (
     total_kernel,
     with_bilinear_head,
 )
-from pdeflow.store import check_output_dir, result_folder
 from pdeflow.tasks import MarkovChainTask, digit_pair_task, switch_detector
 
 DIGIT_CLASSES = (3, 8)
@@ -351,14 +351,7 @@ def main(argv=None) -> int:
     config = PathsExperiment(widths=tuple(args.widths), seeds=args.seeds, sampler_steps=args.sampler_steps,
                              num_train=args.num_train, num_test=args.num_test, action_steps=args.action_steps,
                              vit_heads=args.vit_heads)
-    check_output_dir(args.out, args.overwrite)
-    result = run(config, args.progress)
-    with result_folder(args.out, args.overwrite) as folder:
-        folder.write_json("results.json", result)
-        folder.write_text("summary.md", summary(result))
-        write_figures(result, folder.path)
-    print(summary(result))
-    return 0
+    return run_and_write(args.out, args.overwrite, lambda: run(config, args.progress), summary, write_figures)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from experiments.common import fit_sweep_parser
 from pdeflow.fit import FitConfig
 from pdeflow.metrics import METRICS
 from pdeflow.pde import SurrogateConfig
@@ -118,11 +119,7 @@ def run(config: RunConfig, models=MODELS, progress: bool = True) -> tuple[dict, 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", default="results/cross_modality", help="output folder (written atomically)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser = fit_sweep_parser(__doc__, "results/cross_modality", MODELS)
     parser.add_argument("--steps", type=int, default=FitConfig.steps, help="fit steps (both modalities)")
     parser.add_argument("--width", type=int, default=SurrogateConfig.width, help="surrogate width r")
     parser.add_argument("--key-dim", type=int, default=SurrogateConfig.key_dim, help="rank of each head's maps")

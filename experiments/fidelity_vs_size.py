@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common import fit_sweep_parser
 from pdeflow import metrics
 from pdeflow.fit import FitConfig, fit_surrogate
 from pdeflow.models.parameters import parameter_count
@@ -186,11 +187,7 @@ def write_figure(results: dict, target: float, path, reports: list[dict] = ()) -
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", default="results/fidelity_vs_size", help="output folder (written atomically)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser = fit_sweep_parser(__doc__, "results/fidelity_vs_size", MODELS)
     parser.add_argument("--widths", nargs="+", type=int, default=[8, 16, 32, 64, 128], help="surrogate widths r")
     parser.add_argument("--key-dims", nargs="+", type=int, default=[4, 16], help="per-head key ranks")
     parser.add_argument("--steps", type=int, default=150, help="fit steps per size")

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.common import run_and_write
 from pdeflow.fit import FitConfig, evaluate_losses, fit_surrogate
 from pdeflow.metrics import attention_kl
 from pdeflow.models.bert import parameter_count
@@ -42,7 +43,6 @@ from pdeflow.models.rpe_transformer import RPETransformerConfig
 from pdeflow.models.trace import Trace
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
-from pdeflow.store import check_output_dir, result_folder
 from pdeflow.surrogate import predict_attention
 from pdeflow.tasks.sparse_memory import (
     AdaptiveMemory,
@@ -312,6 +312,13 @@ def _pm(row: dict) -> str:
     return f"{row['mean']:.3f} ± {row['sd']:.3f}"
 
 
+def _table(title: str, header: list[str], rows) -> list[str]:
+    """The lines of one section of the summary: ``## title``, then a markdown table of ``rows`` (lists of cells)
+    under ``header``, then a blank line."""
+    return [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
 def summary(results: dict) -> str:
     s = results["settings"]
     lines = [f"# Long, sparse memory (seeds {s['seeds']}, {results['train']['steps']} steps, "
@@ -320,57 +327,46 @@ def summary(results: dict) -> str:
     if "rpe_vs_tail" in results:
         rows = results["rpe_vs_tail"]["rows"]
         heads = sorted({r["heads"] for r in rows})
-        lines += ["## Log- vs linear-type RPE on heavy- and light-tailed memory (position-only attention)", "",
-                  "| memory | RPE | " + " | ".join(f"H={h}" for h in heads) + " |",
-                  "|---|---|" + "---|" * len(heads)]
-        for memory in ("heavy", "light"):
-            for family in ("linear", "log"):
-                cells = [_pm(r) for h in heads for r in rows
-                         if (r["memory"], r["rpe"], r["heads"]) == (memory, family, h)]
-                lines.append(f"| {memory} | {family} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _table("Log- vs linear-type RPE on heavy- and light-tailed memory (position-only attention)",
+                        ["memory", "RPE", *(f"H={h}" for h in heads)],
+                        [[memory, family, *(_pm(r) for h in heads for r in rows
+                                            if (r["memory"], r["rpe"], r["heads"]) == (memory, family, h))]
+                         for memory in ("heavy", "light") for family in ("linear", "log")])
     if "depth_vs_nesting" in results:
-        lines += ["## One layer vs two on adaptive and nested adaptive memory (T5 RPE, dot product, H=2)", "",
-                  "| memory | L=1 | L=2 |", "|---|---|---|"]
-        for memory in ("adaptive", "nested"):
-            cells = [_pm(r) for r in results["depth_vs_nesting"]["rows"] if r["memory"] == memory]
-            lines.append(f"| {memory} | " + " | ".join(cells) + " |")
-        lines.append("")
+        rows = results["depth_vs_nesting"]["rows"]
+        lines += _table("One layer vs two on adaptive and nested adaptive memory (T5 RPE, dot product, H=2)",
+                        ["memory", "L=1", "L=2"],
+                        [[memory, *(_pm(r) for r in rows if r["memory"] == memory)]
+                         for memory in ("adaptive", "nested")])
     if "dot_product" in results:
-        lines += ["## With and without dot-product attention (T5 RPE, L=1)", "",
-                  "| memory | heads | with q·k | position only |", "|---|---|---|---|"]
-        for memory in ("adaptive", "fixed"):
-            rows = [r for r in results["dot_product"]["rows"] if r["memory"] == memory]
-            lines.append(f"| {memory} | {rows[0]['heads']} | " + " | ".join(_pm(r) for r in rows) + " |")
-        lines.append("")
+        by_memory = {memory: [r for r in results["dot_product"]["rows"] if r["memory"] == memory]
+                     for memory in ("adaptive", "fixed")}
+        lines += _table("With and without dot-product attention (T5 RPE, L=1)",
+                        ["memory", "heads", "with q·k", "position only"],
+                        [[memory, str(rows[0]["heads"]), *map(_pm, rows)] for memory, rows in by_memory.items()])
     if "heads_vs_width" in results:
         rows = results["heads_vs_width"]["rows"]
         widths = sorted({r["ffn_width"] for r in rows})
-        lines += ["## Heads H vs FFN width m on fixed memory with lags 4 and 20 (complex read-out)", "",
-                  "| H | " + " | ".join(f"m={m}" for m in widths) + " |", "|---|" + "---|" * len(widths)]
-        for h in sorted({r["heads"] for r in rows}):
-            lines.append(f"| {h} | " + " | ".join(_pm(r) for m in widths for r in rows
-                                                  if (r["heads"], r["ffn_width"]) == (h, m)) + " |")
-        lines.append("")
+        lines += _table("Heads H vs FFN width m on fixed memory with lags 4 and 20 (complex read-out)",
+                        ["H", *(f"m={m}" for m in widths)],
+                        [[str(h), *(_pm(r) for m in widths for r in rows if (r["heads"], r["ffn_width"]) == (h, m))]
+                         for h in sorted({r["heads"] for r in rows})])
     if "depth_vs_heads" in results:
-        lines += ["## Depth vs heads at equal parameter count (T5 RPE, dot product)", "",
-                  "| memory | L | H | m | parameters | error |", "|---|---|---|---|---|---|"]
-        for r in results["depth_vs_heads"]["rows"]:
-            lines.append(f"| {r['memory']} | {r['layers']} | {r['heads']} | {r['ffn_width']} | {r['parameters']} | "
-                         f"{_pm(r)} |")
-        lines.append("")
+        lines += _table("Depth vs heads at equal parameter count (T5 RPE, dot product)",
+                        ["memory", "L", "H", "m", "parameters", "error"],
+                        [[str(r[key]) for key in ("memory", "layers", "heads", "ffn_width", "parameters")] + [_pm(r)]
+                         for r in results["depth_vs_heads"]["rows"]])
     if "pde_positional" in results:
-        lines += ["## The attention-PDE's position-bias family fitted to trained models (held-out KL, nats)", "",
-                  "| memory | model's RPE (slopes) | uniform | " + " | ".join(PDE_FAMILIES)
-                  + " | best of linear/log | its fitted slopes |",
-                  "|---|---|---|" + "---|" * len(PDE_FAMILIES) + "---|---|"]
+        rows = []
         for r in results["pde_positional"]["rows"]:
-            cells = [f"{r['families'][f]['test_kl']:.4f}" if f in r["families"] else "" for f in PDE_FAMILIES]
             slopes = r["families"].get(r["recovered"], {}).get("slopes", [])
             truth = f" ({', '.join(f'{p:.2f}' for p in r['model_slopes'])})" if "model_slopes" in r else ""
-            lines.append(f"| {r['memory']} | {r['trained_rpe']}{truth} | {r['uniform_kl']:.4f} | " + " | ".join(cells)
-                         + f" | {r['recovered']} | {', '.join(f'{p:.2f}' for p in slopes)} |")
-        lines.append("")
+            rows.append([r["memory"], f"{r['trained_rpe']}{truth}", f"{r['uniform_kl']:.4f}",
+                         *(f"{r['families'][f]['test_kl']:.4f}" if f in r["families"] else "" for f in PDE_FAMILIES),
+                         r["recovered"], ", ".join(f"{p:.2f}" for p in slopes)])
+        lines += _table("The attention-PDE's position-bias family fitted to trained models (held-out KL, nats)",
+                        ["memory", "model's RPE (slopes)", "uniform", *PDE_FAMILIES, "best of linear/log",
+                         "its fitted slopes"], rows)
     return "\n".join(lines)
 
 
@@ -480,16 +476,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     config = MemoryExperiment(sweeps=tuple(args.sweeps), seeds=tuple(args.seeds), steps=args.steps,
                               learning_rate=args.learning_rate, large=args.large, pde_steps=args.pde_steps)
-    check_output_dir(args.out, args.overwrite)
-    results = run_experiment(config, args.progress)
-    with result_folder(args.out, args.overwrite) as folder:
-        for name in config.sweeps:
-            folder.write_json(f"{name}.json", results[name])
-        folder.write_json("results.json", results)
-        folder.write_text("summary.md", summary(results))
-        write_figures(results, folder.path)
-    print(summary(results))
-    return 0
+    return run_and_write(args.out, args.overwrite, lambda: run_experiment(config, args.progress), summary,
+                         write_figures, parts=lambda results: {name: results[name] for name in config.sweeps})
 
 
 if __name__ == "__main__":
