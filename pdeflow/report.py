@@ -26,6 +26,7 @@ from pdeflow.store import (
     json_ready,
     result_folder,
     save_checked_tensors,
+    save_figure,
     unflatten_params,
 )
 
@@ -154,10 +155,7 @@ def write_figures(metrics: FitMetrics | Mapping, example: dict, folder: Path,
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("held-out attention fidelity: surrogate vs baselines")
-    fig.tight_layout()
-    fig.savefig(folder / "fidelity.png", dpi=110)
-    plt.close(fig)
-    written.append("fidelity.png")
+    written.append(save_figure(fig, folder, "fidelity.png"))
 
     reference, predicted, cosine = example["transformer"], example["pde"], np.asarray(example["cosine"])
     tokens = example["tokens"]
@@ -176,10 +174,7 @@ def write_figures(metrics: FitMetrics | Mapping, example: dict, folder: Path,
             ax.set_xticklabels(tokens, rotation=90, fontsize=5)
             ax.set_yticklabels(tokens, fontsize=5)
     fig.suptitle(f"held-out input: {example['sentence'][:100]}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.985))
-    fig.savefig(folder / "attention_maps.png", dpi=100)
-    plt.close(fig)
-    written.append("attention_maps.png")
+    written.append(save_figure(fig, folder, "attention_maps.png", dpi=100, rect=(0, 0, 1, 0.985)))
 
     curves = metrics.coefficients
     shown = [term for term in terms.REGISTRY.values() if term.coefficient_key in curves]
@@ -190,10 +185,7 @@ def write_figures(metrics: FitMetrics | Mapping, example: dict, folder: Path,
         ax.set_xlabel("depth-time t (blocks)")
         ax.set_title(label)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(folder / "coefficients.png", dpi=110)
-    plt.close(fig)
-    written.append("coefficients.png")
+    written.append(save_figure(fig, folder, "coefficients.png"))
 
     history = metrics.fit.history
     if history:
@@ -207,10 +199,7 @@ def write_figures(metrics: FitMetrics | Mapping, example: dict, folder: Path,
         ax.set_yscale("log")
         ax.legend()
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(folder / "loss.png", dpi=110)
-        plt.close(fig)
-        written.append("loss.png")
+        written.append(save_figure(fig, folder, "loss.png"))
     if metrics.attention_entropy is not None:
         entropy = metrics.attention_entropy
         transformer, pde = np.asarray(entropy.transformer, float), np.asarray(entropy.pde, float)
@@ -228,10 +217,7 @@ def write_figures(metrics: FitMetrics | Mapping, example: dict, folder: Path,
         ax.set_title("held-out attention entropy along depth")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / "attention_entropy.png", dpi=120)
-        plt.close(fig)
-        written.append("attention_entropy.png")
+        written.append(save_figure(fig, folder, "attention_entropy.png", dpi=120))
     return written
 
 

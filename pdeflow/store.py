@@ -115,6 +115,17 @@ def result_folder(out: str | Path, overwrite: bool = False) -> Iterator[ResultFo
         yield ResultFolder(staging)
 
 
+def save_figure(fig, folder: Path, name: str, dpi: int = 110, **layout) -> str:
+    """Lay ``fig`` out (``layout``: `Figure.tight_layout`'s options), save it as ``folder / name`` and close it;
+    returns ``name`` (for the list of files a report wrote)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(**layout)
+    fig.savefig(folder / name, dpi=dpi)
+    plt.close(fig)
+    return name
+
+
 def _follow_umask(folder: Path) -> None:
     """Give ``folder`` and everything in it the permissions a plain ``mkdir``/``open`` would have (``mkdtemp``
     makes folders 0700 and safetensors files 0600, whatever the umask: a shared results folder would be unreadable

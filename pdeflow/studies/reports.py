@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pdeflow.data.pydoc_corpus import TEXT_KINDS
-from pdeflow.store import result_folder
+from pdeflow.store import result_folder, save_figure
 
 
 def _public(result: dict) -> dict:
@@ -105,10 +105,7 @@ def write_lens_figures(result: dict, folder: Path) -> list[str]:
         ax.set(xlabel="normalised depth l / L", ylabel="bits",
                title="MiniLM (tied word embeddings as unembedding), per text kind")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "profiles.png", dpi=110)
-    plt.close(fig)
-    written.append("profiles.png")
+    written.append(save_figure(fig, folder, "profiles.png"))
 
     lms = [profiles[m["name"]] for m in models]
     shannon = alphas.index("1.0")
@@ -124,10 +121,7 @@ def write_lens_figures(result: dict, folder: Path) -> list[str]:
         rho = result["renyi_vs_shannon_spearman"][alphas[i]]
         ax.set(xlabel="Shannon (bits)", ylabel=f"Rényi α = {alphas[i]} (bits)", title=f"Spearman ρ = {rho:.3f}")
     fig.suptitle("Rényi against Shannon, per prompt and layer (colour: family)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(folder / "renyi_vs_shannon.png", dpi=110)
-    plt.close(fig)
-    written.append("renyi_vs_shannon.png")
+    written.append(save_figure(fig, folder, "renyi_vs_shannon.png"))
 
     fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 3.8), squeeze=False)
     kinds = result["_prompts"].kind
@@ -140,10 +134,7 @@ def write_lens_figures(result: dict, folder: Path) -> list[str]:
         ax.set(xlabel="normalised depth l / L", ylabel="Shannon entropy (bits)",
                title=f"{deepest['name']}: profile per text kind")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "profiles_by_kind.png", dpi=110)
-    plt.close(fig)
-    written.append("profiles_by_kind.png")
+    written.append(save_figure(fig, folder, "profiles_by_kind.png"))
     return written
 
 
@@ -193,10 +184,7 @@ def write_info_figure(result: dict, folder: Path) -> str:
         ax.set(xlabel="I(X; T_l) (bits)", ylabel="I(T_l; Y) (bits)",
                title=f"{name}: layers 0..L along each line (numbers: last epoch)")
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(folder / "information_plane.png", dpi=110)
-    plt.close(fig)
-    return "information_plane.png"
+    return save_figure(fig, folder, "information_plane.png")
 
 
 def write_info_report(result: dict, out: str | Path, overwrite: bool = False, figures: bool = True) -> Path:
