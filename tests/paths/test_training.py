@@ -8,23 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.paths import (
-    OrderParameter,
-    PathAttentionNet,
-    PathNetConfig,
-    SamplerConfig,
-    all_paths,
-    attentioned_inputs,
-    gp_predict,
-    output_from_maps,
-    path_kernels,
-    prune_heads,
-    readout_weights,
-    sample_networks,
-    total_kernel,
-    value_parameters,
-    with_bilinear_head,
-)
+from pdeflow.paths.decomposition import all_paths, attentioned_inputs, path_kernels, total_kernel
+from pdeflow.paths.network import PathAttentionNet, PathNetConfig, readout_weights, with_bilinear_head
+from pdeflow.paths.theory import OrderParameter, gp_predict
+from pdeflow.paths.training import SamplerConfig, output_from_maps, prune_heads, sample_networks, value_parameters
 from pdeflow.tasks import MarkovChainTask, switch_detector
 
 
