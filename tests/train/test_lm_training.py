@@ -12,6 +12,7 @@ from pdeflow.information import entropy_profile
 from pdeflow.models import check_trace
 from pdeflow.models.gpt import lens_readout
 from pdeflow.train.lm import LMTrainConfig, default_lm_folder, load_lm, load_or_train_lm, save_lm, train_lm
+from tests.train.saved_folder import check_a_damaged_folder_is_refused
 
 TINY = LMTrainConfig(family="post-ln", num_layers=1, hidden_size=32, num_heads=2, context_size=32, steps=60,
                      batch_size=16, learning_rate=1e-2, warmup_steps=5)
@@ -60,12 +61,7 @@ def test_save_load_and_the_cache(tiny_lm, tmp_path, monkeypatch):
     other = dataclasses.replace(TINY, seed=1)
     with pytest.raises(ValueError, match="other settings"):
         load_or_train_lm(other, folder)
-    (folder / "params.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match="not a readable safetensors"):
-        load_lm(folder)
-    (folder / "config.json").unlink()
-    with pytest.raises(FileNotFoundError, match="pdeflow train lm"):
-        load_lm(folder)
+    check_a_damaged_folder_is_refused(folder, load_lm, "not a readable safetensors", "config.json", "pdeflow train lm")
 
 
 def test_bad_settings_are_refused(tiny_lm):

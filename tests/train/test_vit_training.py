@@ -10,6 +10,7 @@ from pdeflow.data.digits import digit_splits
 from pdeflow.models.vit import ViTConfig
 from pdeflow.train import vit as vit_training
 from pdeflow.train.vit import ViTTrainConfig, load_or_train_vit, load_vit, save_vit, train_vit
+from tests.train.saved_folder import check_a_damaged_folder_is_refused
 
 TINY = ViTTrainConfig(model=ViTConfig(hidden_size=16, num_layers=2, num_heads=2, mlp_size=32), epochs=12,
                       warmup_steps=10, learning_rate=5e-3)
@@ -58,12 +59,8 @@ def test_save_load_round_trip_cache_and_refusals(tiny_vit, tmp_path, monkeypatch
     with pytest.raises(ValueError, match="other settings"):
         load_or_train_vit(dataclasses.replace(TINY, seed=1), folder=folder)
 
-    (folder / "params.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match="params.safetensors"):
-        load_vit(folder)
-    (folder / "params.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="pdeflow train vit-digits"):
-        load_vit(folder)
+    check_a_damaged_folder_is_refused(folder, load_vit, "params.safetensors", "params.safetensors",
+                                      "pdeflow train vit-digits")
 
 
 def test_a_damaged_cache_entry_is_trained_again_never_used(tiny_vit, tmp_path, monkeypatch):
