@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
@@ -37,7 +36,7 @@ from pdeflow.models.minilm import load_minilm
 from pdeflow.models.trace import Trace
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
-from pdeflow.store import atomic_folder, check_output_dir, json_ready
+from pdeflow.store import check_output_dir, result_folder
 from pdeflow.surrogate import predict_attention
 from pdeflow.train_loop import make_train_step, train_loop
 
@@ -183,9 +182,9 @@ def main(argv=None) -> None:
     check_output_dir(args.out, args.overwrite)
     result = run(kernels, DataConfig(), dataclasses.replace(FitConfig(), steps=args.steps), not args.no_pde,
                  args.progress)
-    with atomic_folder(args.out, args.overwrite) as staging:
-        (staging / "capacity.json").write_text(json.dumps(json_ready(result), indent=1))
-        (staging / "capacity.md").write_text(capacity_markdown(result))
+    with result_folder(args.out, args.overwrite) as folder:
+        folder.write_json("capacity.json", result)
+        folder.write_text("capacity.md", capacity_markdown(result))
     print(capacity_markdown(result))
 
 
