@@ -226,7 +226,7 @@ def fit_and_measure(source: ModelSource | str, config: RunConfig | None = None, 
     source.check_data(config.data)
     config = dataclasses.replace(config, model=source.name,
                                  surrogate=surrogate_config_for(source.shape(), config.surrogate))
-    check_memory(config.surrogate)  # before any tracing: an absurd size is refused at once
+    check_memory(config.surrogate)  # before loading or tracing anything (`shape` reads no weights)
     splits = source.trace_splits(config.data, progress)
     blocks = source.block_weights() if config.fit.init == "transformer" else None
     return _fit_and_measure(config, splits, source.describe(), blocks, started, progress, checkpoint_dir, resume)
@@ -250,7 +250,6 @@ def fit_transformer(config: RunConfig | None = None, progress: bool = True, chec
     """`fit_and_measure` the registered model ``config.model`` (what ``pdeflow fit --model`` runs; ``config``
     defaults to MiniLM's ``preset_config("default")``)."""
     config = preset_config("default") if config is None else config
-    check_memory(config.surrogate)  # before loading anything: an absurd size is refused at once
     return fit_and_measure(model_source(config.model), config, progress, checkpoint_dir, resume)
 
 
