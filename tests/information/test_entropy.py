@@ -58,3 +58,41 @@ def test_attention_entropy_over_real_keys():
     np.testing.assert_allclose(entropy[0, 0], 2.0, rtol=1e-6)
     np.testing.assert_allclose(entropy[0, 1, :, :2], 1.0, rtol=1e-6)
     assert np.all(np.isnan(entropy[0, 1, :, 2:]))  # padded query rows
+
+
+def test_thresholded_support_as_entropy_lens_counts_it():
+    # H_0 counts p > threshold: the two tiny probabilities of q fall below 1e-20 and are not counted
+    q = jnp.array([0.5, 0.25, 0.25 - 2e-30, 1e-30, 1e-30])
+    np.testing.assert_allclose(renyi_entropy(q, 0.0), math.log2(5), rtol=1e-6)
+    np.testing.assert_allclose(renyi_entropy(q, 0.0, support_threshold=1e-20), math.log2(3), rtol=1e-6)
+    logits = jnp.array([[0.0, 0.0, -100.0, 3.0], [1.0, 2.0, 3.0, 4.0]])  # e^-100 / Σ < 1e-20 in the first row
+    np.testing.assert_allclose(renyi_entropy_from_logits(logits, 0.0), [2.0, 2.0], rtol=1e-6)  # log2 V
+    np.testing.assert_allclose(renyi_entropy_from_logits(logits, 0.0, support_threshold=1e-20),
+                               [math.log2(3), 2.0], rtol=1e-6)
+    np.testing.assert_allclose(renyi_entropy_from_logits(logits, 0.0, support_threshold=1e-20),
+                               renyi_entropy(jax.nn.softmax(logits), 0.0, support_threshold=1e-20), rtol=1e-6)
+    with pytest.raises(ValueError, match="support_threshold"):
+        renyi_entropy(q, 0.0, support_threshold=1.0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-20])
+def test_log_space_limits_uniform_delta_and_order(threshold):
+    alphas = [0.0, 0.5, 1.0, 5.0, math.inf]
+    entropy = lambda logits, a: renyi_entropy_from_logits(logits, a, support_threshold=threshold)  # noqa: E731
+    for a in alphas:  # uniform -> log V for every order; a delta (one huge logit) -> 0 for every order but H_0
+        np.testing.assert_allclose(entropy(jnp.zeros(37), a), math.log2(37), rtol=1e-6)
+        if a > 0:
+            np.testing.assert_allclose(entropy(jnp.zeros(37).at[3].set(1e4), a), 0.0, atol=1e-6)
+    # with the threshold, a delta's support is its one point: H_0 = 0 too
+    delta_h0 = entropy(jnp.zeros(37).at[3].set(1e4), 0.0)
+    np.testing.assert_allclose(delta_h0, 0.0 if threshold else math.log2(37), atol=1e-6)
+    logits = jax.random.normal(jax.random.PRNGKey(3), (6, 40)) * 2.5
+    shannon = entropy(logits, 1.0)
+    for eps in (1e-2, 1e-3):  # alpha -> 1 from both sides is Shannon; large alpha tends to the min-entropy
+        np.testing.assert_allclose(entropy(logits, 1 - eps), shannon, rtol=20 * eps)
+        np.testing.assert_allclose(entropy(logits, 1 + eps), shannon, rtol=20 * eps)
+    # H_alpha -> H_inf as alpha grows, with H_alpha <= alpha / (alpha - 1) * H_inf
+    np.testing.assert_allclose(entropy(logits, 400.0), entropy(logits, math.inf), rtol=0.01)
+    assert np.all(np.asarray(entropy(logits, 5.0)) <= 5 / 4 * np.asarray(entropy(logits, math.inf)) + 1e-5)
+    values = np.stack([np.asarray(entropy(logits, a)) for a in alphas])
+    assert np.all(np.diff(values, axis=0) <= 1e-5)  # non-increasing in alpha
