@@ -5,6 +5,10 @@ Features are standardised on the training folds only (a `sklearn.pipeline.Pipeli
 `KNeighborsClassifier`). ``groups`` keep related samples (windows of one paragraph, tokens of one prompt, one
 prompt seen by several models) on the same side of every split, so no score comes from a near-copy of a
 training sample. Runs in numpy/scikit-learn on the host: measurement, not the hot path.
+
+`entropy_lens_auc` is Entropy-Lens's own read-out instead, to the letter of its code: k = 29 on raw
+(unstandardised) features, stratified 10-fold cross-validation without groups, macro one-vs-rest ROC AUC beside
+a stratified dummy classifier, and a paired t-test over the folds.
 """
 
 from __future__ import annotations
@@ -109,3 +113,74 @@ def cross_validated_auc(features, labels, groups, k: int = 15, folds: int = 5, s
         scores[test] = model.predict_proba(features[test])[:, list(model.classes_).index(True)]
     return {"auc": float(roc_auc_score(labels, scores)), "chance": 0.5, "positive_rate": float(labels.mean()),
             "k": k, "folds": folds, "samples": int(len(labels))}
+
+
+ENTROPY_LENS_K = 29
+ENTROPY_LENS_FOLDS = 10
+ENTROPY_LENS_SEED = 42
+
+
+def entropy_lens_auc(features, labels, k: int = ENTROPY_LENS_K, folds: int = ENTROPY_LENS_FOLDS,
+                     seed: int = ENTROPY_LENS_SEED, groups=None) -> dict:
+    """Entropy-Lens's read-out (Ali et al. 2025, ``utils.evaluate_model_overall``): ROC AUC of a k-NN
+    (k = 29, Euclidean, uniform vote, **no** standardisation) under stratified k-fold cross-validation
+    (10 folds, shuffled, seed 42), beside a stratified `DummyClassifier` (same seed) on the same folds, and a
+    paired t-test (`scipy.stats.ttest_rel`) of the per-fold AUCs. Several classes: macro one-vs-rest AUC of
+    the predicted probabilities; two: the positive class's probability.
+
+    ``groups`` (optional) switches to `StratifiedGroupKFold`, so that related samples (e.g. the four forms of
+    one prompt) never straddle a split; the anchor does not group.
+
+    Returns:
+        ``{"auc", "dummy_auc", "improvement", "p_value", "auc_by_fold", "dummy_auc_by_fold", "k", "folds",
+        "grouped", "classes", "samples"}``; ``p_value`` is NaN where the two sets of fold AUCs differ by the
+        same amount on every fold.
+    """
+    from scipy.stats import ttest_rel
+    from sklearn.dummy import DummyClassifier
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.neighbors import KNeighborsClassifier
+
+    features, labels, _ = _check(features, labels, np.zeros(len(labels)) if groups is None else groups)
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError("the labels take one value only; the AUC is undefined.")
+    if np.bincount(np.searchsorted(classes, labels)).min() < folds:
+        raise ValueError(f"stratified {folds}-fold cross-validation needs at least {folds} samples of every class.")
+    if groups is None:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels)
+    else:
+        splits = _folds(labels, np.asarray(groups), folds, seed)
+    model_auc, dummy_auc = [], []
+    for train, test in splits:
+        model = KNeighborsClassifier(n_neighbors=min(k, len(train)), metric="euclidean").fit(features[train],
+                                                                                            labels[train])
+        dummy = DummyClassifier(strategy="stratified", random_state=seed).fit(features[train], labels[train])
+        model_auc.append(_auc(labels[test], model.predict_proba(features[test]), model.classes_))
+        dummy_auc.append(_auc(labels[test], dummy.predict_proba(features[test]), dummy.classes_))
+    p_value = float(ttest_rel(model_auc, dummy_auc).pvalue)
+    return {"auc": float(np.mean(model_auc)), "dummy_auc": float(np.mean(dummy_auc)),
+            "improvement": float(np.mean(model_auc) - np.mean(dummy_auc)), "p_value": p_value,
+            "auc_by_fold": [float(a) for a in model_auc], "dummy_auc_by_fold": [float(a) for a in dummy_auc],
+            "k": k, "folds": folds, "grouped": groups is not None, "classes": int(len(classes)),
+            "samples": int(len(labels))}
+
+
+def paired_fold_p_value(a: dict, b: dict) -> float:
+    """Paired t-test p-value between two `entropy_lens_auc` results' per-fold AUCs (the same folds: same labels,
+    seed and grouping), e.g. the whole profile against the final layer's entropy alone."""
+    from scipy.stats import ttest_rel
+
+    if len(a["auc_by_fold"]) != len(b["auc_by_fold"]) or a["grouped"] != b["grouped"]:
+        raise ValueError("the two results were not scored on the same folds.")
+    return float(ttest_rel(a["auc_by_fold"], b["auc_by_fold"]).pvalue)
+
+
+def _auc(labels, probabilities, classes) -> float:
+    """Binary: AUC of the second class's probability; several classes: macro one-vs-rest AUC (a fold's test
+    set holds every class: the folds are stratified)."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(classes) == 2:
+        return float(roc_auc_score(labels, probabilities[:, 1]))
+    return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=classes))

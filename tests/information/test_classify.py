@@ -65,3 +65,31 @@ def test_transfer_accuracy_and_bad_input():
         cross_validated_accuracy(np.full((10, 2), np.nan), np.zeros(10), np.arange(10))
     with pytest.raises(ValueError, match="labels"):
         cross_validated_accuracy(np.zeros((10, 2)), np.zeros(9), np.arange(10))
+
+
+def test_entropy_lens_auc_is_one_on_separable_profiles_and_half_on_shuffled_labels():
+    from pdeflow.information.classify import entropy_lens_auc, paired_fold_p_value
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1, 2, 3], 50)  # four kinds, as the study's
+    profiles = rng.normal(size=(200, 6)) + 6 * labels[:, None]
+    found = entropy_lens_auc(profiles, labels)
+    assert found["auc"] > 0.99 and found["k"] == 29 and found["folds"] == 10 and found["classes"] == 4
+    assert found["p_value"] < 1e-6 and len(found["auc_by_fold"]) == 10
+    shuffled = entropy_lens_auc(profiles, rng.permutation(labels))
+    assert abs(shuffled["auc"] - 0.5) < 0.08 and shuffled["p_value"] > 0.01
+    assert paired_fold_p_value(found, shuffled) < 1e-6
+    # two classes: the positive class's probability; grouped folds keep groups on one side
+    binary = labels % 2
+    separable = rng.normal(size=(200, 2)) + 5 * binary[:, None]
+    assert entropy_lens_auc(separable, binary)["auc"] > 0.99
+    grouped = entropy_lens_auc(separable, binary, groups=np.arange(200) // 4)
+    assert grouped["grouped"] and grouped["auc"] > 0.99
+    # the stratified dummy draws labels at the class frequencies: AUC 1/2 (checked on folds of 200)
+    many = np.repeat([0, 1, 2, 3], 500)
+    dummy = entropy_lens_auc(rng.normal(size=(2000, 3)), many)
+    assert abs(dummy["dummy_auc"] - 0.5) < 0.02 and abs(dummy["auc"] - 0.5) < 0.03
+    with pytest.raises(ValueError, match="at least 10 samples"):
+        entropy_lens_auc(profiles[::7], labels[::7])
+    with pytest.raises(ValueError, match="same folds"):
+        paired_fold_p_value(found, grouped)
