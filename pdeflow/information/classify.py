@@ -177,10 +177,20 @@ def paired_fold_p_value(a: dict, b: dict) -> float:
 
 
 def _auc(labels, probabilities, classes) -> float:
-    """Binary: AUC of the second class's probability; several classes: macro one-vs-rest AUC (a fold's test
-    set holds every class: the folds are stratified)."""
-    from sklearn.metrics import roc_auc_score
+    """``sklearn.metrics.roc_auc_score`` as the anchor calls it, without its per-call overhead (the study makes
+    thousands of calls). Binary: AUC of the second class's probability; several classes: macro one-vs-rest
+    (the mean over classes of the AUC of that class's probability; a fold's test set holds every class: the
+    folds are stratified). Each AUC is the Mann–Whitney statistic with ties counted one half."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels)
+
+    def binary(positive, score):
+        ranks = rankdata(score)
+        n_pos = int(positive.sum())
+        n_neg = len(positive) - n_pos
+        return (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
     if len(classes) == 2:
-        return float(roc_auc_score(labels, probabilities[:, 1]))
-    return float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=classes))
+        return float(binary(labels == classes[1], probabilities[:, 1]))
+    return float(np.mean([binary(labels == c, probabilities[:, i]) for i, c in enumerate(classes)]))

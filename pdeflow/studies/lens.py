@@ -13,6 +13,10 @@ same classifier given only the final layer's Shannon entropy:
 
 MiniLM's profile on the same prompts is measured too: it has no language-model head, so its tied word
 embeddings are the unembedding (``logits = h · Eᵀ``), and as a masked encoder it is read for text kind only.
+
+``protocol="entropy-lens"`` runs instead the protocol of Entropy-Lens's own code (Ali et al. 2025,
+github christopher-irw/Entropy-Lens: ``run_experiments_ts.py``, ``data_manager.DataManagerTs``,
+``model_inspector``, ``utils.evaluate_model_overall``) on the same language models: `entropy_lens_study`.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from pdeflow.data.pydoc_corpus import TEXT_KINDS, Prompts, kind_prompts, split_c
 from pdeflow.information.classify import (
     cross_validated_accuracy,
     cross_validated_auc,
+    entropy_lens_auc,
+    paired_fold_p_value,
     resample_depth,
     transfer_accuracy,
 )
+from pdeflow.information.entropy import ENTROPY_LENS_SUPPORT_THRESHOLD
 from pdeflow.information.lens import entropy_profile
 from pdeflow.train.lm import (
     DEFAULT_FAMILY_DEPTHS,
@@ -40,6 +47,8 @@ from pdeflow.train.lm import (
 )
 from pdeflow.validation import check_finite_numbers
 
+PROTOCOLS = ("ours", "entropy-lens")
+PROMPT_FORMS = ("base", "rev", "scramble", "scramble_rev")  # Entropy-Lens's four forms of a task prompt
 
 @dataclasses.dataclass(frozen=True)
 class LensConfig:
@@ -55,8 +64,20 @@ class LensConfig:
         max_per_kind: at most this many prompts per text kind (seeded choice), so that no kind dominates.
         k: neighbours of the k-NN classifier.
         folds: cross-validation folds (grouped by paragraph).
-        minilm: also measure MiniLM's profile (tied word embeddings as the unembedding).
-        seed: seeds the prompt choice and the folds.
+        minilm: also measure MiniLM's profile (tied word embeddings as the unembedding); "ours" only (an encoder
+            does not generate).
+        seed: seeds the prompt choice and the folds (and, for "entropy-lens", the scrambling and sampling).
+        protocol: "ours" (the profile over the prompt's own tokens, grouped folds; the default) or "entropy-lens"
+            (the anchor's: lens entropies at the last position of each generated token, k-NN k = 29 with
+            stratified 10-fold ROC AUC against a stratified dummy and a paired t-test; see entropy_lens_study;
+            it uses alphas, seed, families, depths and steps, and ignores the other settings above).
+        generate_tokens: "entropy-lens": tokens generated per prompt (the anchor's --max_len 8).
+        windows: "entropy-lens": the generated tokens are averaged in this many equal windows (the anchor's
+            num_windows; 1 in its task identification).
+        temperature: "entropy-lens": 0 decodes greedily; above 0 samples at this temperature (the anchor samples
+            at 1 in its task identification, and decodes greedily for MMLU and formats).
+        stories: "entropy-lens": context windows, each paired with one cue of every text kind in each of the
+            four forms (stories x 4 kinds x 4 forms prompts).
     """
 
     families: tuple[str, ...] = tuple(LM_FAMILIES)
@@ -70,9 +91,25 @@ class LensConfig:
     folds: int = 5
     minilm: bool = True
     seed: int = 0
+    protocol: str = "ours"
+    generate_tokens: int = 8
+    windows: int = 1
+    temperature: float = 1.0
+    stories: int = 100
 
     def __post_init__(self):
         check_finite_numbers(self)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}; got {self.protocol!r}.")
+        if self.generate_tokens < 1 or self.windows < 1 or self.generate_tokens % self.windows:
+            raise ValueError(f"need generate_tokens >= 1 and windows dividing it; got {self.generate_tokens} and "
+                             f"{self.windows}.")
+        if self.piece_length() < 4:
+            raise ValueError(f"generate_tokens ({self.generate_tokens}) leaves under 4 characters each for the story "
+                             f"and the cue in the {LMTrainConfig.context_size}-character context; generate fewer.")
+        if self.temperature < 0 or self.stories < 1:
+            raise ValueError(f"need temperature >= 0 (0: greedy) and stories >= 1; got {self.temperature} and "
+                             f"{self.stories}.")
         unknown = set(self.families) - set(LM_FAMILIES)
         if unknown or len(self.families) < 2:
             raise ValueError(f"need at least two families from {sorted(LM_FAMILIES)}; got {list(self.families)}.")
@@ -85,6 +122,11 @@ class LensConfig:
 
     def train_configs(self) -> list[LMTrainConfig]:
         return family_configs(self.families, self.depths, steps=self.steps)
+
+    def piece_length(self) -> int:
+        """Protocol "entropy-lens": characters of the story and of the cue, so that ``story \\n\\n cue \\n\\n`` and the
+        generated tokens fill at most the context."""
+        return (LMTrainConfig.context_size - self.generate_tokens - 4) // 2
 
 
 def study_prompts(config: LensConfig) -> Prompts:
@@ -253,6 +295,8 @@ def lens_study(config: LensConfig = LensConfig(), progress: bool = False) -> dic
     ``"_profiles"`` (for figures)."""
     from tqdm.auto import tqdm
 
+    if config.protocol == "entropy-lens":
+        return entropy_lens_study(config, progress)
     prompts = study_prompts(config)
     models, profiles = [], []
     for train in tqdm(config.train_configs(), desc="language models", disable=not progress, unit="model"):
@@ -283,3 +327,158 @@ def lens_study(config: LensConfig = LensConfig(), progress: bool = False) -> dic
         result["text_kind"]["minilm"] = text_kind_identification(minilm, prompts, config)
         result["_profiles"].append(minilm)
     return result
+
+
+# --- Entropy-Lens's protocol ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPrompts:
+    """Entropy-Lens's task prompts, with a text kind in the role of the task.
+
+    Attributes:
+        text: ``story\\n\\ncue\\n\\n`` (forms "base", "scramble") or ``cue\\n\\nstory\\n\\n`` ("rev",
+            "scramble_rev"); "scramble" forms shuffle the story's space-separated words.
+        kind: ``(P,)`` the cue's text kind (index into TEXT_KINDS): the label.
+        form: ``(P,)`` index into PROMPT_FORMS.
+        story: ``(P,)`` which story.
+        cue_paragraph: ``(P,)`` the held-out paragraph the cue is cut from.
+    """
+
+    text: tuple[str, ...]
+    kind: np.ndarray
+    form: np.ndarray
+    story: np.ndarray
+    cue_paragraph: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+def _scramble(text: str, rng: np.random.Generator) -> str:
+    words = text.split(" ")
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def task_prompts(config: LensConfig) -> TaskPrompts:
+    """The anchor's ``DataManagerTs.prompt_generator(scramble=True, pre_append_prompt=True)`` on pydoc text.
+
+    The anchor appends one of six instructions (two each of three task types) to a TinyStories story, and the
+    label is the task type. Here the **cue** is the opening ``piece_length`` characters of a held-out paragraph
+    of one text kind (prose, code, list, grammar: the label), and the **story** is the opening of another
+    held-out paragraph of any kind, chosen without regard to the label; as in the anchor, every story is
+    paired with a cue of every kind, so the story says nothing about the label. Each pair gives four prompts:
+    base ``story\\n\\ncue\\n\\n``, rev ``cue\\n\\nstory\\n\\n``, and the same two with the story's words shuffled
+    (seeded). The anchor's loop re-scrambles its story variable in place, so its later tasks' "base" prompts
+    already carry a scrambled story (an accident of its code); here each pair scrambles the original story.
+    """
+    split = split_corpus(LMTrainConfig.held_out_fraction, LMTrainConfig.split_seed)
+    piece = config.piece_length()
+    rng = np.random.default_rng(config.seed)
+    cues = kind_prompts(split.held_out, piece, per_paragraph=1)
+    stories = [p.text[:piece] for p in split.held_out if len(p.text) >= piece]
+    chosen = rng.permutation(len(stories))[:config.stories]
+    order = {kind: rng.permutation(np.flatnonzero(cues.kind == kind)) for kind in range(len(TEXT_KINDS))}
+    text, kind, form, story, paragraph = [], [], [], [], []
+    for s, index in enumerate(chosen):
+        for k in range(len(TEXT_KINDS)):
+            cue = order[k][s % len(order[k])]  # cycles when a kind has fewer cues than there are stories
+            plain = stories[index]
+            shuffled = _scramble(plain, rng)
+            for f, (first, second) in enumerate(((plain, cues.text[cue]), (cues.text[cue], plain),
+                                                 (shuffled, cues.text[cue]), (cues.text[cue], shuffled))):
+                text.append(f"{first}\n\n{second}\n\n")
+                kind.append(k)
+                form.append(f)
+                story.append(s)
+                paragraph.append(cues.paragraph[cue])
+    return TaskPrompts(tuple(text), np.asarray(kind), np.asarray(form), np.asarray(story), np.asarray(paragraph))
+
+
+def generated_profile(model: TrainedLM, prompts: TaskPrompts, config: LensConfig, batch_size: int = 400) -> dict:
+    """Lens entropies over generated tokens (`pdeflow.information.generation.generate_with_lens`), in fixed-size
+    batches (the last one padded: one compile per model).
+
+    Returns:
+        ``{"entropy": (A, T, L, P) bits, "tokens": (P, T)}``.
+    """
+    import jax
+
+    from pdeflow.information.generation import generate_with_lens
+
+    tokens, mask = model.encode(prompts.text)
+    lengths = mask.sum(1)
+    batch_size = min(batch_size, len(tokens))
+    key = jax.random.PRNGKey(config.seed)
+    entropies, generated = [], []
+    for start in range(0, len(tokens), batch_size):
+        rows = np.arange(start, start + batch_size) % len(tokens)  # wraps round to pad the last batch
+        out = generate_with_lens(model.model, model.params, tokens[rows], lengths[rows], config.generate_tokens,
+                                 config.alphas, config.temperature, jax.random.fold_in(key, start),
+                                 ENTROPY_LENS_SUPPORT_THRESHOLD)
+        keep = min(batch_size, len(tokens) - start)
+        entropies.append(np.asarray(out.entropy)[..., :keep])
+        generated.append(np.asarray(out.tokens)[:keep])
+    return {"entropy": np.concatenate(entropies, -1), "tokens": np.concatenate(generated)}
+
+
+def entropy_lens_identification(entropy: np.ndarray, prompts: TaskPrompts, config: LensConfig) -> dict:
+    """Per Rényi order: the anchor's AUC of the text kind from the windowed profile (every block) and from the
+    final block's entropy alone, each against the stratified dummy, their paired t-tests, and the same with
+    folds grouped by cue paragraph (the four forms of a prompt, and prompts sharing a cue, never straddle a
+    split; the anchor does not group)."""
+    from pdeflow.information.generation import windowed_profile
+
+    profiles = windowed_profile(entropy, config.windows)  # (A, P, W·L)
+    layers = entropy.shape[2]
+    result = {}
+    for i, alpha in enumerate(config.alphas):
+        profile, final = profiles[i], profiles[i][:, layers - 1::layers]
+        row = {}
+        for name, groups in (("anchor_folds", None), ("grouped_folds", prompts.cue_paragraph)):
+            p = entropy_lens_auc(profile, prompts.kind, groups=groups)
+            f = entropy_lens_auc(final, prompts.kind, groups=groups)
+            row[name] = {"profile": p, "final_entropy_only": f, "p_profile_vs_final": paired_fold_p_value(p, f)}
+        result[str(alpha)] = row
+    return result
+
+
+def entropy_lens_study(config: LensConfig, progress: bool = False) -> dict:
+    """Entropy-Lens's task identification on pydoc's character LMs (`task_prompts`, `generated_profile`,
+    `entropy_lens_identification`); returns a JSON-ready dict and, under ``"_generated"``, the raw entropies."""
+    from tqdm.auto import tqdm
+
+    from pdeflow.data.pydoc_corpus import decode
+
+    prompts = task_prompts(config)
+    models, generated, identification = [], {}, {}
+    for train in tqdm(config.train_configs(), desc="language models", disable=not progress, unit="model"):
+        model = load_or_train_lm(train, progress=progress)
+        models.append(model)
+        out = generated_profile(model, prompts, config)
+        generated[model.config.name] = out
+        identification[model.config.name] = entropy_lens_identification(out["entropy"], prompts, config)
+    shannon = list(config.alphas).index(1.0)
+    mean_profiles = {name: {kind: out["entropy"][shannon][..., prompts.kind == k].mean((0, 2)).tolist()
+                            for k, kind in enumerate(TEXT_KINDS)} for name, out in generated.items()}
+    first = generated[models[-1].config.name]["tokens"]
+    examples = [{"form": PROMPT_FORMS[prompts.form[i]], "kind": TEXT_KINDS[prompts.kind[i]],
+                 "prompt": prompts.text[i], "generated": decode(first[i], models[-1].vocabulary)}
+                for i in range(4)]
+    return {
+        "config": dataclasses.asdict(config),
+        "protocol": "entropy-lens",
+        "prompts": {"count": len(prompts), "per_kind": {k: int((prompts.kind == i).sum())
+                                                        for i, k in enumerate(TEXT_KINDS)},
+                    "forms": list(PROMPT_FORMS), "stories": config.stories,
+                    "cue_paragraphs": int(len(np.unique(prompts.cue_paragraph))),
+                    "piece_length": config.piece_length(), "generated_tokens": config.generate_tokens,
+                    "examples": examples, "example_model": models[-1].config.name},
+        "models": [{"name": m.config.name, "family": m.config.family, "depth": m.config.num_layers,
+                    "held_out_bits_per_char": m.held_out_bits_per_char} for m in models],
+        "shannon_profile_by_kind": mean_profiles,
+        "identification": identification,
+        "_generated": generated,
+        "_prompts": prompts,
+    }

@@ -31,7 +31,9 @@ def _pct(x: float) -> str:
 
 
 def lens_summary(result: dict) -> str:
-    """Markdown tables of the entropy-lens study."""
+    """Markdown tables of the entropy-lens study (either protocol)."""
+    if result.get("protocol") == "entropy-lens":
+        return entropy_lens_summary(result)
     family, prompts = result["family"], result["prompts"]
     per_kind = ", ".join(f"{k} {v}" for k, v in prompts["per_kind"].items())
     lines = ["# Entropy lens: what profiles tell apart", "",
@@ -141,7 +143,64 @@ def write_lens_figures(result: dict, folder: Path) -> list[str]:
 def write_lens_report(result: dict, out: str | Path, overwrite: bool = False, figures: bool = True) -> Path:
     """``results.json``, ``summary.md`` and (optionally) ``profiles.png``, ``renyi_vs_shannon.png``,
     ``profiles_by_kind.png``."""
+    if result.get("protocol") == "entropy-lens":
+        return _write_study(result, out, overwrite, lens_summary, write_entropy_lens_figures if figures else None)
     return _write_study(result, out, overwrite, lens_summary, write_lens_figures if figures else None)
+
+
+def _p(value: float) -> str:
+    return "—" if value != value else (f"{value:.1e}" if value < 0.001 else f"{value:.3f}")
+
+
+def entropy_lens_summary(result: dict) -> str:
+    """Markdown tables of the Entropy-Lens protocol: per model and Rényi order, AUC of the text kind from the
+    generated-token profile and from the final layer alone, the dummy's AUC and the p-values."""
+    c, prompts = result["config"], result["prompts"]
+    per_kind = ", ".join(f"{k} {v}" for k, v in prompts["per_kind"].items())
+    decoding = "greedy" if c["temperature"] == 0 else f"sampled at temperature {c['temperature']:g}"
+    lines = ["# Entropy lens, Entropy-Lens's protocol: text kind from the profile of generated tokens", "",
+             f"{prompts['count']} prompts ({per_kind}): {prompts['stories']} stories x 4 cue kinds x 4 forms "
+             f"({', '.join(prompts['forms'])}); story and cue {prompts['piece_length']} characters each, cues from "
+             f"{prompts['cue_paragraphs']} held-out paragraphs. {prompts['generated_tokens']} tokens generated "
+             f"({decoding}), lens entropies of every block at the last position averaged over them in "
+             f"{c['windows']} window(s). k-NN k = 29 (Euclidean, raw features), stratified 10-fold ROC AUC (macro "
+             "one-vs-rest) against a stratified dummy; p: paired t-test over the folds. Anchor folds: "
+             "stratified, not grouped (as its code); grouped: folds also grouped by cue paragraph.", ""]
+    for folds in ("anchor_folds", "grouped_folds"):
+        lines += [f"## {'Anchor folds' if folds == 'anchor_folds' else 'Folds grouped by cue paragraph'}", "",
+                  "| model | α | AUC (profile) | AUC (final-layer entropy) | AUC (dummy) | p (profile vs dummy) | "
+                  "p (final vs dummy) | p (profile vs final) |", "|---|---|---|---|---|---|---|---|"]
+        for name, by_alpha in result["identification"].items():
+            for alpha, row in by_alpha.items():
+                r = row[folds]
+                p, f = r["profile"], r["final_entropy_only"]
+                lines.append(f"| {name} | {alpha} | {p['auc']:.3f} | {f['auc']:.3f} | {p['dummy_auc']:.3f} | "
+                             f"{_p(p['p_value'])} | {_p(f['p_value'])} | {_p(r['p_profile_vs_final'])} |")
+        lines.append("")
+    lines += [f"## Examples ({prompts['example_model']})", ""]
+    lines += [f"- {e['form']} / {e['kind']}: `{e['prompt']!r}` → `{e['generated']!r}`" for e in prompts["examples"]]
+    return "\n".join(lines + [""])
+
+
+def write_entropy_lens_figures(result: dict, folder: Path) -> list[str]:
+    """``entropy_lens_auc.png``: AUC against the Rényi order per model (profile, final layer, dummy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["identification"])
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 3.2), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        by_alpha = result["identification"][name]
+        ticks = list(range(len(by_alpha)))
+        for key, style, label in (("profile", "o-", "profile"), ("final_entropy_only", "s--", "final layer")):
+            ax.plot(ticks, [r["anchor_folds"][key]["auc"] for r in by_alpha.values()], style, label=label)
+        ax.plot(ticks, [r["anchor_folds"]["profile"]["dummy_auc"] for r in by_alpha.values()], "k:", label="dummy")
+        ax.set(xticks=ticks, xticklabels=list(by_alpha), xlabel="Rényi α", title=name)
+    axes[0, 0].set_ylabel("ROC AUC, text kind (macro OvR)")
+    axes[0, 0].legend(fontsize=7)
+    return [save_figure(fig, folder, "entropy_lens_auc.png")]
 
 
 def info_summary(result: dict) -> str:

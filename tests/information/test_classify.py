@@ -93,3 +93,18 @@ def test_entropy_lens_auc_is_one_on_separable_profiles_and_half_on_shuffled_labe
         entropy_lens_auc(profiles[::7], labels[::7])
     with pytest.raises(ValueError, match="same folds"):
         paired_fold_p_value(found, grouped)
+
+
+def test_the_fast_auc_is_sklearns_roc_auc_score():
+    from sklearn.metrics import roc_auc_score
+
+    from pdeflow.information.classify import _auc
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, 300)
+    probabilities = rng.multinomial(4, [0.25] * 4, 300) / 4.0  # vote fractions of 4 neighbours: many ties
+    expected = roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=np.arange(4))
+    assert _auc(labels, probabilities, np.arange(4)) == pytest.approx(expected, abs=1e-12)
+    binary = labels % 2
+    assert _auc(binary, probabilities[:, :2], np.arange(2)) == pytest.approx(roc_auc_score(binary, probabilities[:, 1]),
+                                                                            abs=1e-12)
