@@ -12,6 +12,7 @@ import numpy as np
 from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
 from jax import Array
 
+from pdeflow.pde.fixed_step import discrete_adjoint_solve, tableau_of
 from pdeflow.validation import check_finite_numbers
 
 
@@ -47,7 +48,8 @@ SOLVERS = {
 FIXED_STEP_ONLY = ("euler", "rk4")  # no embedded error estimate
 STAGES = {"euler": 1, "heun": 2, "midpoint": 2, "ralston": 2, "rk4": 4, "bosh3": 3, "tsit5": 6, "dopri5": 6,
           "dopri8": 12}  # vector-field evaluations per step (first-same-as-last not counted as a saving)
-ADJOINTS = ("recursive", "backsolve", "stored")
+ADJOINTS = ("recursive", "backsolve", "stored", "discrete")
+FIXED_STEP_ADJOINTS = ("stored", "discrete")  # save on the step grid only
 
 
 class SolverError(RuntimeError):
@@ -70,7 +72,10 @@ class SolverConfig:
             O(√max_steps) states, every step's forward recomputed in the backward pass), ``"backsolve"``
             (solve the adjoint ODE backwards in time; O(1) memory, less exact) or ``"stored"`` (fixed steps
             only: the steps of diffrax's solver run in a ``lax.scan`` whose reverse pass keeps every stage's
-            intermediates, so nothing is recomputed; memory grows with the number of steps).
+            intermediates, so nothing is recomputed; memory grows with the number of steps) or ``"discrete"``
+            (fixed steps only: `pdeflow.pde.fixed_step`'s hand-written discrete adjoint, the same exact gradient
+            from one reverse scan that recomputes each step's stages from its saved start state; memory one
+            state per step).
     """
 
     solver: str = "tsit5"
@@ -90,9 +95,9 @@ class SolverConfig:
         if self.adaptive and self.solver in FIXED_STEP_ONLY:
             raise ValueError(f"{self.solver} has no error estimate, so it cannot take adaptive steps; set "
                              "adaptive=False (fixed steps of dt0) or pick heun/tsit5/dopri5.")
-        if self.adjoint == "stored" and self.adaptive:
-            raise ValueError("the stored adjoint needs fixed steps (adaptive=False): a scan has a fixed length; use "
-                             "adjoint='recursive' with adaptive steps.")
+        if self.adjoint in FIXED_STEP_ADJOINTS and self.adaptive:
+            raise ValueError(f"the {self.adjoint} adjoint needs fixed steps (adaptive=False): a scan has a fixed "
+                             "length; use adjoint='recursive' with adaptive steps.")
         if not (self.rtol > 0 and self.atol > 0):
             raise ValueError(f"need rtol > 0 and atol > 0; got rtol={self.rtol}, atol={self.atol}.")
         if not self.dt0 > 0 or self.max_steps < 1:
@@ -117,6 +122,8 @@ def solve(field: Callable, y0, args, t_end: float, save_times: Array, config: So
     solver = SOLVERS[config.solver]()
     if config.adjoint == "stored":
         return _solve_stored(field, y0, args, t_end, save_times, config, solver)
+    if config.adjoint == "discrete":
+        return _solve_discrete(field, y0, args, t_end, save_times, config, solver)
     if config.adaptive:
         controller = diffrax.PIDController(rtol=config.rtol, atol=config.atol)
     else:
@@ -140,8 +147,8 @@ def fixed_step_grid(t_end: float, save_times, dt0: float) -> tuple[int, np.ndarr
     per_gap = np.rint(gaps / dt0)
     if save[0] != 0.0 or not np.allclose(per_gap * dt0, gaps, atol=1e-9) or np.any(per_gap[1:] < 1) \
             or not np.allclose(per_gap[1:], per_gap[1]) or not np.isclose(save[-1], t_end):
-        raise ValueError(f"the stored adjoint takes fixed steps of dt0={dt0} that must land on every save time "
-                         f"(evenly spaced from 0 to {t_end}); choose dt0 = 1/k.")
+        raise ValueError(f"the stored and discrete adjoints take fixed steps of dt0={dt0} that must land on every "
+                         f"save time (evenly spaced from 0 to {t_end}); choose dt0 = 1/k.")
     return int(per_gap[1]), save
 
 
@@ -167,3 +174,13 @@ def _solve_stored(field: Callable, y0, args, t_end: float, save_times, config: S
     ys = jnp.concatenate([y0[None], ys])
     ok = jnp.all(jnp.isfinite(ys))
     return ys, ok, jnp.asarray(steps * (len(save) - 1))
+
+
+def _solve_discrete(field: Callable, y0, args, t_end: float, save_times, config: SolverConfig, solver):
+    """Fixed steps with `pdeflow.pde.fixed_step`'s discrete adjoint (the solver's Butcher tableau)."""
+    steps, save = fixed_step_grid(t_end, save_times, config.dt0)
+    if steps * (len(save) - 1) > config.max_steps:
+        return jnp.full((len(save),) + y0.shape, jnp.nan, y0.dtype), jnp.asarray(False), jnp.asarray(0)
+    dt = float(save[1] - save[0]) / steps
+    ys = discrete_adjoint_solve(field, tableau_of(solver), y0, args, dt, steps, len(save) - 1)
+    return ys, jnp.all(jnp.isfinite(ys)), jnp.asarray(steps * (len(save) - 1))
