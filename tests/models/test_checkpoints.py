@@ -267,3 +267,23 @@ def test_vit_needs_its_preprocessor_config(tmp_path):
     (folder / "preprocessor_config.json").write_text(json.dumps({"do_center_crop": True}))
     with pytest.raises(ValueError, match="do_center_crop=true is not supported"):
         load_pretrained(folder)
+
+
+def test_bfloat16_weights_are_read_and_widened_to_float32(tiny_bert, tmp_path):
+    """safetensors.numpy cannot hold bfloat16 (the dtype of many checkpoints); such files are read all the same."""
+    import ml_dtypes
+
+    folder = copy_of(tiny_bert, tmp_path, skip=("model.safetensors",))
+    weights = {k: v.astype(ml_dtypes.bfloat16) for k, v in bert_state_dict(BERT_CONFIG).items()}
+    header, offset, blobs = {"__metadata__": {"format": "pt"}}, 0, []
+    for name, value in weights.items():
+        blob = value.tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(value.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    text = json.dumps(header).encode()
+    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+    params = load_pretrained(folder).params["params"]
+    kernel = params["layer_1"]["intermediate"]["kernel"]
+    assert kernel.dtype == np.float32
+    np.testing.assert_array_equal(kernel, weights["encoder.layer.1.intermediate.dense.weight"].astype(np.float32).T)

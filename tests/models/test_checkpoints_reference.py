@@ -55,6 +55,10 @@ def folders(tmp_path_factory):
     made["gpt2"] = save(perturbed(t.GPT2LMHeadModel(t.GPT2Config(
         vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0, eos_token_id=0)), 4),
         root / "gpt2", byte_level_tokenizer(["<|endoftext|>"], roberta=False))
+    made["gpt2_untied"] = save(perturbed(t.GPT2LMHeadModel(t.GPT2Config(
+        vocab_size=300, n_embd=32, n_layer=1, n_head=2, n_positions=32, n_inner=48, activation_function="gelu",
+        tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)), 6), root / "gpt2_untied",
+        byte_level_tokenizer(["<|endoftext|>"], roberta=False))
     vit = perturbed(t.ViTModel(t.ViTConfig(image_size=16, patch_size=4, num_channels=3, **SHAPE)), 5)
     made["vit"] = save(vit, root / "vit")
     t.ViTImageProcessorPil(size={"height": 16, "width": 16}, resample=3, image_mean=[0.485, 0.456, 0.406],
@@ -171,6 +175,21 @@ def test_gpt2_matches_reference_hidden_states_maps_and_logits(folders, loaded):
     assert model.lens_logits(trace.hidden[1]).shape == (4, tokens.mask.shape[1], 300)
     check_block_weights(model, trace, 1e-5)
     assert model.parameters()["transformer"] == reference.num_parameters()  # the tied head counted once
+
+
+def test_gpt2_with_its_own_lm_head_and_exact_gelu_matches_reference_logits(folders, loaded):
+    folder, reference = folders["gpt2_untied"]
+    model = loaded["gpt2_untied"]
+    assert "unembedding" in model.params["params"] and not model.architecture.tanh_gelu
+    assert not np.allclose(model.lens_readout()[1], model.params["params"]["token_embedding"]["embedding"].T)
+    tokens = model.tokenize(TEXTS, 20)
+    with torch.no_grad():
+        expected = reference(input_ids=torch.as_tensor(tokens.input_ids.astype(np.int64)),
+                             attention_mask=torch.as_tensor(tokens.mask.astype(np.int64))).logits.numpy()
+    difference = float(np.abs(model.logits(tokens) - expected)[tokens.mask].max())
+    print(f"gpt2 (untied head, exact gelu, n_inner 48): logits {difference:.2e}")
+    assert difference <= TOLERANCE
+    assert model.parameters()["transformer"] == reference.num_parameters()
 
 
 def test_vit_preprocessing_and_trace_match_reference(folders, loaded):

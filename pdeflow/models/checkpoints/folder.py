@@ -134,14 +134,39 @@ def read_weights(folder: Path) -> dict[str, np.ndarray]:
     weights = {}
     for path in weight_files(folder):
         try:
-            weights.update(load_file(path))
-        except KeyError as error:  # a dtype numpy cannot hold, e.g. bfloat16
-            raise ValueError(f"{path} stores weights as {error.args[0]}, which pdeflow's reader (safetensors.numpy) "
-                             f"cannot read; save the model in float32 or float16 ({CONVERT_HINT}).") from error
-        except (SafetensorError, OSError) as error:
+            try:
+                weights.update(load_file(path))
+            except TypeError:  # a dtype numpy lacks: bfloat16 (the usual one), read through ml_dtypes
+                weights.update(load_bfloat16_file(path))
+        except (SafetensorError, OSError, ValueError) as error:
             raise ValueError(f"{path} could not be read ({error}); the file is damaged or incomplete, "
                              "download it again.") from error
     return weights
+
+
+def load_bfloat16_file(path: Path) -> dict[str, np.ndarray]:
+    """A safetensors file with bfloat16 tensors (which ``safetensors.numpy`` cannot hold), every tensor as float32
+    (bfloat16 widens exactly); the format is an 8-byte little-endian header length, a JSON header of each tensor's
+    dtype, shape and byte offsets, then the data."""
+    import ml_dtypes
+
+    dtypes = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32, "F64": np.float64, "I64": np.int64,
+              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if entry["dtype"] not in dtypes:
+            raise ValueError(f"tensor {name!r} has dtype {entry['dtype']}, which pdeflow cannot read; save the model "
+                             f"in float32 ({CONVERT_HINT})")
+        start, end = entry["data_offsets"]
+        raw = np.frombuffer(data, dtypes[entry["dtype"]], offset=8 + length + start,
+                            count=(end - start) // np.dtype(dtypes[entry["dtype"]]).itemsize)
+        out[name] = raw.reshape(entry["shape"]).astype(np.float32 if entry["dtype"] == "BF16" else raw.dtype)
+    return out
 
 
 class WeightReader:
