@@ -89,8 +89,11 @@ def test_tiny_bert_traces_and_prefixed_weights_load_the_same(tiny_bert, tmp_path
     assert model.shape.num_weights == model.parameters()["transformer"] == read_shape(tiny_bert).num_weights
     from safetensors.numpy import save_file
 
-    prefixed = copy_of(tiny_bert, tmp_path)
-    save_file(bert_state_dict(BERT_CONFIG, prefix="bert."), str(prefixed / "model.safetensors"))
+    prefixed = copy_of(tiny_bert, tmp_path)  # as BertForMaskedLM saves it, LayerNorms named as in older files
+    weights = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in bert_state_dict(BERT_CONFIG, prefix="bert.").items()}
+    assert "bert.embeddings.LayerNorm.gamma" in weights
+    save_file({**weights, "cls.predictions.bias": np.zeros(200, np.float32)}, str(prefixed / "model.safetensors"))
     np.testing.assert_array_equal(load_pretrained(prefixed).trace_texts(TEXTS).hidden, trace.hidden)
 
 

@@ -74,7 +74,7 @@ def config_value(config: dict, key: str, folder: Path, default=None, kind=int):
     value = config[key]
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
         isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not ok or (kind is int and value < 1 and key not in ("pad_token_id",)):
+    if not ok or (kind is int and value < 1):
         raise ValueError(f"{folder / 'config.json'}: {key} must be a positive {kind.__name__}; got {value!r}.")
     return value
 
@@ -169,12 +169,21 @@ def load_bfloat16_file(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _modern_name(name: str) -> str:
+    """``….LayerNorm.gamma`` / ``.beta`` -> ``.weight`` / ``.bias``, as Hugging Face renames them on loading."""
+    for old, new in ((".gamma", ".weight"), (".beta", ".bias")):
+        if name.endswith(old):
+            return name[: -len(old)] + new
+    return name
+
+
 class WeightReader:
     """Looks up a checkpoint's weights by their name inside the model (the head-model prefix such as ``bert.``
     found once), checks each against the shape the config implies, and returns float32 arrays."""
 
     def __init__(self, weights: dict[str, np.ndarray], folder: Path, prefixes: tuple[str, ...], probe: str):
-        self.weights, self.folder = weights, folder
+        # older checkpoints (e.g. bert-base-uncased) name LayerNorm gains and biases gamma and beta
+        self.weights, self.folder = {_modern_name(k): v for k, v in weights.items()}, folder
         found = [p for p in (*prefixes, "") if p + probe in weights]
         if not found:
             raise ValueError(f"{folder}: the weights have no {probe!r} (nor with a prefix {', '.join(prefixes)}); "
