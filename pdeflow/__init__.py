@@ -9,12 +9,22 @@ plane), ``report`` and ``store`` (files and figures), ``cli`` (the ``pdeflow`` c
 """
 
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
-from pdeflow.models import Trace, load_minilm
+from pdeflow.models import Trace, load_minilm, load_pretrained
 from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
-from pdeflow.pipeline import DataConfig, RunConfig, fit_and_measure, fit_minilm, fit_transformer, fit_vit, preset_config
+from pdeflow.pipeline import (
+    DataConfig,
+    RunConfig,
+    fit_and_measure,
+    fit_minilm,
+    fit_pretrained,
+    fit_transformer,
+    fit_vit,
+    preset_config,
+)
 from pdeflow.sources import ModelSource, model_source, register_source
 
 __version__ = "0.1.0"
 __all__ = ["DataConfig", "FitConfig", "FitResult", "ModelSource", "RunConfig", "SolverConfig", "SolverError",
-           "SurrogateConfig", "Trace", "fit_and_measure", "fit_minilm", "fit_surrogate", "fit_transformer", "fit_vit",
-           "init_surrogate", "load_minilm", "model_source", "preset_config", "register_source"]
+           "SurrogateConfig", "Trace", "fit_and_measure", "fit_minilm", "fit_pretrained", "fit_surrogate",
+           "fit_transformer", "fit_vit", "init_surrogate", "load_minilm", "load_pretrained", "model_source",
+           "preset_config", "register_source"]

@@ -21,7 +21,7 @@ from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import COMPUTE_DTYPES, POSITION_FAMILIES, STATE_NORMS, TERMS, VARYING, SurrogateConfig
 from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
 from pdeflow.pipeline import MODELS, PRESETS, DataConfig, RunConfig, preset_config
-from pdeflow.sources import source_names
+from pdeflow.sources import model_source_for, source_names
 from pdeflow.studies.information_plane import InfoPlaneConfig
 from pdeflow.studies.lens import LensConfig
 from pdeflow.train.lm import LM_FAMILIES, LMTrainConfig
@@ -30,7 +30,7 @@ from pdeflow.train.vit import ViTTrainConfig
 # config section -> (dataclass, fields set from the traced model rather than by the user)
 SECTIONS = {
     "data": (DataConfig, ()),
-    "surrogate": (SurrogateConfig, ("num_layers", "num_heads", "model_dim", "grid", "prefix_tokens")),
+    "surrogate": (SurrogateConfig, ("num_layers", "num_heads", "model_dim", "grid", "prefix_tokens", "causal")),
     "solver": (SolverConfig, ()),
     "fit": (FitConfig, ()),
 }
@@ -94,9 +94,16 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
                     "du/dt = D(t)Δu + α(t)(Attn(t,u)uW_v − u) + β(t)R(u) so that its kernel at t = l matches "
                     "block l's attention maps, and write held-out fidelity against baselines (metrics.json, "
                     "summary.md), the fitted parameters (params.safetensors, config.json) and figures into --out.")
-    fit.add_argument("--model", default=RunConfig.model, choices=list(source_names()),
-                     help=field_help(RunConfig)["model"])
-    fit.add_argument("--out", default=None, help="output folder (written atomically; default results/MODEL)")
+    fit.add_argument("--model", default=RunConfig.model, help=field_help(RunConfig)["model"])
+    fit.add_argument("--texts", default=None,
+                     help="with --model FOLDER of a text checkpoint: the texts to trace it on, one per line or JSON "
+                          "lines with a \"text\" field (split into train / validation / held-out by --split-seed)")
+    fit.add_argument("--images", default=None,
+                     help="with --model FOLDER of an image checkpoint (vit): a folder of PNG / JPEG images, any sizes "
+                          "(the checkpoint's preprocessor resizes them)")
+    fit.add_argument("--out", default=None,
+                     help="output folder (written atomically; default results/MODEL, or results/NAME for a checkpoint "
+                          "folder NAME)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     fit.add_argument("--top-k", dest="top_k", type=int, default=RunConfig.top_k, help="k of the top-k agreement")
     fit.add_argument("--preset", default="default", choices=list(PRESETS),
@@ -139,14 +146,24 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
              "of CPython's pydoc topics, report its loss on the held-out paragraphs, and save params.safetensors + "
              "config.json into --out (default: the cache folder that `pdeflow lens` loads from).", CACHE_OUT,
              {"train": (LMTrainConfig, ())})
-    _command(commands, "lens", "entropy profiles (logit lens) of language-model families and what they tell apart",
+    lens = _command(commands, "lens",
+                    "entropy profiles (logit lens) of language-model families and what they tell apart",
              "Train (or load from the cache) character-level LM families on the pydoc topics, compute the "
              "logit-lens entropy profile (Shannon and Rényi) of every layer on held-out prompts, and measure with a "
              "cross-validated k-NN classifier, beside chance and the final-layer entropy alone: family "
              "identification (also at depths unseen in training), text kind, and whether the next character is "
              "predicted correctly (ROC AUC). Also MiniLM's profile, with its tied word embeddings as the "
-             "unembedding. Writes results.json, summary.md and figures into --out.", "results/lens",
+             "unembedding. Writes results.json, summary.md and figures into --out. With --model FOLDER --texts FILE: "
+             "instead, the profile of your own GPT-2-format checkpoint on your texts, read through its own final "
+             "LayerNorm and LM head (only --alphas of the options below applies).", "results/lens",
              {"lens": (LensConfig, ())})
+    lens.add_argument("--model", default=None,
+                      help="a GPT-2-format checkpoint folder (config.json, model.safetensors, tokenizer.json) to read "
+                           "the entropy profile of, on --texts (default out: results/lens-NAME)")
+    lens.add_argument("--texts", default=None,
+                      help="with --model: the texts, one per line or JSON lines with a \"text\" field")
+    lens.add_argument("--max-tokens", dest="max_tokens", type=int, default=128,
+                      help="with --model: each text is cut to this many tokens (or the model's positions)")
     _command(commands, "info", "the information plane I(X;T_l), I(T_l;Y) of the ViT on digits, over layers and epochs",
              "Train the ViT on the digits with snapshots, and at every snapshot estimate I(X;T_l) and I(T_l;Y) for "
              "every layer on the held-out test digits with a binning and a k-NN (KSG / Ross) estimator. Writes "
@@ -260,11 +277,29 @@ def _study_main(args: argparse.Namespace, make_config, study, write, summary, de
 
 
 def lens_main(args: argparse.Namespace) -> int:
+    if args.model is not None or args.texts is not None:
+        return checkpoint_lens_main(args)
     from pdeflow.studies.lens import lens_study
     from pdeflow.studies.reports import lens_summary, write_lens_report
 
     return _study_main(args, lambda: _section(LensConfig, (), args), lens_study, write_lens_report, lens_summary,
                        "results/lens")
+
+
+def checkpoint_lens_main(args: argparse.Namespace) -> int:
+    """``pdeflow lens --model FOLDER --texts FILE``: a GPT-2-format checkpoint's entropy profile."""
+    from pdeflow.studies.checkpoint_lens import checkpoint_lens, checkpoint_lens_summary, write_checkpoint_lens_report
+
+    def make_config():
+        if args.model is None or args.texts is None:
+            raise ValueError("the lens of your own checkpoint needs both --model FOLDER and --texts FILE.")
+        return args.model, args.texts
+
+    def study(config, progress):
+        return checkpoint_lens(*config, max_tokens=args.max_tokens, alphas=args.alphas, progress=progress)
+
+    default_out = f"results/lens-{Path(args.model or '.').resolve().name}"
+    return _study_main(args, make_config, study, write_checkpoint_lens_report, checkpoint_lens_summary, default_out)
 
 
 def info_main(args: argparse.Namespace) -> int:
@@ -279,16 +314,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """``pdeflow``'s arguments; for ``fit``, parsed over the values of ``--preset`` (default ``"default"``) for
     ``--model``, so that options given explicitly win."""
     args = build_parser().parse_args(argv)
-    if args.command == "fit":
-        args = build_parser(preset_defaults(preset_config(args.preset, args.model))).parse_args(argv)
+    if args.command == "fit":  # a checkpoint folder's preset is read from its config and its inputs' count
+        source = model_source_for(args.model, texts=args.texts, images=args.images)
+        args = build_parser(preset_defaults(preset_config(args.preset, source))).parse_args(argv)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except (ValueError, OSError) as error:  # a checkpoint folder or its inputs that cannot be read
+        print(f"pdeflow: error: {error}", file=sys.stderr)
+        return 2
     if args.command in ("train", "lens", "info"):
         return {"train": train_main, "lens": lens_main, "info": info_main}[args.command](args)
-    args.out = args.out or f"results/{args.model}"
+    args.out = args.out or f"results/{args.model if args.model in source_names() else Path(args.model).resolve().name}"
     checkpoints = Path(args.checkpoints or f"{Path(args.out)}.checkpoints")
     try:
         if args.host_devices:
@@ -319,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 if prepare_checkpoint_dir(checkpoints, protected=(args.out,), resume=args.resume):
                     locks.callback(remove_unused_checkpoint_dir, checkpoints)  # nothing saved: nothing left
             report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
-                                     resume=args.resume)
+                                     resume=args.resume, texts=args.texts, images=args.images)
             if not primary:
                 return 0
             out = write_report(report, args.out, overwrite=args.overwrite)

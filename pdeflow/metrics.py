@@ -196,11 +196,17 @@ def summarise(fidelity: dict[str, np.ndarray]) -> dict[str, list[float]]:
 # ---- baselines ------------------------------------------------------------------------------------------
 
 
-def uniform_maps(mask, num_layers: int, num_heads: int) -> np.ndarray:
-    """Uniform attention over the real keys: ``(L, B, H, N, N)``."""
+def uniform_maps(mask, num_layers: int, num_heads: int, causal: bool = False) -> np.ndarray:
+    """Uniform attention over the real keys (``causal``: over the real keys no later than the query):
+    ``(L, B, H, N, N)``."""
     m = np.asarray(mask, np.float32)
-    rows = m / m.sum(-1, keepdims=True)  # (B, N)
-    maps = np.broadcast_to(rows[:, None, None, :], (m.shape[0], num_heads, m.shape[1], m.shape[1]))
+    if causal:
+        keys = m[:, None, :] * np.tril(np.ones((m.shape[1],) * 2, np.float32))  # (B, N, N)
+        rows = keys / np.maximum(keys.sum(-1, keepdims=True), 1.0)
+        maps = np.broadcast_to(rows[:, None], (m.shape[0], num_heads, m.shape[1], m.shape[1]))
+    else:
+        rows = m / m.sum(-1, keepdims=True)  # (B, N)
+        maps = np.broadcast_to(rows[:, None, None, :], (m.shape[0], num_heads, m.shape[1], m.shape[1]))
     return np.broadcast_to(maps[None], (num_layers,) + maps.shape).copy()
 
 

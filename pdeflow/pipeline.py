@@ -37,10 +37,12 @@ from pdeflow.sources import (  # noqa: F401 (DataConfig, Splits and the tracing 
     Splits,
     ViTDigitsSource,
     model_source,
+    model_source_for,
     source_names,
     trace_digit_splits,
     trace_sentence_splits,
 )
+from pdeflow.sources.checkpoint import check_model_name
 from pdeflow.surrogate import predict_attention
 from pdeflow.train.vit import TrainedViT
 
@@ -53,7 +55,9 @@ class RunConfig:
     Attributes:
         model: the transformer to fit, a registered model source (`pdeflow.sources`): ``minilm``
             (all-MiniLM-L6-v2 on pydoc sentences, token chain) or ``vit-digits`` (the ViT trained here on
-            scikit-learn's digits, 2-D patch grid; trained on first use and cached, see `pdeflow.train.vit`).
+            scikit-learn's digits, 2-D patch grid; trained on first use and cached, see `pdeflow.train.vit`);
+            or a checkpoint folder of your own (bert, roberta, distilbert, vit, gpt2), traced on --texts FILE or
+            --images FOLDER (`pdeflow.sources.CheckpointSource`).
         top_k: k of the top-k agreement metric.
         preset: the named preset these settings started from (`preset_config`; "" for none), for the report.
     """
@@ -67,8 +71,7 @@ class RunConfig:
     preset: str = ""
 
     def __post_init__(self):
-        if self.model not in source_names():
-            raise ValueError(f"unknown model {self.model!r}; choose from {list(source_names())}.")
+        check_model_name(self.model)  # a registered name or a checkpoint folder (nothing is downloaded)
         if self.preset not in ("",) + PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {list(PRESETS)}.")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -96,12 +99,14 @@ PRESETS = ("default", "faithful")
 BLOCK_INPUT_NORM = {name: SOURCES[name].block_input_norm for name in MODELS}
 
 
-def preset_config(name: str, model: str = "minilm") -> RunConfig:
-    """The settings of a named preset for ``model``.
+def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
+    """The settings of a named preset for ``model`` (a registered name or a source, e.g. a
+    `pdeflow.sources.CheckpointSource`).
 
     ``"default"`` (what ``pdeflow fit`` and ``fit_transformer()`` run): a fast fit (minutes on 2 cores) of a
-    small surrogate (width 64, `SurrogateConfig`'s shape), started from the transformer's own weights through
-    the projection (`pdeflow.pde.teacher_init`, the state read as the model's blocks read their stream,
+    small surrogate (width 64, `SurrogateConfig`'s shape) on the source's default data (`ModelSource.default_data`:
+    `DataConfig`'s defaults, or split sizes that fit a user's inputs), started from the transformer's own weights
+    through the projection (`pdeflow.pde.teacher_init`, the state read as the model's blocks read their stream,
     `ModelSource.block_input_norm`) and
     fitted with the hidden-state term (``hidden_weight=1``); everything else is `RunConfig`'s defaults (which
     start from random parameters and fit the attention maps alone).
@@ -116,9 +121,11 @@ def preset_config(name: str, model: str = "minilm") -> RunConfig:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {list(PRESETS)}.")
-    source = model_source(model)
+    source = model_source_for(model)
+    model = source.name
     if name == "default":
-        return RunConfig(model=model, surrogate=SurrogateConfig(state_norm=source.block_input_norm),
+        return RunConfig(model=model, data=source.default_data(),
+                         surrogate=SurrogateConfig(state_norm=source.block_input_norm),
                          fit=FitConfig(hidden_weight=1.0, init="transformer"), preset=name)
     text, shape = source.modality == "text", source.shape()
     width = shape.model_dim
@@ -137,11 +144,11 @@ def preset_config(name: str, model: str = "minilm") -> RunConfig:
 
 
 def surrogate_config_for(shape: ModelShape, surrogate: SurrogateConfig) -> SurrogateConfig:
-    """The surrogate config with L, H, d and the token grid taken from the model's shape (knots capped at L
-    unless a multiple of it)."""
+    """The surrogate config with L, H, d and the token geometry (grid, prefix tokens, causal mask) taken from the
+    model's shape (knots capped at L unless a multiple of it)."""
     return dataclasses.replace(surrogate, num_layers=shape.num_layers, num_heads=shape.num_heads,
                                model_dim=shape.model_dim, num_knots=_knots_for(surrogate.num_knots, shape.num_layers),
-                               grid=shape.grid, prefix_tokens=shape.prefix_tokens)
+                               grid=shape.grid, prefix_tokens=shape.prefix_tokens, causal=shape.causal)
 
 
 def surrogate_for(encoder: PretrainedEncoder, surrogate: SurrogateConfig) -> SurrogateConfig:
@@ -181,7 +188,7 @@ def held_out_fidelity(params, surrogate: SurrogateConfig, solver: SolverConfig, 
     for term in surrogate.ablations():  # each term of the surrogate switched off (`pdeflow.pde.terms`)
         predictions[terms.ablation_key(term)] = predict_attention(params, surrogate.without(term), solver, test,
                                                                   batch_size)
-    predictions["uniform"] = metrics.uniform_maps(test.mask, L, H)
+    predictions["uniform"] = metrics.uniform_maps(test.mask, L, H, causal=surrogate.causal)
     predictions["previous_layer"] = metrics.previous_layer_maps(test.attention)
     predictions["mean_training_map"] = metrics.mean_attention_maps(
         metrics.mean_attention(train.attention, train.mask), test.mask)
@@ -213,16 +220,17 @@ def fit_and_measure(source: ModelSource | str, config: RunConfig | None = None, 
     held-out inputs beside the baselines and ablations.
 
     Args:
-        source: a `pdeflow.sources.ModelSource`, or the name of a registered one.
-        config: the run's settings (default: the source's ``preset_config("default", name)``); ``config.model``
+        source: a `pdeflow.sources.ModelSource`, the name of a registered one, or a checkpoint folder (which
+            needs its inputs: build its `pdeflow.sources.CheckpointSource`, or call `fit_pretrained`).
+        config: the run's settings (default: the source's ``preset_config("default", source)``); ``config.model``
             is set to the source's name, the surrogate's L, H, d and token grid to the source's shape.
         progress: show progress bars.
         checkpoint_dir, resume: passed to `pdeflow.fit.fit_surrogate` (checkpoints of the fit; the traces are
             recomputed, deterministically, on resume).
     """
     started = time.perf_counter()
-    source = model_source(source) if isinstance(source, str) else source
-    config = preset_config("default", source.name) if config is None else config
+    source = model_source_for(source)
+    config = preset_config("default", source) if config is None else config
     source.check_data(config.data)
     config = dataclasses.replace(config, model=source.name,
                                  surrogate=surrogate_config_for(source.shape(), config.surrogate))
@@ -245,12 +253,25 @@ def fit_vit(config: RunConfig | None = None, progress: bool = True, vit: Trained
     return fit_and_measure(ViTDigitsSource(vit), config, progress, checkpoint_dir, resume)
 
 
+def fit_pretrained(folder, texts=None, images=None, config: RunConfig | None = None, progress: bool = True,
+                   checkpoint_dir=None, resume: bool = False) -> FitReport:
+    """`fit_and_measure` a checkpoint folder of your own (bert, roberta, distilbert, vit, gpt2) on ``texts`` (a
+    file of one text per line or JSON lines with a "text" field, or a list of strings) or ``images`` (a folder
+    of PNG / JPEG files, or ``[(name, PIL.Image)]``): what ``pdeflow fit --model FOLDER --texts FILE`` runs.
+    ``config`` defaults to the folder's ``preset_config("default", ...)`` (split sizes fitted to the inputs)."""
+    from pdeflow.sources import CheckpointSource
+
+    return fit_and_measure(CheckpointSource(folder, texts=texts, images=images), config, progress, checkpoint_dir,
+                           resume)
+
+
 def fit_transformer(config: RunConfig | None = None, progress: bool = True, checkpoint_dir=None,
-                    resume: bool = False) -> FitReport:
-    """`fit_and_measure` the registered model ``config.model`` (what ``pdeflow fit --model`` runs; ``config``
-    defaults to MiniLM's ``preset_config("default")``)."""
+                    resume: bool = False, texts=None, images=None) -> FitReport:
+    """`fit_and_measure` the model ``config.model``, registered or a checkpoint folder traced on ``texts`` or
+    ``images`` (what ``pdeflow fit --model`` runs; ``config`` defaults to MiniLM's ``preset_config("default")``)."""
     config = preset_config("default") if config is None else config
-    return fit_and_measure(model_source(config.model), config, progress, checkpoint_dir, resume)
+    return fit_and_measure(model_source_for(config.model, texts=texts, images=images), config, progress,
+                           checkpoint_dir, resume)
 
 
 def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: list[BlockWeights] | None,

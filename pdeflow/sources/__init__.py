@@ -2,7 +2,8 @@
 
 The registry maps a name (``pdeflow fit --model NAME``, `pdeflow.pipeline.RunConfig.model`) to a factory of
 sources. To add a transformer, subclass `ModelSource` (its shape, its traced splits, its blocks' weights, its
-description) and `register_source` it; the pipeline, the CLI and the presets need nothing else.
+description) and `register_source` it; the pipeline, the CLI and the presets need nothing else. A user's
+checkpoint folder, traced on the user's texts or images, is a `CheckpointSource` (`model_source_for` takes either).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pdeflow.sources.base import MODALITIES, DataConfig, ModelShape, ModelSource, Splits
+from pdeflow.sources.checkpoint import CheckpointSource, model_source_for
 from pdeflow.sources.minilm import MiniLMSource, trace_sentence_splits
 from pdeflow.sources.vit_digits import ViTDigitsSource, trace_digit_splits
 
@@ -41,6 +43,6 @@ def model_source(name: str) -> ModelSource:
     return source
 
 
-__all__ = ["MODALITIES", "SOURCES", "DataConfig", "MiniLMSource", "ModelShape", "ModelSource", "Splits",
-           "ViTDigitsSource", "model_source", "register_source", "source_names", "trace_digit_splits",
-           "trace_sentence_splits"]
+__all__ = ["MODALITIES", "SOURCES", "CheckpointSource", "DataConfig", "MiniLMSource", "ModelShape", "ModelSource",
+           "Splits", "ViTDigitsSource", "model_source", "model_source_for", "register_source", "source_names",
+           "trace_digit_splits", "trace_sentence_splits"]

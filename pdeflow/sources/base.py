@@ -65,7 +65,8 @@ class Splits:
 class ModelShape:
     """A transformer's shape: ``num_layers`` blocks of ``num_heads`` heads of width ``head_dim`` over a
     residual stream of width ``model_dim``; ``grid`` is ``()`` for a token chain or ``(h, w)`` for a patch grid
-    after ``prefix_tokens`` tokens (a ViT's class token)."""
+    after ``prefix_tokens`` tokens (a ViT's class token); ``causal``: each token attends to itself and earlier
+    tokens only (a GPT's chain)."""
 
     num_layers: int
     num_heads: int
@@ -73,6 +74,7 @@ class ModelShape:
     head_dim: int
     grid: tuple[int, ...] = ()
     prefix_tokens: int = 0
+    causal: bool = False
 
 
 class ModelSource(abc.ABC):
@@ -111,6 +113,11 @@ class ModelSource(abc.ABC):
         """Raise ``ValueError`` (saying what to change) if ``data`` asks for something this source cannot give
         (every setting is fine by default)."""
         return None
+
+    def default_data(self) -> DataConfig:
+        """The data settings of the default preset (`DataConfig`'s defaults unless the source's inputs call for
+        others, e.g. a user's file of a few dozen texts)."""
+        return DataConfig()
 
     def all_training_data(self) -> DataConfig:
         """The data settings that train on every input that is not held out (the faithful preset's)."""
