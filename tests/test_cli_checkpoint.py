@@ -93,12 +93,14 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(inputs, tmp_path, capsy
 def test_lens_of_a_gpt2_checkpoint_reads_its_own_head(inputs, tmp_path, capsys):
     out = tmp_path / "lens"
     assert cli.main(["lens", "--model", str(inputs["gpt2"]), "--texts", str(inputs["texts"]), "--out", str(out),
-                     "--no-progress"]) == 0, capsys.readouterr().err
+                     "--max-tokens", "16", "--no-progress"]) == 0, capsys.readouterr().err
     result = json.loads((out / "results.json").read_text())
     assert {p.name for p in out.iterdir()} == {"results.json", "summary.md", "profile.png"}
     shannon = np.array(result["profile"]["1.0"])
     assert shannon.shape == (3,) and np.all((shannon >= 0) & (shannon <= np.log2(257) + 1e-4))
     assert result["texts"]["count"] == len(TEXTS) and result["lens_final_layer_max_abs_difference"] < 1e-3
+    lengths = [len(t.encode()) for t in TEXTS]  # the tiny byte-level BPE has no merges: a token per byte
+    assert result["truncated"] == sum(n > 16 for n in lengths) and result["tokens"] == sum(min(n, 16) for n in lengths)
     assert result["profile"]["inf"][1] <= shannon[1] <= result["profile"]["0.5"][1]  # Rényi orders in order
     for argv, message in ((["--model", str(inputs["bert"]), "--texts", str(inputs["texts"])], "gpt2 checkpoints only"),
                           (["--texts", str(inputs["texts"])], "needs both --model FOLDER and --texts FILE")):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pdeflow.information.entropy import renyi_entropy_from_logits
-from pdeflow.information.lens import DEFAULT_ALPHAS
+from pdeflow.data.batches import fixed_size_batches
+from pdeflow.information.lens import DEFAULT_ALPHAS, entropy_profile
+from pdeflow.models.minilm import Tokenized
 from pdeflow.store import result_folder, save_figure
 
 LENS_MODEL_TYPES = ("gpt2",)
@@ -31,7 +32,9 @@ def _key(alpha: float) -> str:
 def lens_profile(model, texts: Sequence[str], max_tokens: int = 128, alphas: Sequence[float] = DEFAULT_ALPHAS,
                  batch_size: int = 16) -> dict:
     """The logit-lens entropy profile of ``model`` (a GPT-2-format `PretrainedModel`: ``tokenize``,
-    ``trace_tokens``, ``lens_logits``, ``logits``) on ``texts``, each cut to ``max_tokens`` tokens.
+    ``trace_tokens``, ``lens_readout``, ``lens_logits``, ``logits``) on ``texts``, each cut to ``max_tokens``
+    tokens (`pdeflow.information.lens.entropy_profile` through the model's own read-out), ``batch_size`` texts
+    at a time.
 
     Returns:
         ``{"alphas", "profile": {alpha: (L+1,) mean bits over real positions}, "shannon_quartiles": {"q25",
@@ -43,29 +46,30 @@ def lens_profile(model, texts: Sequence[str], max_tokens: int = 128, alphas: Seq
     if not texts:
         raise ValueError("no texts given; pass at least one text.")
     max_tokens = min(int(max_tokens), int(model.max_tokens))
+    norm, unembedding, bias = model.lens_readout()
+    truncated = int((model.tokenize(texts, model.max_tokens).mask.sum(1) > max_tokens).sum())
+    tokens = model.tokenize(texts, max_tokens)  # one width (the longest text) and fixed-size batches: one compile
+    ids, types, masks = (np.asarray(x) for x in (tokens.input_ids, tokens.token_type_ids, tokens.mask))
     sums = np.zeros((len(alphas), model.num_layers + 1))
-    per_text, positions, loss_bits, correct, predicted, worst, truncated = [], 0, 0.0, 0, 0, 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start:start + batch_size]
-        truncated += int((model.tokenize(batch, model.max_tokens).mask.sum(1) > max_tokens).sum())
-        tokens = model.tokenize(batch, max_tokens)
-        mask = np.asarray(tokens.mask, bool)  # (B, N)
-        hidden = np.asarray(model.trace_tokens(tokens).hidden)  # (L+1, B, N, d)
-        entropy = np.stack([np.stack([np.asarray(renyi_entropy_from_logits(model.lens_logits(h), a)) for a in alphas])
-                            for h in hidden], axis=1)  # (A, L+1, B, N)
-        entropy = np.where(mask, entropy, 0.0)
+    per_text, loss_bits, correct, predicted, worst = [], 0.0, 0, 0, 0.0
+    for index, keep in fixed_size_batches(len(texts), min(batch_size, len(texts))):
+        batch, mask = Tokenized(ids[index], types[index], masks[index], ()), masks[index][:keep]
+        hidden = np.asarray(model.trace_tokens(batch, batch_size).hidden)  # (L+1, b, N, d)
+        entropy = np.asarray(entropy_profile(hidden, masks[index], unembedding, norm, bias, alphas).entropy)
+        entropy = np.where(mask, entropy[:, :, :keep], 0.0)  # (A, L+1, keep, N), padding counted as 0
         sums += entropy.sum((-2, -1))
-        per_text.append(entropy[alphas.index(1.0)].sum(-1).T / mask.sum(-1)[:, None])  # (B, L+1)
-        positions += int(mask.sum())
-        logits = np.asarray(model.logits(tokens), np.float64)  # (B, N, V)
-        worst = max(worst, float(np.abs(np.asarray(model.lens_logits(hidden[-1])) - logits)[mask].max()))
+        per_text.append(entropy[alphas.index(1.0)].sum(-1).T / mask.sum(-1)[:, None])  # (keep, L+1)
+        logits = np.asarray(model.logits(batch, batch_size), np.float64)[:keep]  # (keep, N, V)
+        lens = np.asarray(model.lens_logits(hidden[-1]))[:keep]
+        worst = max(worst, float(np.abs(lens - logits)[mask].max()))
         # next-token loss at every position whose next token is real
         log_p = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-        target, has_next = np.asarray(tokens.input_ids)[:, 1:], mask[:, 1:] & mask[:, :-1]
+        target, has_next = ids[index][:keep, 1:], mask[:, 1:] & mask[:, :-1]
         picked = np.take_along_axis(log_p[:, :-1], target[..., None], -1)[..., 0]
         loss_bits += float(-(picked[has_next]).sum() / math.log(2))
         correct += int((log_p[:, :-1].argmax(-1) == target)[has_next].sum())
         predicted += int(has_next.sum())
+    positions = int(masks.sum())
     profile = sums / positions
     shannon = np.concatenate(per_text)  # (texts, L+1)
     return {"alphas": [_key(a) for a in alphas],
