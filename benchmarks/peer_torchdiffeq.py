@@ -8,7 +8,13 @@ timed in steady state (compile / first call reported apart) and the pdeflow/peer
     forward                  pdeflow solve                      vs  torchdiffeq.odeint
     forward+backward         RecursiveCheckpointAdjoint         vs  odeint + autograd through the solver
     forward+backward         stored (fixed steps: lax.scan)     vs  odeint + autograd through the solver
+    forward+backward         discrete (fixed steps: custom_vjp) vs  odeint + autograd through the solver
     forward+backward         BacksolveAdjoint                   vs  odeint_adjoint
+
+Every forward+backward case also prints its overhead: solve fwd+bwd time / (field evaluations x one field+VJP
+time), medians over the repeats, for pdeflow and for the peer (1.0 = the backward costs no more than its field
+evaluations' VJPs; what is above is the solver loop's own work). Each run's headline ratios are appended to
+``benchmarks/results/history.jsonl`` (``python -m benchmarks.history`` draws them).
 
 The peer is benchmark-only (never a dependency of the library):
 
@@ -31,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.reporting import machine_label, write_result
+from benchmarks.reporting import compiled_memory_bytes, machine_label, write_result
 from benchmarks.solver_throughput import benchmark_config
 from benchmarks.torch_peer import TorchAttentionField, torch, torchdiffeq
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
@@ -103,7 +109,9 @@ def pdeflow_functions(config, solver: SolverConfig, u0, mask, laplacians, probe)
         return jnp.sum(ys * data[3]), (ok, steps)
 
     states_jit, grad_jit = jax.jit(states), jax.jit(jax.value_and_grad(loss, has_aux=True))
-    return (lambda params: states_jit(params, data)), (lambda params: grad_jit(params, data))
+    grad_fn = lambda params: grad_jit(params, data)  # noqa: E731
+    grad_fn.memory = lambda params: compiled_memory_bytes(grad_jit, params, data)  # XLA's planned peak
+    return (lambda params: states_jit(params, data)), grad_fn
 
 
 def torch_functions(field: TorchAttentionField, case: Case, u0, probe, adjoint: bool):
@@ -134,6 +142,13 @@ def torch_functions(field: TorchAttentionField, case: Case, u0, probe, adjoint: 
 
 
 def timed(fn, repeats: int, block=lambda out: out):
+    """``(first call, best of the repeats)`` in seconds."""
+    first, best, _ = timed_with_median(fn, repeats, block)
+    return first, best  # best of the repeats: this machine's neighbours only ever slow it down
+
+
+def timed_with_median(fn, repeats: int, block=lambda out: out):
+    """``(first call, best, median of the repeats)`` in seconds."""
     start = time.perf_counter()
     block(fn())
     first = time.perf_counter() - start
@@ -142,7 +157,7 @@ def timed(fn, repeats: int, block=lambda out: out):
         start = time.perf_counter()
         block(fn())
         times.append(time.perf_counter() - start)
-    return first, float(np.min(times))  # best of the repeats: this machine's neighbours only ever slow it down
+    return first, float(np.min(times)), float(np.median(times))
 
 
 def torch_grads(field: TorchAttentionField) -> dict:
@@ -151,7 +166,18 @@ def torch_grads(field: TorchAttentionField) -> dict:
             if getattr(field, attr).grad is not None}
 
 
-def compare(size: str, case: Case, repeats: int) -> list[dict]:
+def flat_gradients(grads) -> dict:
+    return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]}
+
+
+def max_rel_difference(a: dict, b: dict) -> float:
+    return max(float(np.abs(a[k] - b[k]).max() / (np.abs(b[k]).max() + 1e-12)) for k in b)
+
+
+def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None) -> list[dict]:
+    """Solutions and gradients checked against the peer, then each mode timed. ``field_vjp_s``: the median time
+    of one field + VJP, ``{"pdeflow": s, "torch": s}`` (`compare_field`), for the forward+backward overheads."""
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
     config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
     field = TorchAttentionField(params, config, laplacians, mask)
@@ -174,10 +200,8 @@ def compare(size: str, case: Case, repeats: int) -> list[dict]:
     first_gradient = time.perf_counter() - start
     fb_torch()
     g_torch = torch_grads(field)
-    g_flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
-              for path, leaf in jax.tree_util.tree_flatten_with_path(g_jax)[0]}
-    grad_rel_diff = max(float(np.abs(g_flat[k] - g_torch[k]).max() / (np.abs(g_torch[k]).max() + 1e-12))
-                        for k in g_torch)
+    g_flat = flat_gradients(g_jax)
+    grad_rel_diff = max_rel_difference(g_flat, g_torch)
     if not case.adaptive and (solution_diff > 1e-4 * scale or grad_rel_diff > 1e-3):
         raise SystemExit(f"pdeflow and torchdiffeq disagree on {size} {case.solver}: max |Δy| = {solution_diff:.2e} "
                          f"(scale {scale:.2f}), max relative gradient difference {grad_rel_diff:.2e}")
@@ -193,30 +217,49 @@ def compare(size: str, case: Case, repeats: int) -> list[dict]:
     # -- timing
     block = jax.block_until_ready
     modes = [("forward", None), ("forward+backward", "recursive"), ("forward+backward", "backsolve")]
-    if not case.adaptive:  # the stored adjoint (a scan over diffrax's steps) needs fixed steps
-        modes.insert(2, ("forward+backward", "stored"))
+    if not case.adaptive:  # the stored and discrete adjoints (a scan over fixed steps) need fixed steps
+        modes[2:2] = [("forward+backward", "stored"), ("forward+backward", "discrete")]
+    evaluations = {"pdeflow": int(steps) * STAGES[case.solver], "torch": torch_evaluations}
     for mode, adjoint in modes:
+        extra = {}
         if mode == "forward":
-            _, jax_s = timed(lambda: fwd_jax(params), repeats, block)
+            _, jax_s, jax_median = timed_with_median(lambda: fwd_jax(params), repeats, block)
             jax_first = first_forward  # compile + first call, timed at the comparison above
-            torch_first, torch_s = timed(fwd_torch, repeats)
+            torch_first, torch_s, torch_median = timed_with_median(fwd_torch, repeats)
             peer = "odeint"
         else:
             if adjoint == "recursive":
-                _, jax_s = timed(lambda: grad_jax(params), repeats, block)
-                jax_first = first_gradient
+                _, jax_s, jax_median = timed_with_median(lambda: grad_jax(params), repeats, block)
+                jax_first, memory = first_gradient, grad_jax.memory(params)
             else:
                 _, other = pdeflow_functions(config, case.pdeflow(adjoint), u0, mask, laplacians, probe)
-                jax_first, jax_s = timed(lambda: other(params), repeats, block)  # noqa: B023 (called at once)
+                start = time.perf_counter()
+                (_, _), g_other = jax.block_until_ready(other(params))
+                jax_first = time.perf_counter() - start
+                # the same exact gradient as autodiff through diffrax's solve (backsolve: to the solver's accuracy)
+                extra["max_rel_gradient_diff_vs_recursive"] = max_rel_difference(flat_gradients(g_other), g_flat)
+                _, jax_s, jax_median = timed_with_median(lambda: other(params), repeats, block)  # noqa: B023
+                memory = other.memory(params)
+            extra["pdeflow_compiled_memory_bytes"] = memory
             _, fb = torch_functions(field, case, u0, probe, adjoint=adjoint == "backsolve")
-            torch_first, torch_s = timed(fb, repeats)
+            torch_first, torch_s, torch_median = timed_with_median(fb, repeats)
             peer = "odeint_adjoint" if adjoint == "backsolve" else "odeint (autograd)"
+            if field_vjp_s is not None:  # the solver loop's own cost, above its field evaluations' VJPs
+                extra["pdeflow_overhead"] = jax_median / (evaluations["pdeflow"] * field_vjp_s["pdeflow"])
+                extra["torch_overhead"] = torch_median / (evaluations["torch"] * field_vjp_s["torch"])
         row = {**common, "mode": mode, "pdeflow_adjoint": adjoint, "peer": peer,
-               "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s,
-               "torch_first_s": torch_first, "torch_steady_s": torch_s, "speedup_pdeflow_over_torch": torch_s / jax_s}
+               "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s, "pdeflow_median_s": jax_median,
+               "torch_first_s": torch_first, "torch_steady_s": torch_s, "torch_median_s": torch_median,
+               "speedup_pdeflow_over_torch": torch_s / jax_s, "speedup_median": torch_median / jax_median, **extra}
         rows.append(row)
-        print(f"  {mode:17s} {adjoint or '':9s} vs {peer:18s} pdeflow {jax_s * 1e3:9.1f} ms (first {jax_first:5.1f}s)"
-              f"  torchdiffeq {torch_s * 1e3:9.1f} ms   speed-up x{torch_s / jax_s:5.2f}", flush=True)
+        overhead = (f"  overhead pdeflow {extra['pdeflow_overhead']:4.2f} peer {extra['torch_overhead']:4.2f}"
+                    if "pdeflow_overhead" in extra else "")
+        memory = (f"  XLA peak {extra['pdeflow_compiled_memory_bytes']['total'] / 2**20:6.0f} MiB"
+                  if extra.get("pdeflow_compiled_memory_bytes") else "")
+        print(f"  {mode:17s} {adjoint or '':9s} vs {peer:18s} pdeflow {jax_s * 1e3:9.1f} ms (median "
+              f"{jax_median * 1e3:7.1f}, first {jax_first:5.1f}s)  torchdiffeq {torch_s * 1e3:9.1f} ms (median "
+              f"{torch_median * 1e3:7.1f})   speed-up x{torch_s / jax_s:5.2f} (medians "
+              f"x{torch_median / jax_median:5.2f}){overhead}{memory}", flush=True)
     return rows
 
 
@@ -263,12 +306,13 @@ def compare_field(size: str, repeats: int, t: float = 2.5) -> list[dict]:
     rows, block = [], jax.block_until_ready
     for mode, jax_fn, torch_fn in (("field", lambda: fwd_jax(params, u_j), fwd_torch),
                                    ("field+vjp", lambda: vjp_jax(params, u_j), vjp_torch)):
-        jax_first, jax_s = timed(jax_fn, max(repeats, 10), block)
-        torch_first, torch_s = timed(torch_fn, max(repeats, 10))
+        jax_first, jax_s, jax_median = timed_with_median(jax_fn, max(repeats, 10), block)
+        torch_first, torch_s, torch_median = timed_with_median(torch_fn, max(repeats, 10))
         rows.append({"B": batch, "N": n, "r": width, "H": heads, "L": layers, "mode": mode, "t": t,
                      "max_abs_field_diff": value_diff, "max_rel_state_gradient_diff": grad_diff,
-                     "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s, "torch_first_s": torch_first,
-                     "torch_steady_s": torch_s, "speedup_pdeflow_over_torch": torch_s / jax_s})
+                     "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s,
+                     "pdeflow_median_s": jax_median, "torch_first_s": torch_first, "torch_steady_s": torch_s,
+                     "torch_median_s": torch_median, "speedup_pdeflow_over_torch": torch_s / jax_s})
         print(f"  {mode:17s} one evaluation: pdeflow {jax_s * 1e3:9.1f} ms  torch {torch_s * 1e3:9.1f} ms   "
               f"speed-up x{torch_s / jax_s:5.2f}", flush=True)
     return rows
@@ -290,9 +334,12 @@ def main(argv=None) -> None:
           f"threads {torch.get_num_threads()}")
     rows = []
     for size in args.sizes:
-        rows += compare_field(size, args.repeats)
+        field_rows = compare_field(size, args.repeats)
+        rows += field_rows
+        vjp = next(row for row in field_rows if row["mode"] == "field+vjp")
+        field_vjp_s = {"pdeflow": vjp["pdeflow_median_s"], "torch": vjp["torch_median_s"]}
         for solver in [] if args.field_only else args.solvers:
-            rows += compare(size, Case(solver), args.repeats)
+            rows += compare(size, Case(solver), args.repeats, field_vjp_s)
     path = write_result("peer_torchdiffeq", label, rows, args.out)
     print(f"wrote {path}")
 

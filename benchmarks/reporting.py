@@ -1,5 +1,6 @@
 """What every benchmark shares: the machine's label, its matmul peak measured in the same run, peak memory,
-and an atomic JSON writer for ``benchmarks/results/``."""
+an atomic JSON writer for ``benchmarks/results/`` and the history file every run appends its headline to
+(``history.jsonl`` beside the results; `benchmarks.history` draws it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -73,13 +75,94 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def compiled_memory_bytes(jitted, *args) -> dict | None:
+    """XLA's memory analysis of ``jitted`` compiled for ``args``: bytes of arguments, outputs and temporaries
+    (their sum is the program's peak, as XLA plans it), or None where the backend does not report one."""
+    try:
+        analysis = jitted.lower(*args).compile().memory_analysis()
+    except Exception:  # noqa: BLE001 (a backend without the analysis: the benchmark goes on without it)
+        return None
+    if analysis is None:
+        return None
+    sizes = {key: int(getattr(analysis, f"{key}_size_in_bytes", 0)) for key in ("argument", "output", "temp")}
+    return {**sizes, "total": sum(sizes.values())}
+
+
 def write_result(name: str, label: dict, rows: list, out: str | os.PathLike | None = None, **extra) -> Path:
-    """Write ``{label, rows, **extra}`` to ``<out>/<name>_<platform>_<date>.json`` atomically."""
+    """Write ``{label, rows, **extra}`` to ``<out>/<name>_<platform>_<date>.json`` atomically, and put the run's
+    headline numbers into ``<out>/history.jsonl`` (`append_history`)."""
     folder = Path(out) if out is not None else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     platform_name = label["device"].split(":")[0]
     path = folder / f"{name}_{platform_name}_{label['date']}.json"
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps({"label": label, "rows": rows, **extra}, indent=1))
+    tmp.rename(path)
+    append_history(folder, name, label, headline(rows, extra), path.name)
+    return path
+
+
+# the numbers a run is tracked by: ratios measured within the run (comparable across hosts and commits)
+HEADLINE_KEYS = ("speedup", "overhead", "fraction_of_matmul_peak", "steps_per_s", "xla_over_torch", "slope")
+CASE_KEYS = ("B", "N", "r", "H", "L", "solver", "dt0", "mode", "adjoint", "pdeflow_adjoint", "compute_dtype",
+             "product")
+
+
+def headline(rows: list, extra: dict | None = None) -> dict:
+    """``{case: {metric: value}}``: every number whose name holds one of ``HEADLINE_KEYS``, from each row (the case
+    named by its ``CASE_KEYS``, e.g. ``"B=32 N=48 r=64 solver=rk4 mode=forward+backward adjoint=discrete"``) and
+    from the run's extra fields (one level of nesting: case ``"run"``)."""
+    def metrics(record: dict) -> dict:
+        return {key: float(value) for key, value in record.items()
+                if any(k in key for k in HEADLINE_KEYS) and isinstance(value, (int, float))
+                and not isinstance(value, bool) and value == value}
+
+    out = {}
+    for row in rows:
+        case = " ".join(f"{key}={row[key]}" for key in CASE_KEYS if row.get(key) is not None)
+        found = metrics(row)
+        if found:
+            out.setdefault(case or "run", {}).update(found)
+    flat = {}
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    if metrics(flat):
+        out.setdefault("run", {}).update(metrics(flat))
+    return out
+
+
+def git_commit(folder: str | os.PathLike = Path(__file__).parent) -> str:
+    """The checkout's commit (short), with ``+dirty`` when tracked files differ from it; ``"unknown"`` outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def append_history(folder: str | os.PathLike, name: str, label: dict, numbers: dict, result_file: str = "") -> Path:
+    """Append one row ``{benchmark, commit, date, machine, versions, headline, file}`` to
+    ``<folder>/history.jsonl``. A run that saves several times (after each measurement) keeps one row: a row of
+    the same benchmark and date is replaced."""
+    path = Path(folder) / "history.jsonl"
+    versions = {key: label[key] for key in ("python", "jax", "diffrax", "equinox", "optax", "torch", "torchdiffeq")
+                if key in label}
+    machine = {key: label[key] for key in ("device", "devices", "cpu", "cpu_count", "machine", "xla_flags")
+               if key in label}
+    row = {"benchmark": name, "commit": git_commit(), "date": label["date"], "machine": machine,
+           "versions": versions, "headline": numbers, "file": result_file}
+    kept = []
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in kept
+                if (json.loads(line).get("benchmark"), json.loads(line).get("date")) != (name, label["date"])]
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text("".join(line + "\n" for line in kept + [json.dumps(row, sort_keys=True)]))
     tmp.rename(path)
     return path

@@ -6,7 +6,9 @@ solved trajectory, which are timed with it) over the float32 matmul peak of a la
 ``jnp.dot`` on the same device, at the start and at the end of the run (the higher counts); bfloat16 cases
 are also set against the bfloat16 matmul peak (bfloat16 operands, float32 accumulation) measured the same way,
 since CPUs with bfloat16 matrix units (AMX) take those products several times faster. Compile time is
-reported apart from steady-state time.
+reported apart from steady-state time. Each forward+backward case also prints its overhead, steady time /
+(field evaluations x one field+VJP, timed alone at the same size; the median of 10), and XLA's planned memory
+of the compiled program (arguments + outputs + temporaries).
 
     python -m benchmarks.solver_throughput                 # default grid (CPU-sized), writes a JSON
     python -m benchmarks.solver_throughput --sizes 32,128,384,12,6 --repeats 3
@@ -24,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.reporting import machine_label, matmul_peak, peak_memory_bytes, write_result
-from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
+from benchmarks.reporting import compiled_memory_bytes, machine_label, matmul_peak, peak_memory_bytes, write_result
+from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pde.attention_pde import COMPUTE_DTYPES
-from pdeflow.pde.solve import ADJOINTS, SOLVERS, STAGES
+from pdeflow.pde.solve import ADJOINTS, FIXED_STEP_ADJOINTS, SOLVERS, STAGES
 from pdeflow.surrogate import surrogate_forward, token_laplacians
 
 DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
@@ -78,8 +80,33 @@ def time_call(fn, *args, repeats: int):
     return compile_and_first, (time.perf_counter() - start) / repeats, out
 
 
+def field_vjp_seconds(batch, n, width, heads, layers, compute_dtype: str = "float32", repeats: int = 10) -> float:
+    """Median seconds of one field evaluation with its VJP (every weight and the state), at ``t = 0.5``, on the
+    inputs `run_case` solves from."""
+    config = benchmark_config(width, heads, layers, compute_dtype)
+    params = init_surrogate(jax.random.PRNGKey(0), config)
+    rng = np.random.default_rng(0)
+    u = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
+    mask = jnp.ones((batch, n), bool)
+
+    @jax.jit
+    def vjp(params, u, laplacians, mask, cotangent):
+        field = lambda p, x: attention_pde.batch_vector_field(config, jnp.float32(0.5), x, (p, laplacians, mask))  # noqa: E731
+        return jax.vjp(field, params, u)[1](cotangent)
+
+    args = (params, u, token_laplacians(mask), mask, u)
+    jax.block_until_ready(vjp(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(vjp(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, repeats: int, peak: float,
-             compute_dtype: str = "float32") -> dict:
+             compute_dtype: str = "float32", field_vjp_s: float | None = None) -> dict:
+    """One case timed; ``field_vjp_s`` (`field_vjp_seconds`) gives forward+backward cases their overhead."""
     config = benchmark_config(width, heads, layers, compute_dtype)
     params = init_surrogate(jax.random.PRNGKey(0), config)
     rng = np.random.default_rng(0)
@@ -102,13 +129,15 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     evaluations = steps * STAGES[solver.solver]
     # forward+backward, counting a vector-Jacobian product as two forwards: "recursive" re-runs each step's
     # forward in the backward pass (1 + 1 + 2 = 4 forwards' work), "stored" keeps it (1 + 2 = 3), "backsolve"
-    # re-solves the state backwards beside the adjoint (1 + 1 + 2 = 4, on the forward's step count)
-    factor = 1 if mode == "forward" else {"recursive": 4, "stored": 3, "backsolve": 4}[solver.adjoint]
+    # re-solves the state backwards beside the adjoint (1 + 1 + 2 = 4, on the forward's step count), "discrete"
+    # recomputes each step's stages from its saved start (1 + 1 + 2 = 4)
+    factor = 1 if mode == "forward" else {"recursive": 4, "stored": 3, "backsolve": 4, "discrete": 4}[solver.adjoint]
     # the maps read out after the solve are timed too, so they are counted (plain autodiff: 3 forwards' work)
     readout_factor = 1 if mode == "forward" else 3
     per_field, per_readout = field_flops(config, n), readout_flops(config, n)
     flops = batch * (factor * evaluations * per_field + readout_factor * per_readout)
     gflops = flops / step_s / 1e9
+    overhead = step_s / (evaluations * field_vjp_s) if field_vjp_s and mode != "forward" else None
     return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,
             "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode,
             "adjoint": solver.adjoint if mode != "forward" else None, "flop_factor": factor,
@@ -118,7 +147,9 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
             "compile_and_first_s": compile_s, "steady_s": step_s,
             "field_evaluations_per_s": evaluations * batch / step_s,
             "token_layers_per_s": batch * n * layers / step_s,
-            "gflop_per_s": gflops, "fraction_of_matmul_peak": gflops / peak, "peak_memory_bytes": peak_memory_bytes()}
+            "gflop_per_s": gflops, "fraction_of_matmul_peak": gflops / peak, "peak_memory_bytes": peak_memory_bytes(),
+            "field_vjp_s": field_vjp_s, "overhead": overhead,
+            "compiled_memory_bytes": compiled_memory_bytes(fn, params, hidden0, laplacians, mask)}
 
 
 def main(argv=None) -> None:
@@ -143,22 +174,28 @@ def main(argv=None) -> None:
     rows = []
     for size in args.sizes:
         batch, n, width, heads, layers = (int(x) for x in size.split(","))
+        vjp_s = {}  # compute dtype -> one field + VJP at this size (median seconds)
         for spec in args.solvers:
             name, step = spec.split(":")
             if name not in SOLVERS:
                 raise SystemExit(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}")
             solver = SolverConfig(name) if step == "adaptive" else SolverConfig(name, adaptive=False, dt0=float(step))
-            adjoints = [a for a in args.adjoints if a != "stored" or not solver.adaptive]  # stored: fixed steps
+            adjoints = [a for a in args.adjoints if a not in FIXED_STEP_ADJOINTS or not solver.adaptive]
             modes = [("forward", solver)] + [("forward+backward", dataclasses.replace(solver, adjoint=a))
                                              for a in adjoints]
             for dtype, (mode, case) in itertools.product(args.compute_dtypes, modes):
-                row = run_case(batch, n, width, heads, layers, case, mode, args.repeats, peak, dtype)
+                if dtype not in vjp_s:
+                    vjp_s[dtype] = field_vjp_seconds(batch, n, width, heads, layers, dtype)
+                row = run_case(batch, n, width, heads, layers, case, mode, args.repeats, peak, dtype, vjp_s[dtype])
                 rows.append(row)
                 what = mode if mode == "forward" else f"fwd+bwd {case.adjoint}"
+                memory = row["compiled_memory_bytes"]
+                extra = "" if mode == "forward" else f" overhead {row['overhead']:5.2f}"
+                extra += f" XLA peak {memory['total'] / 2**20:6.0f} MiB" if memory else ""
                 print(f"B={batch:3d} N={n:4d} r={width:4d} H={heads:3d} L={layers} {spec:15s} {dtype:8s} {what:18s} "
                       f"steps={row['solver_steps']:3d} compile={row['compile_and_first_s']:6.1f}s "
                       f"steady={row['steady_s'] * 1e3:8.1f}ms {row['gflop_per_s']:7.1f} GFLOP/s "
-                      f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak", flush=True)
+                      f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak{extra}", flush=True)
     # a shared machine's peak moves between runs: measure it again at the end and count against the higher one
     end_peak = matmul_peak()
     if low:
