@@ -1,7 +1,8 @@
 """Information flow: entropies of distributions (Shannon, Rényi), attention entropy, the logit lens and entropy
-profiles, mutual-information estimators (binning, Kraskov–Stögbauer–Grassberger, Ross)."""
+profiles (also along generation), mutual-information estimators (binning, Kraskov–Stögbauer–Grassberger, Ross)."""
 
 from pdeflow.information.entropy import attention_entropy, renyi_entropy, renyi_entropy_from_logits, shannon_entropy
+from pdeflow.information.generation import GeneratedLens, generate_with_lens, windowed_profile
 from pdeflow.information.lens import EntropyProfile, entropy_profile, lens_logits
 from pdeflow.information.mutual_information import (
     binned_mutual_information,
@@ -11,6 +12,7 @@ from pdeflow.information.mutual_information import (
     mixed_ksg_mutual_information,
 )
 
-__all__ = ["EntropyProfile", "attention_entropy", "binned_mutual_information", "discrete_entropy", "entropy_profile",
-           "gaussian_mutual_information", "ksg_mutual_information", "lens_logits", "mixed_ksg_mutual_information",
-           "renyi_entropy", "renyi_entropy_from_logits", "shannon_entropy"]
+__all__ = ["EntropyProfile", "GeneratedLens", "attention_entropy", "binned_mutual_information", "discrete_entropy",
+           "entropy_profile", "gaussian_mutual_information", "generate_with_lens", "ksg_mutual_information",
+           "lens_logits", "mixed_ksg_mutual_information", "renyi_entropy", "renyi_entropy_from_logits",
+           "shannon_entropy", "windowed_profile"]
