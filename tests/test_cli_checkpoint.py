@@ -61,7 +61,8 @@ def test_fit_on_a_checkpoint_of_each_type_writes_the_whole_report(inputs, model_
     if model_type == "vit":
         assert all(name.startswith("image_") for name in record["split"]["test"])
     assert {"summary.md", "params.safetensors", "fidelity.png"} <= {p.name for p in out.iterdir()}
-    _nothing_left(tmp_path, out.with_name("unused"))
+    assert not out.with_name("run.checkpoints").exists()  # removed once the report is complete
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders
 
 
 def test_bad_inputs_fail_with_one_line_and_leave_nothing(inputs, tmp_path, capsys):
