@@ -39,7 +39,12 @@ def _nothing_left(where, out):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_type", TYPES)
-def test_fit_on_a_checkpoint_of_each_type_writes_the_whole_report(inputs, model_type, tmp_path, capsys):
+def test_fit_on_a_checkpoint_of_each_type_writes_the_whole_report(inputs, model_type, tmp_path, capsys,
+                                                                   monkeypatch):
+    from pdeflow import metrics as metrics_module
+
+    uniform, calls = metrics_module.uniform_maps, []
+    monkeypatch.setattr(metrics_module, "uniform_maps", lambda *a, **k: calls.append(k) or uniform(*a, **k))
     out = tmp_path / "run"
     given = ["--images", str(inputs["images"])] if model_type == "vit" else ["--texts", str(inputs["texts"])]
     assert cli.main(["fit", "--model", str(inputs[model_type]), *given, "--out", str(out), *TINY]) == 0, \
@@ -55,7 +60,7 @@ def test_fit_on_a_checkpoint_of_each_type_writes_the_whole_report(inputs, model_
     assert record["input_count"] == 30 and record["split"]["seed"] == config["data"]["split_seed"] == 0
     assert [len(record["split"][k]) for k in ("train", "validation", "test")] == [8, 4, 4]
     assert config["model"] == str(inputs[model_type]) and config["surrogate"]["num_layers"] == 2
-    assert config["surrogate"]["causal"] == (model_type == "gpt2")
+    assert config["surrogate"]["causal"] == (model_type == "gpt2") == calls[-1]["causal"]  # the uniform baseline
     assert (config["surrogate"]["grid"], config["surrogate"]["prefix_tokens"]) == \
         (([2, 2], 1) if model_type == "vit" else ([], 0))
     if model_type == "vit":

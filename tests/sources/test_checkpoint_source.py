@@ -43,17 +43,20 @@ def test_a_text_checkpoint_is_a_chain_split_by_seed_and_recorded(bert_folder, tm
     assert (data.num_train, data.num_validation, data.num_test, data.min_tokens) == (21, 3, 6, 2)
     assert preset_config("default", source).data == data
     assert preset_config("faithful", source).data == source.all_training_data()
+    # traced at the end-to-end tests' sizes (tests/test_cli_checkpoint.py), so the compiled trace is shared
+    data = DataConfig(num_train=8, num_validation=4, num_test=4, min_tokens=2, max_tokens=16)
     splits = source.trace_splits(data)
     split = source.describe()["checkpoint"]["split"]
     chosen = split["train"] + split["validation"] + split["test"]
-    assert [len(split[k]) for k in ("train", "validation", "test")] == [21, 3, 6] and len(set(chosen)) == 30
-    assert split["seed"] == 0 and split["kept"] == 30 and split["truncated"] == 0
+    assert [len(split[k]) for k in ("train", "validation", "test")] == [8, 4, 4] and len(set(chosen)) == 16
+    # every third text is [CLS], 4 words, 2 x "and more" (5 tokens), "." and [SEP]: 17 tokens, cut to 16
+    assert split["seed"] == 0 and split["kept"] == 30 and split["truncated"] == 10
     assert splits.test_sentences == tuple(TEXTS[i] for i in split["test"])
-    # the held-out trace is the encoder's on exactly those texts
+    # the held-out trace is the model's on exactly those texts
     model = source.load()
-    direct = model.trace_tokens(model.tokenize(list(splits.test_sentences), 48, pad_to=48))
+    direct = model.trace_tokens(model.tokenize(list(splits.test_sentences), 16, pad_to=16))
     np.testing.assert_allclose(np.asarray(splits.test.attention), np.asarray(direct.attention), atol=1e-6)
-    assert splits.train.hidden.shape == (3, 21, 48, 16)
+    assert splits.train.hidden.shape == (3, 8, 16, 16)
     # the same seed, the same split; another seed, another split
     assert source.split(data) == split
     assert source.split(dataclasses.replace(data, split_seed=1))["test"] != split["test"]
