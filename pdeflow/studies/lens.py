@@ -427,7 +427,7 @@ def entropy_lens_identification(entropy: np.ndarray, prompts: TaskPrompts, confi
     """Per Rényi order: the anchor's AUC of the text kind from the windowed profile (every block) and from the
     final block's entropy alone, each against the stratified dummy, their paired t-tests, and the same with
     folds grouped by cue paragraph (the four forms of a prompt, and prompts sharing a cue, never straddle a
-    split; the anchor does not group)."""
+    split; the anchor does not group). For Shannon also each form's prompts on their own (``by_form``)."""
     from pdeflow.information.generation import windowed_profile
 
     profiles = windowed_profile(entropy, config.windows)  # (A, P, W·L)
@@ -440,6 +440,14 @@ def entropy_lens_identification(entropy: np.ndarray, prompts: TaskPrompts, confi
             p = entropy_lens_auc(profile, prompts.kind, groups=groups)
             f = entropy_lens_auc(final, prompts.kind, groups=groups)
             row[name] = {"profile": p, "final_entropy_only": f, "p_profile_vs_final": paired_fold_p_value(p, f)}
+        if alpha == 1.0:  # each form on its own (anchor folds): does the cue's place matter?
+            row["by_form"] = {}
+            for f, form in enumerate(PROMPT_FORMS):
+                keep = prompts.form == f
+                p = entropy_lens_auc(profile[keep], prompts.kind[keep])
+                row["by_form"][form] = {"profile": p["auc"], "final_entropy_only":
+                                        entropy_lens_auc(final[keep], prompts.kind[keep])["auc"],
+                                        "dummy": p["dummy_auc"], "p_value": p["p_value"]}
         result[str(alpha)] = row
     return result
 

@@ -177,7 +177,15 @@ def entropy_lens_summary(result: dict) -> str:
                 lines.append(f"| {name} | {alpha} | {p['auc']:.3f} | {f['auc']:.3f} | {p['dummy_auc']:.3f} | "
                              f"{_p(p['p_value'])} | {_p(f['p_value'])} | {_p(r['p_profile_vs_final'])} |")
         lines.append("")
-    lines += [f"## Examples ({prompts['example_model']})", ""]
+    lines += ["## Each form on its own (Shannon, anchor folds)", "",
+              "| model | " + " | ".join(f"{f}: profile / final" for f in prompts["forms"]) + " | dummy |",
+              "|---|" + "---|" * (len(prompts["forms"]) + 1)]
+    for name, by_alpha in result["identification"].items():
+        forms = by_alpha["1.0"]["by_form"]
+        cells = [f"{forms[f]['profile']:.3f} / {forms[f]['final_entropy_only']:.3f}" for f in prompts["forms"]]
+        dummy = np.mean([forms[f]["dummy"] for f in prompts["forms"]])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {dummy:.3f} |")
+    lines += ["", f"## Examples ({prompts['example_model']})", ""]
     lines += [f"- {e['form']} / {e['kind']}: `{e['prompt']!r}` → `{e['generated']!r}`" for e in prompts["examples"]]
     return "\n".join(lines + [""])
 

@@ -133,6 +133,7 @@ def test_tiny_entropy_lens_study_writes_auc_tables(tmp_path, monkeypatch, capsys
         for r in (row[folds]["profile"], row[folds]["final_entropy_only"]):
             assert 0 <= r["auc"] <= 1 and len(r["auc_by_fold"]) == 10 and r["k"] == 29
     assert row["grouped_folds"]["profile"]["grouped"] and not row["anchor_folds"]["profile"]["grouped"]
+    assert list(row["by_form"]) == ["base", "rev", "scramble", "scramble_rev"]
     # a softmax over the characters keeps every probability above 1e-20 here: H_0 is flat, so its AUC is 1/2
     assert result["identification"]["pre-ln-L1"]["0.0"]["anchor_folds"]["profile"]["auc"] == pytest.approx(0.5)
     assert "| post-ln-L2 | 1.0 |" in (out / "summary.md").read_text()
