@@ -128,3 +128,13 @@ def test_the_python_api_mirrors_the_cli(inputs, tmp_path):
     assert np.isfinite(report.metrics.held_out["pde"]["cosine"]).all()
     split = report.metrics.source_details["checkpoint"]["split"]
     assert [len(split[k]) for k in ("train", "validation", "test")] == [8, 4, 4]
+    # images given in Python, as (name, PIL image) pairs
+    from pdeflow.data.user_inputs import read_images
+
+    vit = inputs["vit"]
+    config = cli.run_config_from_args(cli.parse_args(["fit", "--model", str(vit), "--images", str(inputs["images"]),
+                                                      *TINY]))
+    report = fit_pretrained(vit, images=read_images(inputs["images"])[:20], config=config, progress=False)
+    assert report.metrics.text == "20 images given in Python" and report.config.surrogate.grid == (2, 2)
+    held_out = report.metrics.source_details["checkpoint"]["split"]["test"]
+    assert len(held_out) == 4 and set(held_out) <= {f"image_{i:02d}.png" for i in range(20)}

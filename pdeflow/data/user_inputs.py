@@ -47,7 +47,7 @@ def read_texts(path: str | Path) -> list[str]:
 
 
 def _json_text(path: Path, number: int, line: str) -> str:
-    fix = ('the file is read as JSON lines (its first non-empty line is a JSON object), so every non-blank line '
+    fix = ('the file is read as JSON lines (its first non-empty line starts with "{"), so every non-blank line '
            'must be a JSON object with a non-empty string "text" field')
     try:
         record = json.loads(line)
