@@ -16,12 +16,23 @@ def test_tiny_attention_paths_experiment_writes_its_numbers_and_figures(tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["error_vs_width.png", "order_parameter.png", "pruning.png",
                                                       "results.json", "summary.md"]
     result = json.loads((out / "results.json").read_text())
-    assert [r["width"] for r in result["rows"]] == [4] and len(result["digits"]["rows"]) == 1
-    for row in result["rows"] + result["digits"]["rows"]:
-        assert 0 <= row["theory_error"] <= 1 and 0 <= row["gp_error"] <= 1 and row["action_end"] <= row["action_start"]
-    scores = np.asarray(result["head_scores"])
-    assert scores.shape == (2, 4)
-    np.testing.assert_allclose(scores.sum(1), 1.0, rtol=1e-5)
-    assert int(np.argmax(scores[0])) == 0  # the switch detector carries the order parameter in layer 1
-    pruning = result["pruning"]
-    assert len(pruning["single_head_drop"]) == 2 and len(pruning["score_order"]) == 7  # 8 heads, 1 kept per layer
+    assert result["config"]["order_parameters"] == ["kronecker", "full"]
+    for task in ("markov", "digits"):
+        rows = result[task]["rows"]
+        assert [r["width"] for r in rows] == [4]
+        for row in rows:
+            assert 0 <= row["gp_error"] <= 1 and row["gp_gap_to_sampled"] >= 0
+            for form in ("kronecker", "full"):
+                theory = row["theory"][form]
+                assert 0 <= theory["error"] <= 1 and theory["action_end"] <= theory["action_start"]
+                assert theory["gap_to_sampled"] >= 0
+        pruning = result[task]["pruning"]
+        assert len(pruning["single_head_drop"]) == 2
+        for form in ("kronecker", "full"):
+            scores = np.asarray(pruning["forms"][form]["head_scores"])
+            assert scores.shape == (2, 4) and scores.max() == 1.0  # the authors' normalisation: largest = 1
+            assert len(pruning["forms"][form]["score_order"]) == 7  # 8 heads, 1 kept per layer
+    for form in ("kronecker", "full"):
+        scores = np.asarray(result["markov"]["head_scores"][form])
+        assert int(np.argmax(scores[0])) == 0  # the switch detector carries the order parameter in layer 1
+    assert "| N | theory, Kronecker U: error | theory, full U: error |" in (out / "summary.md").read_text()
