@@ -18,11 +18,13 @@ seed). The tasks:
   v_{s₁}, v_{s₂})`` (one fetched token sets the next lag, so one attention layer cannot find ``s₂``);
 * `SmoothMemory` ("essentially sparse"): ``y_t = f((x₁∗ρ₁)(t), …, (x_M∗ρ_M)(t))`` with causal memory
   kernels ``ρ_k`` on ``[0, support)``, power-law (heavy-tailed) or exponential-type (light-tailed);
-* `SparseBoolean`: ``x_t ∈ {−1, +1}`` and ``y_t = ∏_k x_{t−T_k}`` (a sparse parity).
+* `SparseBoolean`: ``x_t ∈ {−1, +1}`` and ``y_t = g(x_{t−T₁}, …, x_{t−T_k})`` with ``g`` one of
+  `BOOLEAN_TARGETS` (parity, AND, majority), in ``{−1, +1}``.
 
 The read-out ``f`` is one of `READOUTS`; inputs are standard normal (values) so every read-out has an O(1)
 target. Errors are reported as the MSE over valid positions divided by the targets' variance (`normalised_mse`),
-so predicting 0 scores about 1.
+so predicting the targets' mean scores 1 (for a balanced Boolean target that is predicting 0, and a normalised
+MSE of 1 is the same failure as a sign error of 0.5, `sign_error`).
 """
 
 from __future__ import annotations
@@ -91,11 +93,12 @@ def _checked_lags(lags, length: int) -> tuple[int, ...]:
     return lags
 
 
-def _lagged_targets(x: Array, lags: tuple[int, ...], readout: str) -> tuple[Array, Array]:
-    """``f(x_{t−T₁}, …)`` of scalar tokens ``x (B, N, 1)``, valid from the largest lag on."""
+def _lagged_targets(x: Array, lags: tuple[int, ...], f) -> tuple[Array, Array]:
+    """``f(x_{t−T₁}, …)`` of scalar tokens ``x (B, N, 1)`` for ``f: (..., M) -> (...)``, valid from the largest
+    lag on."""
     z = jnp.stack([_shifted(x[..., 0], lag) for lag in lags], axis=-1)
     valid = jnp.broadcast_to(jnp.arange(x.shape[1]) >= max(lags), x.shape[:2])
-    return READOUTS[readout](z), valid
+    return f(z), valid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,23 +125,51 @@ class FixedMemory:
         return jax.random.normal(key, (batch, self.length, 1))
 
     def targets(self, x: Array) -> tuple[Array, Array]:
-        return _lagged_targets(x, self.lags, self.readout)
+        return _lagged_targets(x, self.lags, READOUTS[self.readout])
+
+
+def _parity(z: Array) -> Array:
+    return jnp.prod(z, axis=-1)
+
+
+def _and(z: Array) -> Array:
+    return jnp.where(jnp.all(z > 0, axis=-1), 1.0, -1.0).astype(z.dtype)
+
+
+def _majority(z: Array) -> Array:
+    return jnp.sign(z.sum(-1))  # the number of bits is odd, so the sum is never 0
+
+
+BOOLEAN_TARGETS = {
+    "parity": _parity,  # ∏_k z_k: +1 iff an even number of −1s; balanced; every lower-order correlation is 0
+    "and": _and,  # +1 iff every z_k = +1: +1 with probability 2^−k; correlated with each bit alone
+    "majority": _majority,  # the sign of Σ_k z_k (odd k): balanced; correlated with each bit alone
+}
+"""Boolean functions ``g: {−1, +1}^(..., k) -> {−1, +1}^(...)`` of the lagged bits."""
 
 
 @dataclasses.dataclass(frozen=True)
 class SparseBoolean:
-    """``x_t ∈ {−1, +1}`` uniform and ``y_t = ∏_k x_{t−T_k}``: a sparse parity of fixed lags.
+    """``x_t ∈ {−1, +1}`` uniform and ``y_t = g(x_{t−T₁}, …, x_{t−T_k}) ∈ {−1, +1}``: a sparse Boolean function
+    of fixed lags.
 
     Attributes:
         lags: the lags ``T_k`` (distinct, non-negative).
         length: N (must exceed the largest lag).
+        target: ``g``, one of `BOOLEAN_TARGETS`: ``"parity"`` (``∏_k x_{t−T_k}``), ``"and"`` (+1 iff every lagged
+            bit is +1) or ``"majority"`` (the sign of their sum; needs an odd number of lags).
     """
 
     lags: tuple[int, ...] = (2, 9, 21)
     length: int = 64
+    target: str = "parity"
 
     def __post_init__(self):
         object.__setattr__(self, "lags", _checked_lags(self.lags, self.length))
+        if self.target not in BOOLEAN_TARGETS:
+            raise ValueError(f"unknown Boolean target {self.target!r}; choose from {sorted(BOOLEAN_TARGETS)}.")
+        if self.target == "majority" and len(self.lags) % 2 == 0:
+            raise ValueError(f"majority needs an odd number of lags (no ties); got {len(self.lags)}: {self.lags}.")
 
     input_dim = 1
 
@@ -146,7 +177,7 @@ class SparseBoolean:
         return jax.random.rademacher(key, (batch, self.length, 1), dtype=jnp.float32)
 
     def targets(self, x: Array) -> tuple[Array, Array]:
-        return _lagged_targets(x, self.lags, "product")
+        return _lagged_targets(x, self.lags, BOOLEAN_TARGETS[self.target])
 
 
 def most_recent_match(keys: Array, query: Array, before: Array) -> Array:
@@ -339,3 +370,10 @@ def normalised_mse(predictions: Array, targets: Array, valid: Array) -> Array:
     mean = (targets * w).sum() / count
     variance = (((targets - mean) ** 2) * w).sum() / count
     return (((predictions - targets) ** 2) * w).sum(axis=(-2, -1)) / count / variance
+
+
+def sign_error(predictions: Array, targets: Array, valid: Array) -> Array:
+    """The fraction of valid positions where ``sign(prediction)`` is not the ``±1`` target (0.5 is chance for a
+    balanced target; a prediction of exactly 0 counts as wrong). ``(..., B, N) -> (...)`` like `normalised_mse`."""
+    wrong = (jnp.sign(predictions) != targets) & valid
+    return wrong.sum(axis=(-2, -1)) / valid.sum()

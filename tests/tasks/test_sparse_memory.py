@@ -169,3 +169,70 @@ def test_bad_settings_say_what_to_fix():
         SparseBoolean(lags=(2, 2))
     with pytest.raises(ValueError, match="kernel"):
         SmoothMemory((("gaussian", 1.0, 0.0),))
+
+
+def _boolean_reference(bits: np.ndarray, target: str) -> np.ndarray:
+    """The Boolean functions written from their definitions, on ``(P, k)`` arrays of ±1 bits."""
+    minus = (bits < 0).sum(-1)
+    plus = (bits > 0).sum(-1)
+    if target == "parity":
+        return np.where(minus % 2 == 0, 1.0, -1.0)
+    if target == "and":
+        return np.where(minus == 0, 1.0, -1.0)
+    return np.where(plus > bits.shape[-1] / 2, 1.0, -1.0)
+
+
+@pytest.mark.parametrize("target", sorted(sparse_memory.BOOLEAN_TARGETS))
+def test_boolean_target_is_its_function_of_the_lagged_bits_on_every_pattern(target):
+    task = SparseBoolean(lags=(1, 4, 9), length=16, target=target)
+    k, t = len(task.lags), 13
+    patterns = np.array(list(itertools.product([-1.0, 1.0], repeat=k)))  # (2^k, k), every pattern once
+    x = np.asarray(task.inputs(jax.random.PRNGKey(5), len(patterns))).copy()  # random bits elsewhere
+    for j, lag in enumerate(task.lags):
+        x[:, t - lag, 0] = patterns[:, j]
+    y, valid = task.targets(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(y[:, t]), _boolean_reference(patterns, target))
+    assert np.asarray(valid[:, t]).all()
+    # over all patterns: parity and majority balanced, AND +1 on exactly one pattern
+    positives = int((np.asarray(y[:, t]) > 0).sum())
+    assert positives == (1 if target == "and" else len(patterns) // 2)
+    # every valid target of a random batch is ±1 and equals the reference at the lagged bits
+    batch = sparse_memory.sample(task, jax.random.PRNGKey(6), 8)
+    xs, ys, vs = (np.asarray(a) for a in batch)
+    for s in range(max(task.lags), task.length):
+        bits = np.stack([xs[:, s - lag, 0] for lag in task.lags], axis=-1)
+        np.testing.assert_array_equal(ys[:, s], _boolean_reference(bits, target))
+    assert set(np.unique(ys[vs])) <= {-1.0, 1.0}
+
+
+def test_parity_has_no_lower_order_correlation_and_and_majority_do():
+    """Why parity is the hard one for gradient descent: over uniform bits, its correlation with every proper
+    subset's product (Fourier coefficient) is 0, while AND and majority correlate with each bit alone."""
+    lags = (1, 4, 9)
+    patterns = np.array(list(itertools.product([-1.0, 1.0], repeat=3)))
+    x = np.zeros((len(patterns), 16, 1), np.float32)
+    for j, lag in enumerate(lags):
+        x[:, 13 - lag, 0] = patterns[:, j]
+    for target, first_order in (("parity", 0.0), ("majority", 0.5), ("and", 0.25)):
+        y = np.asarray(SparseBoolean(lags=lags, length=16, target=target).targets(jnp.asarray(x))[0][:, 13])
+        for j in range(3):
+            assert np.mean(y * patterns[:, j]) == pytest.approx(first_order)
+        for i, j in itertools.combinations(range(3), 2):
+            pair = np.mean(y * patterns[:, i] * patterns[:, j])
+            assert pair == pytest.approx(0.0 if target != "and" else 0.25)
+        assert np.mean(y * patterns.prod(-1)) == pytest.approx({"parity": 1.0, "majority": -0.5, "and": 0.25}[target])
+
+
+def test_sign_error_counts_wrong_signs_over_valid_positions():
+    targets = jnp.array([[1.0, -1.0, 1.0, -1.0]])
+    valid = jnp.array([[False, True, True, True]])
+    predictions = jnp.array([[[-5.0, -0.1, 0.3, 0.2]], [[0.0, 0.0, 0.0, 0.0]]])  # (2 models, B, N)
+    np.testing.assert_allclose(np.asarray(sparse_memory.sign_error(predictions, targets, valid)), [1 / 3, 1.0])
+    assert float(sparse_memory.sign_error(targets, targets, valid)) == 0.0
+
+
+def test_bad_boolean_settings_say_what_to_fix():
+    with pytest.raises(ValueError, match="unknown Boolean target"):
+        SparseBoolean(target="xor")
+    with pytest.raises(ValueError, match="odd number of lags"):
+        SparseBoolean(lags=(1, 3), length=8, target="majority")
