@@ -56,15 +56,16 @@ class MemoryTrainConfig:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _train(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryTrainConfig, keys):
-    """Train one model per key (``keys (S, 2)``); returns stacked params and the loss curve ``(steps, S)``."""
+def _train(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryTrainConfig, keys, initial):
+    """Train one model per key (``keys (S, 2)``) from its fresh initialisation, or from ``initial`` (params
+    stacked over the S keys) when it is not None; returns stacked params and the loss curve ``(steps, S)``."""
     model = RPETransformer(model_config)
     optimizer = config.optimizer().make()
 
-    def one(key):
+    def one(key, params):
         init_key, data_key = jax.random.split(key)
-        first = sample(task, jax.random.fold_in(data_key, 0), 1)
-        params = model.init(init_key, first.inputs)
+        if params is None:
+            params = model.init(init_key, sample(task, jax.random.fold_in(data_key, 0), 1).inputs)
 
         def loss_fn(p, batch):
             predictions, _ = model.apply(p, batch.inputs)
@@ -79,7 +80,7 @@ def _train(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryT
         (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(config.steps))
         return params, losses
 
-    params, losses = jax.vmap(one)(keys)
+    params, losses = jax.vmap(one)(keys, initial)
     return params, losses.T
 
 
@@ -88,12 +89,15 @@ def seed_keys(seeds) -> jax.Array:
 
 
 def train_memory_models(task: MemoryTask, model_config: RPETransformerConfig, config: MemoryTrainConfig,
-                        seeds=(0, 1, 2)):
-    """Train one model per seed. Returns ``(params stacked over seeds, losses (steps, S) numpy)``."""
+                        seeds=(0, 1, 2), initial_params=None):
+    """Train one model per seed. Returns ``(params stacked over seeds, losses (steps, S) numpy)``.
+
+    ``initial_params`` (params stacked over the same seeds, e.g. from a first stage of a curriculum) replaces the
+    fresh initialisation; the optimiser state and schedule start afresh, each seed's training stream is the same."""
     if model_config.input_dim != task.input_dim:
         raise ValueError(f"the model takes {model_config.input_dim}-dimensional tokens but the task gives "
                          f"{task.input_dim}; set RPETransformerConfig.input_dim = task.input_dim.")
-    params, losses = _train(task, model_config, config, seed_keys(seeds))
+    params, losses = _train(task, model_config, config, seed_keys(seeds), initial_params)
     return params, np.asarray(losses)
 
 
