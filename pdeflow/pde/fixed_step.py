@@ -22,7 +22,7 @@ from collections.abc import Callable
 import diffrax
 import jax
 import jax.numpy as jnp
-import numpy as np
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,16 +155,25 @@ def discrete_adjoint_solve(field: Callable, tableau: Tableau, y0, args, dt: floa
     def solve(y0, float_leaves, other_leaves):
         return run(y0, float_leaves, other_leaves, keep_starts=False)[0]
 
-    def solve_fwd(y0, float_leaves, other_leaves):
+    perturbed = []  # which floating-point leaves of args need a cotangent (known when the forward is traced)
+
+    def solve_fwd(y0, float_leaves, other_leaves):  # (symbolic zeros: each leaf comes with .value, .perturbed)
+        perturbed[:] = [leaf.perturbed for leaf in float_leaves]
+        y0, float_leaves, other_leaves = jax.tree.map(lambda leaf: leaf.value, (y0, float_leaves, other_leaves),
+                                                      is_leaf=lambda x: isinstance(x, CustomVJPPrimal))
         ys, starts = run(y0, float_leaves, other_leaves, keep_starts=True)
         return ys, (starts, float_leaves, other_leaves)
 
     def solve_bwd(residuals, ys_bar):
-        starts, float_leaves, other_leaves = residuals
-        other = [np.zeros(jnp.shape(x), jax.dtypes.float0) for x in other_leaves]
+        starts, all_floats, other_leaves = residuals
+        ys_bar = jax.tree.map(lambda z: jnp.zeros(z.aval.shape, z.aval.dtype) if isinstance(z, SymbolicZero) else z,
+                              ys_bar, is_leaf=lambda z: isinstance(z, SymbolicZero))
+        # only the leaves the caller differentiates (e.g. the weights, not the Laplacians) get a VJP
+        float_leaves = [x for x, p in zip(all_floats, perturbed) if p]
 
-        def grad_field(t, y, floats):  # the field as a function of the floating-point leaves alone
-            return field(t, y, merge(floats, other_leaves))
+        def grad_field(t, y, floats):  # the field as a function of the perturbed floating-point leaves alone
+            it = iter(floats)
+            return field(t, y, merge([next(it) if p else x for x, p in zip(all_floats, perturbed)], other_leaves))
 
         def one_interval(carry, inputs):
             y_bar, floats_bar = carry
@@ -185,8 +194,9 @@ def discrete_adjoint_solve(field: Callable, tableau: Tableau, y0, args, dt: floa
         floats_bar = jax.tree.map(jnp.zeros_like, float_leaves)
         (y0_bar, floats_bar), _ = jax.lax.scan(one_interval, (last, floats_bar),
                                                (jnp.arange(intervals), starts, earlier), reverse=True)
-        return y0_bar, floats_bar, other
+        it = iter(floats_bar)
+        return y0_bar, [next(it) if p else None for p in perturbed], [None] * len(other_leaves)
 
-    solve.defvjp(solve_fwd, solve_bwd)
+    solve.defvjp(solve_fwd, solve_bwd, symbolic_zeros=True)
     float_leaves, other_leaves = split(leaves)
     return solve(y0, float_leaves, other_leaves)

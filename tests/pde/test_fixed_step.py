@@ -173,3 +173,4 @@ def test_multiple_shooting_vmaps_the_discrete_adjoint():
     np.testing.assert_allclose(value, value_s, rtol=1e-5)
     for g, g_s in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_s)):
         np.testing.assert_allclose(g, g_s, rtol=1e-4, atol=1e-5)
+
