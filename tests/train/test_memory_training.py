@@ -9,7 +9,7 @@ from pdeflow.train.memory import MemoryTrainConfig, train_memory_models
 TASK = FixedMemory(lags=(1, 3), readout="linear", length=10)
 MODEL = RPETransformerConfig(input_dim=1, model_dim=8, num_heads=1, head_dim=4, ffn_width=8, rpe="t5",
                              num_buckets=8, max_distance=16)
-TRAIN = MemoryTrainConfig(steps=150, learning_rate=1e-2, warmup_steps=10)
+TRAIN = MemoryTrainConfig(steps=80, batch_size=16, learning_rate=2e-2, warmup_steps=5, test_size=1)
 
 
 def test_training_continues_from_initial_params():
