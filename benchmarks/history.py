@@ -56,13 +56,16 @@ def draw(rows: list[dict], out: str | Path, metrics=DEFAULT_METRICS) -> Path:
     panels = series(rows, metrics)
     machines = sorted({machine_of(row) for row in rows})
     marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(machines)}
+    cases_seen = sorted({case for cases in panels.values() for case in cases})
+    palette = plt.get_cmap("tab20")
+    color = {case: palette(i % 20) for i, case in enumerate(cases_seen)}  # one colour per case in every panel
     fig, axes = plt.subplots(max(len(panels), 1), 1, figsize=(11, 2.8 * max(len(panels), 1)), squeeze=False)
     for ax, ((benchmark, metric), cases) in zip(axes[:, 0], sorted(panels.items())):
         for case, points in sorted(cases.items()):
             xs, ys = zip(*points)
-            (line,) = ax.plot(xs, ys, "-", lw=1, label=case)
+            ax.plot(xs, ys, "-", lw=1, label=case, color=color[case])
             for x, y in points:
-                ax.plot([x], [y], marker[machine_of(rows[x])], color=line.get_color(), ms=4)
+                ax.plot([x], [y], marker[machine_of(rows[x])], color=color[case], ms=4)
         ax.set_title(f"{benchmark}: {metric}", fontsize=9)
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([f"{row.get('commit', '?')}\n{row.get('date', '')[:13]}" for row in rows], fontsize=6)
