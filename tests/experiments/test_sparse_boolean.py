@@ -11,6 +11,7 @@ from experiments import sparse_boolean
 COMMITTED = Path(__file__).resolve().parents[2] / "experiments" / "results" / "sparse_boolean" / "results.json"
 
 
+@pytest.mark.slow  # one training compilation and the figure: 10–14 s on the loaded 2-core machine
 def test_tiny_grid_writes_its_json_figure_and_summary(tmp_path):
     out = tmp_path / "boolean"
     assert sparse_boolean.main(["--out", str(out), "--sweeps", "heads_vs_width", "--seeds", "0", "1",

@@ -1,6 +1,7 @@
 """The sparse-memory trainer: training can start from given parameters (a curriculum's earlier stage)."""
 
 import numpy as np
+import pytest
 
 from pdeflow.models.rpe_transformer import RPETransformerConfig
 from pdeflow.tasks.sparse_memory import FixedMemory
@@ -12,6 +13,7 @@ MODEL = RPETransformerConfig(input_dim=1, model_dim=8, num_heads=1, head_dim=4, 
 TRAIN = MemoryTrainConfig(steps=80, batch_size=16, learning_rate=2e-2, warmup_steps=5, test_size=1)
 
 
+@pytest.mark.slow  # two compilations of the training scan: 14–22 s on the loaded 2-core machine
 def test_training_continues_from_initial_params():
     first, first_losses = train_memory_models(TASK, MODEL, TRAIN, seeds=(0, 1))
     assert np.all(first_losses[0] > 3 * first_losses[-10:].mean(0))  # stage one learnt something
