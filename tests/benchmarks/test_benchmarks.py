@@ -96,8 +96,10 @@ def test_the_products_benchmark_counts_the_fields_matmul_flops():
 
 
 def test_the_products_benchmark_agrees_with_the_peer_at_a_toy_size(tmp_path):
-    """Only where the benchmark-only peer is installed; CI skips it."""
+    """Only where the benchmark-only peer is installed (torch and torchdiffeq: the test extra has torch alone, for
+    the checkpoint loaders' reference); CI skips it."""
     pytest.importorskip("torch")
+    pytest.importorskip("torchdiffeq")  # benchmarks.torch_peer needs it
     from benchmarks import peer_matmuls
 
     peer_matmuls.main(["--size", "2,8,8,2,2", "--repeats", "1", "--square", "16", "--out", str(tmp_path)])
