@@ -155,15 +155,20 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
              "predicted correctly (ROC AUC). Also MiniLM's profile, with its tied word embeddings as the "
              "unembedding. Writes results.json, summary.md and figures into --out. With --model FOLDER --texts FILE: "
              "instead, the profile of your own GPT-2-format checkpoint on your texts, read through its own final "
-             "LayerNorm and LM head (only --alphas of the options below applies).", "results/lens",
+             "LayerNorm and LM head (only --alphas of the options below applies); adding --protocol entropy-lens, "
+             "Entropy-Lens's task identification on task-labelled prompts (--alphas, --generate-tokens, --windows, "
+             "--temperature and --seed apply).", "results/lens",
              {"lens": (LensConfig, ())})
     lens.add_argument("--model", default=None,
                       help="a GPT-2-format checkpoint folder (config.json, model.safetensors, tokenizer.json) to read "
                            "the entropy profile of, on --texts (default out: results/lens-NAME)")
     lens.add_argument("--texts", default=None,
-                      help="with --model: the texts, one per line or JSON lines with a \"text\" field")
+                      help="with --model: the texts, one per line or JSON lines with a \"text\" field; with "
+                           "--protocol entropy-lens, JSON lines with \"text\" and \"task\" (and optionally "
+                           "\"context\"), at least 10 prompts of each of two tasks or more")
     lens.add_argument("--max-tokens", dest="max_tokens", type=int, default=128,
-                      help="with --model: each text is cut to this many tokens (or the model's positions)")
+                      help="with --model: each text is cut to this many tokens (or the model's positions; with "
+                           "--protocol entropy-lens its last tokens are kept, and the generated tokens must fit too)")
     _command(commands, "info", "the information plane I(X;T_l), I(T_l;Y) of the ViT on digits, over layers and epochs",
              "Train the ViT on the digits with snapshots, and at every snapshot estimate I(X;T_l) and I(T_l;Y) for "
              "every layer on the held-out test digits with a binning and a k-NN (KSG / Ross) estimator. Writes "
@@ -287,8 +292,12 @@ def lens_main(args: argparse.Namespace) -> int:
 
 
 def checkpoint_lens_main(args: argparse.Namespace) -> int:
-    """``pdeflow lens --model FOLDER --texts FILE``: a GPT-2-format checkpoint's entropy profile."""
+    """``pdeflow lens --model FOLDER --texts FILE``: a GPT-2-format checkpoint's entropy profile; with
+    ``--protocol entropy-lens``, Entropy-Lens's task identification on task-labelled prompts."""
     from pdeflow.studies.checkpoint_lens import checkpoint_lens, checkpoint_lens_summary, write_checkpoint_lens_report
+
+    if args.protocol == "entropy-lens":
+        return checkpoint_entropy_lens_main(args)
 
     def make_config():
         if args.model is None or args.texts is None:
@@ -300,6 +309,31 @@ def checkpoint_lens_main(args: argparse.Namespace) -> int:
 
     default_out = f"results/lens-{Path(args.model or '.').resolve().name}"
     return _study_main(args, make_config, study, write_checkpoint_lens_report, checkpoint_lens_summary, default_out)
+
+
+def checkpoint_entropy_lens_main(args: argparse.Namespace) -> int:
+    """``pdeflow lens --model FOLDER --protocol entropy-lens --texts FILE``
+    (`pdeflow.studies.checkpoint_entropy_lens`)."""
+    from pdeflow.studies.checkpoint_entropy_lens import (
+        EntropyLensCheckpointConfig,
+        checkpoint_entropy_lens,
+        checkpoint_entropy_lens_summary,
+        write_checkpoint_entropy_lens_report,
+    )
+
+    def make_config():
+        if args.model is None or args.texts is None:
+            raise ValueError("Entropy-Lens's protocol on your own checkpoint needs both --model FOLDER and --texts "
+                             'FILE (JSON lines {"text": ..., "task": ...}).')
+        return EntropyLensCheckpointConfig(tuple(args.alphas), args.generate_tokens, args.windows, args.temperature,
+                                           args.seed, args.max_tokens)
+
+    def study(config, progress):
+        return checkpoint_entropy_lens(args.model, args.texts, config, progress=progress)
+
+    default_out = f"results/lens-{Path(args.model or '.').resolve().name}"
+    return _study_main(args, make_config, study, write_checkpoint_entropy_lens_report,
+                       checkpoint_entropy_lens_summary, default_out)
 
 
 def info_main(args: argparse.Namespace) -> int:

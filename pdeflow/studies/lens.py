@@ -361,6 +361,15 @@ def _scramble(text: str, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
+def prompt_forms(story: str, cue: str, rng: np.random.Generator) -> tuple[str, str, str, str]:
+    """The anchor's four forms of a (story, cue) pair, in `PROMPT_FORMS` order, laid out as its
+    ``story\n\ncue\n\n``: base (story, then cue), rev (cue first), scramble and scramble_rev (the same with the
+    story's space-separated words shuffled by ``rng``: word level, so character and BPE text alike)."""
+    shuffled = _scramble(story, rng)
+    return tuple(f"{first}\n\n{second}\n\n" for first, second in ((story, cue), (cue, story), (shuffled, cue),
+                                                                  (cue, shuffled)))
+
+
 def task_prompts(config: LensConfig) -> TaskPrompts:
     """The anchor's ``DataManagerTs.prompt_generator(scramble=True, pre_append_prompt=True)`` on pydoc text.
 
@@ -384,11 +393,8 @@ def task_prompts(config: LensConfig) -> TaskPrompts:
     for s, index in enumerate(chosen):
         for k in range(len(TEXT_KINDS)):
             cue = order[k][s % len(order[k])]  # cycles when a kind has fewer cues than there are stories
-            plain = stories[index]
-            shuffled = _scramble(plain, rng)
-            for f, (first, second) in enumerate(((plain, cues.text[cue]), (cues.text[cue], plain),
-                                                 (shuffled, cues.text[cue]), (cues.text[cue], shuffled))):
-                text.append(f"{first}\n\n{second}\n\n")
+            for f, form_text in enumerate(prompt_forms(stories[index], cues.text[cue], rng)):
+                text.append(form_text)
                 kind.append(k)
                 form.append(f)
                 story.append(s)
@@ -427,7 +433,9 @@ def entropy_lens_identification(entropy: np.ndarray, prompts: TaskPrompts, confi
     """Per Rényi order: the anchor's AUC of the text kind from the windowed profile (every block) and from the
     final block's entropy alone, each against the stratified dummy, their paired t-tests, and the same with
     folds grouped by cue paragraph (the four forms of a prompt, and prompts sharing a cue, never straddle a
-    split; the anchor does not group). For Shannon also each form's prompts on their own (``by_form``)."""
+    split; the anchor does not group). For Shannon also each form's prompts on their own (``by_form``).
+    ``config``: its ``alphas`` and ``windows`` (a `LensConfig`, or a checkpoint's
+    `pdeflow.studies.checkpoint_entropy_lens.EntropyLensCheckpointConfig`)."""
     from pdeflow.information.generation import windowed_profile
 
     profiles = windowed_profile(entropy, config.windows)  # (A, P, W·L)
