@@ -105,18 +105,21 @@ def time_steps(surrogate, solver, fit: FitConfig, train, count: int, counter: Co
             "recompilations_during_timed_steps": counter.since(mark)}
 
 
-def peer_steps(surrogate: SurrogateConfig, solver: SolverConfig, fit: FitConfig, train, count: int) -> dict:
-    """The same loss and optimiser in PyTorch + torchdiffeq (dopri5, autograd through the solver)."""
+def peer_steps(surrogate: SurrogateConfig, solver: SolverConfig, fit: FitConfig, train, count: int,
+               torch_device: str = "cpu") -> dict:
+    """The same loss and optimiser in PyTorch + torchdiffeq (dopri5, autograd through the solver), on
+    ``torch_device``."""
     from benchmarks.torch_peer import TorchAttentionField, torch, torchdiffeq
 
     torch.set_num_threads(os.cpu_count() or 1)
     params = init_surrogate(jax.random.PRNGKey(fit.seed), surrogate, train.hidden[0][train.mask])
     first_batch = np.arange(fit.batch_size)
-    field = TorchAttentionField(params, surrogate, token_laplacians(train.mask[first_batch]), train.mask[first_batch])
+    field = TorchAttentionField(params, surrogate, token_laplacians(train.mask[first_batch]), train.mask[first_batch],
+                                torch_device)
     used = [p for name, p in field.named_parameters() if not name.startswith(("readout", "projection"))]
     projection = field.p("projection")
     optimizer = torch.optim.AdamW(used + [projection], lr=fit.learning_rate, weight_decay=fit.weight_decay)
-    times = torch.arange(surrogate.num_layers + 1, dtype=torch.float32)
+    times = torch.arange(surrogate.num_layers + 1, dtype=torch.float32, device=field.device)
     rng = np.random.default_rng(0)
     durations = []
     for i in range(count + 1):
@@ -124,10 +127,10 @@ def peer_steps(surrogate: SurrogateConfig, solver: SolverConfig, fit: FitConfig,
         mask = train.mask[index]
         start = time.perf_counter()
         field.set_inputs(np.asarray(token_laplacians(mask)), mask)
-        teacher = torch.from_numpy(np.asarray(train.attention[:, index]))  # (L, B, H, N, N)
-        mask_t = torch.from_numpy(np.asarray(mask))
+        teacher = torch.from_numpy(np.asarray(train.attention[:, index])).to(field.device)  # (L, B, H, N, N)
+        mask_t = torch.from_numpy(np.asarray(mask)).to(field.device)
         optimizer.zero_grad(set_to_none=True)
-        u0 = torch.from_numpy(np.asarray(train.hidden[0][index])) @ projection
+        u0 = torch.from_numpy(np.asarray(train.hidden[0][index])).to(field.device) @ projection
         states = torchdiffeq.odeint(field, u0, times, method="dopri5", rtol=solver.rtol, atol=solver.atol,
                                     options={"first_step": solver.dt0})
         log_maps = torch.stack([torch.log_softmax(field.logits(times[l], states[l]), -1)
@@ -186,6 +189,7 @@ def main(argv=None) -> None:
     parser.add_argument("--length-buckets", type=int, default=4,
                         help="also time the step, and run the time-to-target fit, with this many length buckets "
                              "(FitConfig.length_buckets; 1 skips the comparison)")
+    parser.add_argument("--torch-device", default="cpu", help="where the peer's step runs: cpu, or cuda on a GPU")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     counter = CompileCounter()
@@ -213,7 +217,8 @@ def main(argv=None) -> None:
     result["dopri5_step"] = time_steps(surrogate, peer_solver, fit, splits.train, args.timed_steps, counter)
     print(f"dopri5 step: {result['dopri5_step']['steady_step_s_median']:.3f}s/step", flush=True)
     if not args.no_peer:
-        result["peer_dopri5_step"] = peer_steps(surrogate, peer_solver, fit, splits.train, args.timed_steps)
+        result["peer_dopri5_step"] = peer_steps(surrogate, peer_solver, fit, splits.train, args.timed_steps,
+                                                args.torch_device)
         ratio = result["peer_dopri5_step"]["steady_step_s_median"] / result["dopri5_step"]["steady_step_s_median"]
         result["speedup_pdeflow_over_peer"] = ratio
         print(f"peer (torch + torchdiffeq dopri5): {result['peer_dopri5_step']['steady_step_s_median']:.3f}s/step; "

@@ -39,7 +39,7 @@ import numpy as np
 
 from benchmarks.reporting import compiled_memory_bytes, machine_label, write_result
 from benchmarks.solver_throughput import benchmark_config
-from benchmarks.torch_peer import TorchAttentionField, torch, torchdiffeq
+from benchmarks.torch_peer import TorchAttentionField, synchronize, torch, torchdiffeq
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pde.solve import STAGES, solve
 from pdeflow.surrogate import token_laplacians
@@ -115,9 +115,9 @@ def pdeflow_functions(config, solver: SolverConfig, u0, mask, laplacians, probe)
 
 
 def torch_functions(field: TorchAttentionField, case: Case, u0, probe, adjoint: bool):
-    times = torch.arange(field.config.num_layers + 1, dtype=torch.float32)
-    y0 = torch.from_numpy(u0)
-    probe_t = torch.from_numpy(probe)
+    times = torch.arange(field.config.num_layers + 1, dtype=torch.float32, device=field.device)
+    y0 = torch.from_numpy(u0).to(field.device)
+    probe_t = torch.from_numpy(probe).to(field.device)
     options = case.torch_options()
     if adjoint:
         options = {**options, "adjoint_params": tuple(field.parameters())}
@@ -162,7 +162,7 @@ def timed_with_median(fn, repeats: int, block=lambda out: out):
 
 def torch_grads(field: TorchAttentionField) -> dict:
     """Gradients of the parameters the field uses (the projection and readout are not part of the field)."""
-    return {name: getattr(field, attr).grad.detach().numpy() for name, attr in field.names.items()
+    return {name: getattr(field, attr).grad.detach().cpu().numpy() for name, attr in field.names.items()
             if getattr(field, attr).grad is not None}
 
 
@@ -175,12 +175,15 @@ def max_rel_difference(a: dict, b: dict) -> float:
     return max(float(np.abs(a[k] - b[k]).max() / (np.abs(b[k]).max() + 1e-12)) for k in b)
 
 
-def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None) -> list[dict]:
+def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None,
+            torch_device: str = "cpu") -> list[dict]:
     """Solutions and gradients checked against the peer, then each mode timed. ``field_vjp_s``: the median time
-    of one field + VJP, ``{"pdeflow": s, "torch": s}`` (`compare_field`), for the forward+backward overheads."""
+    of one field + VJP, ``{"pdeflow": s, "torch": s}`` (`compare_field`), for the forward+backward overheads.
+    ``torch_device``: where the peer runs (pdeflow runs on JAX's default device)."""
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
     config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
-    field = TorchAttentionField(params, config, laplacians, mask)
+    field = TorchAttentionField(params, config, laplacians, mask, torch_device)
+    torch_block = lambda out: synchronize(torch_device)  # noqa: E731
     rows = []
     # -- the same solution (and, for fixed steps, the same gradient) before any timing
     fwd_jax, grad_jax = pdeflow_functions(config, case.pdeflow("recursive"), u0, mask, laplacians, probe)
@@ -191,7 +194,7 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
         raise SystemExit(f"pdeflow's solve failed for {size} {case}")
     fwd_torch, fb_torch = torch_functions(field, case, u0, probe, adjoint=False)
     field.evaluations = 0
-    ys_torch = fwd_torch().numpy()
+    ys_torch = fwd_torch().cpu().numpy()
     torch_evaluations = field.evaluations
     scale = float(np.abs(ys_torch).max())
     solution_diff = float(np.abs(np.asarray(ys_jax) - ys_torch).max())
@@ -225,7 +228,7 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
         if mode == "forward":
             _, jax_s, jax_median = timed_with_median(lambda: fwd_jax(params), repeats, block)
             jax_first = first_forward  # compile + first call, timed at the comparison above
-            torch_first, torch_s, torch_median = timed_with_median(fwd_torch, repeats)
+            torch_first, torch_s, torch_median = timed_with_median(fwd_torch, repeats, torch_block)
             peer = "odeint"
         else:
             if adjoint == "recursive":
@@ -242,7 +245,7 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
                 memory = other.memory(params)
             extra["pdeflow_compiled_memory_bytes"] = memory
             _, fb = torch_functions(field, case, u0, probe, adjoint=adjoint == "backsolve")
-            torch_first, torch_s, torch_median = timed_with_median(fb, repeats)
+            torch_first, torch_s, torch_median = timed_with_median(fb, repeats, torch_block)
             peer = "odeint_adjoint" if adjoint == "backsolve" else "odeint (autograd)"
             if field_vjp_s is not None:  # the solver loop's own cost, above its field evaluations' VJPs
                 extra["pdeflow_overhead"] = jax_median / (evaluations["pdeflow"] * field_vjp_s["pdeflow"])
@@ -263,12 +266,13 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
     return rows
 
 
-def compare_field(size: str, repeats: int, t: float = 2.5) -> list[dict]:
+def compare_field(size: str, repeats: int, t: float = 2.5, torch_device: str = "cpu") -> list[dict]:
     """One evaluation of the field, and the field with its vector-Jacobian product (the cotangent of the
     state and of every weight), outside any solver: the framework's own cost, with no solver overhead."""
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
     config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
-    field = TorchAttentionField(params, config, laplacians, mask)
+    field = TorchAttentionField(params, config, laplacians, mask, torch_device)
+    torch_block = lambda out: synchronize(torch_device)  # noqa: E731
     # the batch and the cotangent are arguments of the compiled functions, not constants XLA could fold
     data = (jnp.float32(t), jnp.asarray(laplacians), jnp.asarray(mask), jnp.asarray(probe[0]))
     u_j = jnp.asarray(u0)
@@ -281,8 +285,8 @@ def compare_field(size: str, repeats: int, t: float = 2.5) -> list[dict]:
     vjp_jit = jax.jit(lambda params, u, data: jax.vjp(lambda p, x: evaluate(p, x, data), params, u)[1](data[3]))
     fwd_jax = lambda params, u: evaluate_jit(params, u, data)  # noqa: E731
     vjp_jax = lambda params, u: vjp_jit(params, u, data)  # noqa: E731
-    time_t, g_t = torch.tensor(t), torch.from_numpy(probe[0])
-    u_t = torch.from_numpy(u0).requires_grad_(True)
+    time_t, g_t = torch.tensor(t, device=field.device), torch.from_numpy(probe[0]).to(field.device)
+    u_t = torch.from_numpy(u0).to(field.device).requires_grad_(True)
 
     def fwd_torch():
         with torch.no_grad():
@@ -294,9 +298,9 @@ def compare_field(size: str, repeats: int, t: float = 2.5) -> list[dict]:
         field(time_t, u_t).backward(g_t)
         return u_t.grad
 
-    value_torch = fwd_torch().numpy()
+    value_torch = fwd_torch().cpu().numpy()
     value_diff = float(np.abs(np.asarray(fwd_jax(params, u_j)) - value_torch).max())
-    state_grad = vjp_torch().numpy()
+    state_grad = vjp_torch().cpu().numpy()
     grad_diff = float(np.abs(np.asarray(vjp_jax(params, u_j)[1]) - state_grad).max() / np.abs(state_grad).max())
     if value_diff > 1e-4 * float(np.abs(value_torch).max()) or grad_diff > 1e-4:
         raise SystemExit(f"the two fields disagree at {size}: max |Δf| = {value_diff:.2e}, relative state-gradient "
@@ -307,7 +311,7 @@ def compare_field(size: str, repeats: int, t: float = 2.5) -> list[dict]:
     for mode, jax_fn, torch_fn in (("field", lambda: fwd_jax(params, u_j), fwd_torch),
                                    ("field+vjp", lambda: vjp_jax(params, u_j), vjp_torch)):
         jax_first, jax_s, jax_median = timed_with_median(jax_fn, max(repeats, 10), block)
-        torch_first, torch_s, torch_median = timed_with_median(torch_fn, max(repeats, 10))
+        torch_first, torch_s, torch_median = timed_with_median(torch_fn, max(repeats, 10), torch_block)
         rows.append({"B": batch, "N": n, "r": width, "H": heads, "L": layers, "mode": mode, "t": t,
                      "max_abs_field_diff": value_diff, "max_rel_state_gradient_diff": grad_diff,
                      "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s,
@@ -325,22 +329,30 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--field-only", action="store_true",
                         help="time one evaluation of the field (and with its VJP) only, no solves")
+    parser.add_argument("--torch-device", default="cpu",
+                        help="where the peer runs: cpu, or cuda on a GPU machine (pdeflow runs on JAX's default "
+                             "device, which is the GPU there)")
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     label = machine_label()
-    label.update(torch=torch.__version__, torchdiffeq=torchdiffeq.__version__, torch_threads=torch.get_num_threads())
+    label.update(torch=torch.__version__, torchdiffeq=torchdiffeq.__version__, torch_threads=torch.get_num_threads(),
+                 torch_device=args.torch_device)
+    if args.torch_device.startswith("cuda"):  # a GPU: say which float32 matmuls each side runs (TF32 or full)
+        label.update(torch_device_name=torch.cuda.get_device_name(args.torch_device),
+                     torch_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                     jax_default_matmul_precision=str(jax.config.jax_default_matmul_precision))
     print(f"{label['device']}  jax {label['jax']}  torch {torch.__version__}  torchdiffeq {torchdiffeq.__version__}  "
           f"threads {torch.get_num_threads()}")
     rows = []
     for size in args.sizes:
-        field_rows = compare_field(size, args.repeats)
+        field_rows = compare_field(size, args.repeats, torch_device=args.torch_device)
         rows += field_rows
         vjp = next(row for row in field_rows if row["mode"] == "field+vjp")
         field_vjp_s = {"pdeflow": vjp["pdeflow_median_s"], "torch": vjp["torch_median_s"]}
         for solver in [] if args.field_only else args.solvers:
-            rows += compare(size, Case(solver), args.repeats, field_vjp_s)
-    path = write_result("peer_torchdiffeq", label, rows, args.out)
+            rows += compare(size, Case(solver), args.repeats, field_vjp_s, args.torch_device)
+        path = write_result("peer_torchdiffeq", label, rows, args.out)  # after each size: a late failure keeps it
     print(f"wrote {path}")
 
 

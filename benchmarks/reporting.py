@@ -49,13 +49,15 @@ def machine_label() -> dict:
             "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(), "jax": jax.__version__, "diffrax": diffrax.__version__,
             "equinox": equinox.__version__, "optax": optax.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision)}
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float:
     """GFLOP/s of a ``size x size`` matmul on the default device (best of ``repeats``), its operands in ``dtype``
     and its result accumulated in float32 (as the field's products are)."""
-    a = jnp.ones((size, size), dtype)
+    # random operands: a GPU multiplies constant ones or zeros measurably faster (less switching power)
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32).astype(dtype)
     f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     best = float("inf")
@@ -135,7 +137,11 @@ def headline(rows: list, extra: dict | None = None) -> dict:
 
 
 def git_commit(folder: str | os.PathLike = Path(__file__).parent) -> str:
-    """The checkout's commit (short), with ``+dirty`` when tracked files differ from it; ``"unknown"`` outside git."""
+    """The checkout's commit (short), with ``+dirty`` when tracked files differ from it; ``"unknown"`` outside git.
+    ``BENCHMARK_COMMIT`` in the environment overrides it (a copy of the tree without ``.git``, e.g. on a GPU machine
+    lent through the ``device`` tool: `benchmarks.gpu_suite` sets it from the packed manifest)."""
+    if os.environ.get("BENCHMARK_COMMIT"):
+        return os.environ["BENCHMARK_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()

@@ -163,11 +163,14 @@ def main(argv=None) -> None:
     parser.add_argument("--adjoints", nargs="*", default=list(ADJOINTS), choices=list(ADJOINTS),
                         help="adjoints timed forward+backward (stored only with fixed steps)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peak-size", type=int, default=2048,
+                        help="side of the square matmul the peak is measured on (a GPU needs 8192 or more to pass "
+                             "its launch overhead)")
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
-    peak = matmul_peak()
+    peak = matmul_peak(args.peak_size)
     low = "bfloat16" in args.compute_dtypes
-    low_peak = matmul_peak(dtype=jnp.bfloat16) if low else None
+    low_peak = matmul_peak(args.peak_size, dtype=jnp.bfloat16) if low else None
     label = machine_label()
     print(f"{label['device']} ({label['cpu']}, {label['cpu_count']} cores)  matmul peak (float32, same run): "
           f"{peak:.1f} GFLOP/s" + (f"; bfloat16: {low_peak:.1f} GFLOP/s" if low else ""))
@@ -197,9 +200,9 @@ def main(argv=None) -> None:
                       f"steady={row['steady_s'] * 1e3:8.1f}ms {row['gflop_per_s']:7.1f} GFLOP/s "
                       f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak{extra}", flush=True)
     # a shared machine's peak moves between runs: measure it again at the end and count against the higher one
-    end_peak = matmul_peak()
+    end_peak = matmul_peak(args.peak_size)
     if low:
-        low_peak = max(low_peak, matmul_peak(dtype=jnp.bfloat16))
+        low_peak = max(low_peak, matmul_peak(args.peak_size, dtype=jnp.bfloat16))
         for row in rows:
             if row["compute_dtype"] == "bfloat16":
                 row["fraction_of_bfloat16_matmul_peak"] = row["gflop_per_s"] / low_peak

@@ -19,17 +19,26 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the machine
     raise SystemExit(f"this benchmark needs the peer: pip install torch==2.13.0 torchdiffeq ({error})") from None
 
-__all__ = ["TorchAttentionField", "torch", "torchdiffeq"]
+__all__ = ["TorchAttentionField", "synchronize", "torch", "torchdiffeq"]
+
+
+def synchronize(device: str | torch.device = "cpu") -> None:
+    """Wait for the work queued on ``device`` (a GPU runs asynchronously; the CPU needs no wait)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class TorchAttentionField(torch.nn.Module):
     """`pdeflow.pde.attention_pde.batch_vector_field` written in PyTorch, for a batch ``u (B, N, r)``.
 
     Holds the same parameters (copied from a pdeflow params dict) as ``torch.nn.Parameter`` so that
-    ``torchdiffeq.odeint_adjoint`` can differentiate with respect to them."""
+    ``torchdiffeq.odeint_adjoint`` can differentiate with respect to them. ``device``: where the parameters and
+    the batch live (``"cpu"`` or ``"cuda"``)."""
 
-    def __init__(self, params: dict, config: SurrogateConfig, laplacians: np.ndarray, mask: np.ndarray):
+    def __init__(self, params: dict, config: SurrogateConfig, laplacians: np.ndarray, mask: np.ndarray,
+                 device: str | torch.device = "cpu"):
         super().__init__()
+        self.device = torch.device(device)
         if config.terms != attention_pde.TERMS:
             raise ValueError("the peer implements the full field (all three terms)")
         self.config = config
@@ -37,25 +46,27 @@ class TorchAttentionField(torch.nn.Module):
                 for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
         self.names = {name: name.replace("/", "__") for name in flat}
         for name, value in flat.items():
-            self.register_parameter(self.names[name], torch.nn.Parameter(torch.from_numpy(value.copy())))
+            value = torch.from_numpy(value.copy()).to(self.device)
+            self.register_parameter(self.names[name], torch.nn.Parameter(value))
         knots = config.knots
-        self.register_buffer("knots", torch.from_numpy(knots))
+        self.register_buffer("knots", torch.from_numpy(knots).to(self.device))
         self.width = 0.5 * float(knots[1] - knots[0]) if len(knots) > 1 else None
         self.set_inputs(laplacians, mask)
         self.evaluations = 0
 
     def set_inputs(self, laplacians: np.ndarray, mask: np.ndarray) -> None:
         """The batch's ``(B, N, N)`` token Laplacians and ``(B, N)`` mask."""
-        self.laplacians = torch.from_numpy(np.array(laplacians, np.float32))
-        self.mask = torch.from_numpy(np.array(mask, bool))
-        self.positions = torch.from_numpy(relative_positions(self.mask.shape[1], self.config.max_distance))
+        self.laplacians = torch.from_numpy(np.array(laplacians, np.float32)).to(self.device)
+        self.mask = torch.from_numpy(np.array(mask, bool)).to(self.device)
+        positions = relative_positions(self.mask.shape[1], self.config.max_distance)
+        self.positions = torch.from_numpy(np.asarray(positions)).to(self.device)
 
     def p(self, name: str) -> torch.Tensor:
         return getattr(self, self.names[name])
 
     def basis(self, t: torch.Tensor) -> torch.Tensor:
         if self.width is None:
-            return torch.ones(1, dtype=torch.float32)
+            return torch.ones(1, dtype=torch.float32, device=self.device)
         return torch.softmax(-0.5 * ((t - self.knots) / self.width) ** 2, dim=0)
 
     @staticmethod
