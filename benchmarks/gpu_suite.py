@@ -55,12 +55,12 @@ def parts(out: Path, smoke: bool, longer_fit_steps: int) -> list[Part]:
                       "--peak-size", "64", "--out", results), 120)]
     device = ("--torch-device", "cuda")
     return [Part("peer", "benchmarks.peer_torchdiffeq",
-                 ("--sizes", *PEER_SIZES, "--solvers", "rk4", "--repeats", "5", *device, "--out", results), 170),
+                 ("--sizes", *PEER_SIZES, "--solvers", "rk4", "--repeats", "5", *device, "--out", results), 120),
             Part("solver", "benchmarks.solver_throughput",
                  ("--sizes", *SOLVER_SIZES, "--solvers", "rk4:0.5", "tsit5:adaptive", "--adjoints", "recursive",
-                  "stored", "discrete", "--repeats", "5", "--peak-size", "8192", "--out", results), 110),
+                  "stored", "discrete", "--repeats", "5", "--peak-size", "8192", "--out", results), 80),
             Part("fit", "benchmarks.fit_throughput",
-                 ("--no-fit", "--length-buckets", "1", "--timed-steps", "20", *device, "--out", results), 70),
+                 ("--no-fit", "--length-buckets", "1", "--timed-steps", "20", *device, "--out", results), 50),
             Part("longer_fit", "experiments.longer_fit",
                  ("--steps", str(longer_fit_steps), "--eval-every", "250", "--length-buckets", "1",
                   "--out", str(out / "longer_fit")), 10_000)]

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.reporting import compiled_memory_bytes, machine_label, write_result
+from benchmarks.reporting import compiled_memory_bytes, machine_label, matmul_precision, write_result
 from benchmarks.solver_throughput import benchmark_config
 from benchmarks.torch_peer import TorchAttentionField, synchronize, torch, torchdiffeq
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
@@ -341,7 +341,7 @@ def main(argv=None) -> None:
     if args.torch_device.startswith("cuda"):  # a GPU: say which float32 matmuls each side runs (TF32 or full)
         label.update(torch_device_name=torch.cuda.get_device_name(args.torch_device),
                      torch_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
-                     jax_default_matmul_precision=str(jax.config.jax_default_matmul_precision))
+                     jax_default_matmul_precision=matmul_precision())
     print(f"{label['device']}  jax {label['jax']}  torch {torch.__version__}  torchdiffeq {torchdiffeq.__version__}  "
           f"threads {torch.get_num_threads()}")
     rows = []

@@ -37,6 +37,14 @@ def _cpu_model() -> str:
             f"{' '.join(units) or 'no AVX2'})")
 
 
+def matmul_precision() -> str:
+    """JAX's default float32 matmul precision (``highest``: full float32; on a GPU the default may use TF32)."""
+    try:
+        return str(jax.config.jax_default_matmul_precision)
+    except AttributeError:  # another JAX's config
+        return os.environ.get("JAX_DEFAULT_MATMUL_PRECISION", "unknown")
+
+
 def machine_label() -> dict:
     """Device, versions and date of this run."""
     import diffrax
@@ -50,7 +58,7 @@ def machine_label() -> dict:
             "python": platform.python_version(), "jax": jax.__version__, "diffrax": diffrax.__version__,
             "equinox": equinox.__version__, "optax": optax.__version__,
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision)}
+            "jax_default_matmul_precision": matmul_precision()}
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float:

@@ -68,7 +68,7 @@ def run(model: str, steps: int, eval_every: int, max_seconds: float, out: Path, 
                                    np.asarray(train.hidden[0])[np.asarray(train.mask)])
     traced = time.perf_counter()
     header = {"model": source.name, "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
-              "jax": jax.__version__, "matmul_precision": str(jax.config.jax_default_matmul_precision),
+              "jax": jax.__version__, "matmul_precision": os.environ.get("JAX_DEFAULT_MATMUL_PRECISION", "default"),
               "preset": "faithful", "steps": steps, "shooting_steps": fit.shooting_steps,
               "length_buckets": fit.length_buckets, "eval_every": eval_every, "train_inputs": int(train.mask.shape[0]),
               "held_out_inputs": int(test.mask.shape[0]), "trace_s": traced - started}
