@@ -208,7 +208,8 @@ def checkpoint_generated_profile(model, prompts: TaskPrompts, config: EntropyLen
     batches of one width (one compile).
 
     Returns:
-        ``{"entropy": (A, T, L, P) bits, "tokens": (P, T), "prompt_tokens": (P,), "truncated": forms cut}``.
+        ``{"entropy": (A, T, L, P) bits, "tokens": (P, T), "prompt_tokens": (P,), "truncated": forms cut,
+        "room": the most prompt tokens kept}``.
     """
     import jax
     from tqdm.auto import tqdm
@@ -233,7 +234,7 @@ def checkpoint_generated_profile(model, prompts: TaskPrompts, config: EntropyLen
         entropies.append(np.asarray(out.entropy)[..., :keep])
         generated.append(np.asarray(out.tokens)[:keep])
     return {"entropy": np.concatenate(entropies, -1), "tokens": np.concatenate(generated), "prompt_tokens": lengths,
-            "truncated": int(truncated)}
+            "truncated": int(truncated), "room": int(room)}
 
 
 def _key(alpha: float) -> str:
@@ -294,7 +295,7 @@ def checkpoint_entropy_lens(folder: str | Path, prompts,
                     "scored": len(forms), "with_context": sum(c is not None for c in labelled.context),
                     "prompt_tokens": {"min": int(generated["prompt_tokens"].min()),
                                       "max": int(generated["prompt_tokens"].max())},
-                    "truncated": generated["truncated"], "examples": examples},
+                    "truncated": generated["truncated"], "room": generated["room"], "examples": examples},
         "auc": auc,
         "identification": identification,
         "shannon_profile_by_task": {task: shannon[..., forms.kind == k].mean((0, 2)).tolist()
@@ -311,15 +312,21 @@ def checkpoint_entropy_lens_summary(result: dict) -> str:
     source = prompts["file"] or "prompts given in Python"
     decoding = "greedy" if config["temperature"] == 0 else f"sampled at temperature {config['temperature']}"
     per_task = ", ".join(f"{t}: {n}" for t, n in prompts["per_task"].items())
+    contexts = ("all with their own context" if prompts["with_context"] == prompts["count"] else
+                "each borrowing another prompt's text as its context" if prompts["with_context"] == 0 else
+                f"{prompts['with_context']} with their own context, the rest borrowing another prompt's text")
     lines = [f"# Entropy-Lens task identification: {model['model_type']} checkpoint {model['folder']}", "",
              f"{prompts['count']} prompts from {source} ({per_task}), each in 4 forms "
-             f"({', '.join(prompts['forms'])}; {prompts['with_context']} with their own context, the rest borrow "
-             f"another prompt's text): {prompts['scored']} prompts of {prompts['prompt_tokens']['min']}–"
-             f"{prompts['prompt_tokens']['max']} tokens ({prompts['truncated']} cut to their last tokens). "
+             f"({', '.join(prompts['forms'])}; {contexts}): {prompts['scored']} prompts of "
+             f"{prompts['prompt_tokens']['min']}–{prompts['prompt_tokens']['max']} tokens. "
              f"{config['generate_tokens']} tokens generated after each ({decoding}); the profile is every block's lens "
              f"entropy (bits) at the last position, averaged over them in {config['windows']} window(s). k-NN (k = 29) "
              "with stratified 10-fold ROC AUC (macro one-vs-rest) beside a stratified dummy; p: paired t-test over "
              "the folds.", "",
+             *([f"**{prompts['truncated']} prompt forms were longer than the {prompts['room']} tokens the generation "
+                "leaves and kept their last tokens**: a rev form so cut loses the start of its text (the cue); shorten "
+                "the contexts, or raise --max-tokens if the model's positions allow.", ""] if prompts["truncated"]
+               else []),
              "| α | profile AUC | dummy AUC | p vs dummy | final-layer entropy only | p profile vs final | "
              "profile, folds grouped by prompt | final only, grouped |", "|---|---|---|---|---|---|---|---|"]
     for alpha in result["alphas"]:

@@ -19,6 +19,7 @@ from pdeflow.models.minilm import Tokenized
 from pdeflow.studies.checkpoint_entropy_lens import (
     LabelledPrompts,
     build_task_prompts,
+    checkpoint_entropy_lens_summary,
     read_labelled_prompts,
     tokenize_prompts,
 )
@@ -132,8 +133,12 @@ def test_the_command_writes_auc_per_order_beside_the_dummy_and_the_final_entropy
     assert result["prompts"]["with_context"] == 4 and result["config"]["generate_tokens"] == STEPS
     assert len(result["identification"]["1.0"]["anchor_folds"]["profile"]["auc_by_fold"]) == 10
     assert len(result["shannon_profile_by_task"]["summary"]) == 2  # one entropy per block
+    assert result["prompts"]["truncated"] == 0 and result["prompts"]["room"] == 64 - STEPS
     summary = (out / "summary.md").read_text()
     assert "| 5.0 |" in summary and "dummy AUC" in summary and "| scramble_rev |" in summary
+    assert "4 with their own context, the rest borrowing" in summary and "kept their last tokens" not in summary
+    result["prompts"]["truncated"] = 3
+    assert "3 prompt forms were longer than the 60 tokens" in checkpoint_entropy_lens_summary(result)
 
 
 def test_bad_inputs_fail_with_one_line_and_leave_nothing(folders, tmp_path, capsys):
