@@ -14,12 +14,13 @@ import pytest
 
 from pdeflow import cli
 from pdeflow.information.entropy import renyi_entropy_from_logits
-from pdeflow.information.generation import generate_with_lens
+from pdeflow.information.generation import _generate, generate_with_lens
 from pdeflow.models.minilm import Tokenized
 from pdeflow.studies.checkpoint_entropy_lens import (
     LabelledPrompts,
     build_task_prompts,
     checkpoint_entropy_lens_summary,
+    labelled_prompts,
     read_labelled_prompts,
     tokenize_prompts,
 )
@@ -107,6 +108,13 @@ def test_every_prompt_comes_in_four_forms_with_its_own_or_a_borrowed_context():
     assert [PROMPT_FORMS[f] for f in forms.form[:4]] == ["base", "rev", "scramble", "scramble_rev"]
 
 
+def test_prompts_given_in_python_are_dicts_with_a_task():
+    prompts = labelled_prompts([{"text": "Go on.", "task": 1}, {"text": "Ask.", "task": "q", "context": "a story"}])
+    assert prompts.task == ("1", "q") and prompts.context == (None, "a story") and prompts.file is None
+    with pytest.raises(ValueError, match='give dicts {"text": ..., "task": ...}'):
+        labelled_prompts([{"text": "no task"}])
+
+
 def _write(path, records):
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
     return path
@@ -119,9 +127,11 @@ RECORDS = [{"text": f"{['summarise', 'question about'][i % 2]} the value {i}", "
 def test_the_command_writes_auc_per_order_beside_the_dummy_and_the_final_entropy(folders, tmp_path, capsys):
     prompts, out = _write(tmp_path / "prompts.jsonl", RECORDS), tmp_path / "lens"
     assert read_labelled_prompts(prompts).context[:2] == ("a list of tokens", None)
+    compiled = _generate._cache_size()
     assert cli.main(["lens", "--model", str(folders["gpt2"]), "--protocol", "entropy-lens", "--texts", str(prompts),
                      "--alphas", "0.5", "1", "5", "--generate-tokens", str(STEPS), "--out", str(out),
                      "--no-progress"]) == 0, capsys.readouterr().err
+    assert _generate._cache_size() <= compiled + 1  # 80 forms in 3 batches of one width: one compile at most
     assert {p.name for p in out.iterdir()} == {"results.json", "summary.md", "profile_by_task.png"}
     result = json.loads((out / "results.json").read_text())
     assert result["alphas"] == ["0.5", "1.0", "5.0"] and set(result["auc"]) == {"0.5", "1.0", "5.0"}
