@@ -18,7 +18,15 @@ from pathlib import Path
 
 from pdeflow.fit import INITS, FitConfig
 from pdeflow.models.vit import ViTConfig
-from pdeflow.pde.attention_pde import COMPUTE_DTYPES, POSITION_FAMILIES, STATE_NORMS, TERMS, VARYING, SurrogateConfig
+from pdeflow.pde.attention_pde import (
+    COMPUTE_DTYPES,
+    FIELD_BACKWARDS,
+    POSITION_FAMILIES,
+    STATE_NORMS,
+    TERMS,
+    VARYING,
+    SurrogateConfig,
+)
 from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
 from pdeflow.pipeline import MODELS, PRESETS, DataConfig, RunConfig, preset_config
 from pdeflow.sources import model_source_for, source_names
@@ -39,6 +47,7 @@ CACHE_OUT = "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the setting
 INFO_SECTIONS = {"information plane": (InfoPlaneConfig, ("train",)), **VIT_SECTIONS}
 CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS),
            "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES), "compute_dtype": list(COMPUTE_DTYPES),
+           "field_backward": list(FIELD_BACKWARDS),
            "position_family": list(POSITION_FAMILIES), "state_norm": list(STATE_NORMS),
            "residual_norm": list(STATE_NORMS), "varying": list(VARYING), "init": list(INITS)}
 

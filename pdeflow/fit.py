@@ -333,7 +333,9 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     # what a checkpoint must agree with to be resumed: the step budget may grow, and the fit may move to another
     # number of devices (the result then agrees to float tolerance instead of bit for bit)
     movable = ("steps", "checkpoint_every", "devices")
-    settings = {"surrogate": dataclasses.asdict(surrogate), "solver": dataclasses.asdict(solver),
+    # the field's backward (hand-written or autodiff) changes gradients at round-off only, so it may change too
+    settings = {"surrogate": {k: v for k, v in dataclasses.asdict(surrogate).items() if k != "field_backward"},
+                "solver": dataclasses.asdict(solver),
                 "fit": {k: v for k, v in dataclasses.asdict(config).items() if k not in movable},
                 "train": list(train.hidden.shape), "validation": list(np.shape(validation.hidden))}
     if resume and checkpointer.latest_step() is not None:

@@ -37,6 +37,7 @@ STATE_NORMS = ("rms", "layer", "none")
 # parameter groups that may vary in t besides the kernel and the coefficients (`Term.varying_groups`)
 VARYING = tuple(group for term in terms.REGISTRY.values() for group in term.varying_groups)
 COMPUTE_DTYPES = ("float32", "bfloat16")
+FIELD_BACKWARDS = ("autodiff", "custom")
 POSITION_FAMILIES = ("offsets",) + tuple(f for f in relative_position.RPE_FAMILIES if f != "table")
 
 
@@ -82,6 +83,10 @@ class SurrogateConfig:
             operands rounded to bfloat16, products accumulated in float32 (tensor cores on a GPU). The state,
             the softmax, the coefficients and the solver stay in float32 either way; bfloat16 keeps about 3
             significant digits per product, so expect attention maps within about 1e-2 of float32's.
+        field_backward: how `batch_vector_field` is differentiated: ``"autodiff"`` (default; JAX's VJP of the
+            field) or ``"custom"`` (`pdeflow.pde.field_backward`: the same values with a hand-written,
+            flash-attention-style backward; the same gradients to float32 round-off). ``"custom"`` covers the
+            built-in terms only (a config that switches on a term registered later is refused).
         terms: which terms of the right-hand side are on (an ablation switches one off): names in
             `pdeflow.pde.terms.REGISTRY`.
         grid: the token grid the Laplacian and the position bias live on (`geometry`). ``()`` (text): the tokens form a
@@ -114,6 +119,7 @@ class SurrogateConfig:
     position_buckets: int = 32
     causal: bool = False
     compute_dtype: str = "float32"
+    field_backward: str = "autodiff"
 
     def __post_init__(self):
         check_finite_numbers(self)
@@ -128,6 +134,8 @@ class SurrogateConfig:
         geometry_of(self.grid, self.prefix_tokens, self.causal)  # validates the combination
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"unknown compute_dtype {self.compute_dtype!r}; choose from {COMPUTE_DTYPES}.")
+        if self.field_backward not in FIELD_BACKWARDS:
+            raise ValueError(f"unknown field_backward {self.field_backward!r}; choose from {FIELD_BACKWARDS}.")
         if self.position_family not in POSITION_FAMILIES:
             raise ValueError(f"unknown position_family {self.position_family!r}; choose from {POSITION_FAMILIES}.")
         if self.position_family != "offsets" and self.grid:
@@ -435,7 +443,13 @@ def readout(params: dict, states: Array) -> Array:
 
 def batch_vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
     """`vector_field` over a batch: ``u (B, N, r)``, ``args = (params, laplacians (B, N, N), mask (B, N))``.
-    Depth-time and parameters are shared, so the time basis is evaluated once per call."""
+    Depth-time and parameters are shared, so the time basis is evaluated once per call. With
+    ``config.field_backward == "custom"`` the same values come from `pdeflow.pde.field_backward.batch_field`, whose
+    backward is written by hand."""
+    if config.field_backward == "custom":
+        from pdeflow.pde import field_backward  # it builds on this module's helpers
+
+        return field_backward.batch_field(config, t, u, args)
     params, laplacians, mask = args
     return jax.vmap(lambda ui, li, mi: vector_field(config, t, ui, (params, li, mi)))(u, laplacians, mask)
 
