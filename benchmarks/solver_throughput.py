@@ -199,6 +199,10 @@ def main(argv=None) -> None:
                       f"steps={row['solver_steps']:3d} compile={row['compile_and_first_s']:6.1f}s "
                       f"steady={row['steady_s'] * 1e3:8.1f}ms {row['gflop_per_s']:7.1f} GFLOP/s "
                       f"= {100 * row['fraction_of_matmul_peak']:5.1f}% of peak{extra}", flush=True)
+                # after each case, against the start's peak (a run stopped by a time limit keeps what it measured;
+                # the end of the run rewrites the file with the fractions against the higher peak)
+                write_result("solver_throughput", {**label, "matmul_peak_gflop_per_s": peak,
+                                                   "bfloat16_matmul_peak_gflop_per_s": low_peak}, rows, args.out)
     # a shared machine's peak moves between runs: measure it again at the end and count against the higher one
     end_peak = matmul_peak(args.peak_size)
     if low:
