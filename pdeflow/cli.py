@@ -31,7 +31,7 @@ from pdeflow.pde.solve import ADJOINTS, SOLVERS, SolverConfig, SolverError
 from pdeflow.pipeline import MODELS, PRESETS, DataConfig, RunConfig, preset_config
 from pdeflow.sources import model_source_for, source_names
 from pdeflow.studies.information_plane import InfoPlaneConfig
-from pdeflow.studies.lens import LensConfig
+from pdeflow.studies.lens import PROTOCOLS, LensConfig
 from pdeflow.train.lm import LM_FAMILIES, LMTrainConfig
 from pdeflow.train.vit import ViTTrainConfig
 
@@ -49,7 +49,8 @@ CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(T
            "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES), "compute_dtype": list(COMPUTE_DTYPES),
            "field_backward": list(FIELD_BACKWARDS),
            "position_family": list(POSITION_FAMILIES), "state_norm": list(STATE_NORMS),
-           "residual_norm": list(STATE_NORMS), "varying": list(VARYING), "init": list(INITS)}
+           "residual_norm": list(STATE_NORMS), "varying": list(VARYING), "init": list(INITS),
+           "protocol": list(PROTOCOLS)}
 
 
 def field_help(cls) -> dict[str, str]:
