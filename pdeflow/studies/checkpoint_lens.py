@@ -19,7 +19,7 @@ import numpy as np
 
 from pdeflow.data.batches import fixed_size_batches
 from pdeflow.information.lens import DEFAULT_ALPHAS, entropy_profile
-from pdeflow.models.minilm import Tokenized
+from pdeflow.models.tokenized import Tokenized
 from pdeflow.store import result_folder, save_figure
 
 LENS_MODEL_TYPES = ("gpt2",)

@@ -16,8 +16,8 @@ import numpy as np
 from pdeflow.models.block_weights import BlockWeights
 from pdeflow.models.checkpoints.images import ImagePreprocessor
 from pdeflow.models.checkpoints.text import tokenize_texts
-from pdeflow.models.minilm import Tokenized
 from pdeflow.models.parameters import transformer_parameters
+from pdeflow.models.tokenized import Tokenized
 from pdeflow.models.trace import Trace, run_in_batches
 
 MODALITIES = ("text", "image")
