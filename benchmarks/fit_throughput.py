@@ -41,7 +41,7 @@ from pdeflow.data.batches import next_batch
 from pdeflow.fit import FitConfig, fit_surrogate, make_fit_step, make_optimizer, sharded_batch, training_batches
 from pdeflow.models.minilm import load_minilm
 from pdeflow.parallel import data_mesh, replicated
-from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
+from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
 from pdeflow.surrogate import predict_attention, token_laplacians
 
@@ -190,16 +190,19 @@ def main(argv=None) -> None:
                         help="also time the step, and run the time-to-target fit, with this many length buckets "
                              "(FitConfig.length_buckets; 1 skips the comparison)")
     parser.add_argument("--torch-device", default="cpu", help="where the peer's step runs: cpu, or cuda on a GPU")
+    parser.add_argument("--field-backward", default=SurrogateConfig.field_backward,
+                        choices=list(attention_pde.FIELD_BACKWARDS),
+                        help="SurrogateConfig.field_backward: autodiff's VJP of the field or the hand-written one")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     counter = CompileCounter()
     label = machine_label()
     print(f"{label['device']} ({label['cpu']}, {label['cpu_count']} cores)  jax {label['jax']}", flush=True)
     encoder = load_minilm()
-    surrogate = surrogate_for(encoder, SurrogateConfig())
+    surrogate = surrogate_for(encoder, SurrogateConfig(field_backward=args.field_backward))
     splits = trace_sentence_splits(encoder, DataConfig())
     fit = dataclasses.replace(FitConfig(), steps=args.steps)
-    result = {}
+    result = {"field_backward": args.field_backward}
     path = None
 
     def save() -> None:  # after every measurement, so a late failure keeps the earlier ones

@@ -204,7 +204,7 @@ def _custom_field(config: SurrogateConfig, n: int):
             if "attention" in on:
                 mixing = alpha * saved["mean_map"] if mixing is None else mixing + alpha * saved["mean_map"]
             mixing_bar = mm("bir,bjr->bij", g, u)  # dM = g·uᵀ
-            u_bar = u_bar + _transposed_product(config, g, mixing).swapaxes(-1, -2)  # Mᵀ·g as (gᵀ·M)ᵀ
+            u_bar = u_bar + mm("bij,bir->bjr", mixing, g)  # Mᵀ·g
             if "diffusion" in on:
                 coef_bars[0] = jnp.sum(mixing_bar * laplacians)
                 laplacian_bar = diffusion * mixing_bar
