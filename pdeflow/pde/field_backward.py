@@ -22,9 +22,9 @@ fusion that forms ``dS``, not a copy.
 
 The parameters are evaluated at depth-time ``t`` (the basis contraction, the coefficients' softplus) outside
 the custom VJP, by ordinary autodiff: their gradients (to the knots, and to ``t``) follow from those of the
-evaluated parameters. Products run in ``config.compute_dtype`` in both passes (`attention_pde._product`: in
-bfloat16 the backward's products are bfloat16 too, unlike autodiff's, which pairs float32 cotangents with
-bfloat16 operands).
+evaluated parameters. In bfloat16 the forward's products are `attention_pde._product`'s; the backward rounds
+both operands of each product to bfloat16 (autodiff rounds only the forward's operand) and multiplies them in
+float32, which equals a bfloat16 product with float32 accumulation (XLA:CPU lacks that kernel for some layouts).
 
 Covers the built-in terms (diffusion, attention, residual) in any combination, every token geometry (chain,
 patch grid with prefix tokens, causal), padding masks, every position family, both compute dtypes and
@@ -80,7 +80,7 @@ def batch_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
 
 def _transposed_product(config: SurrogateConfig, small: Array, maps: Array) -> Array:
     """``(mapsᵀ·small)ᵀ = smallᵀ·maps`` over the leading (batch, head) axes: ``small (..., N, c)``, ``maps (..., N, N)``
-    -> ``(..., c, N)``, in ``config.compute_dtype`` with a float32 result.
+    -> ``(..., c, N)``, the operands rounded to ``config.compute_dtype`` (`_in_compute_dtype`).
 
     The maps' rows are contracted where they lie, after transposing the small operand: a row-major product. The
     optimisation barriers stop XLA from folding the transposes back into a product that contracts the maps'
@@ -88,36 +88,37 @@ def _transposed_product(config: SurrogateConfig, small: Array, maps: Array) -> A
     small_t, maps = _in_compute_dtype(config, jnp.swapaxes(small, -1, -2), maps)
     batch = tuple(range(maps.ndim - 2))
     out = jax.lax.dot_general(jax.lax.optimization_barrier(small_t), maps,
-                              (((maps.ndim - 1,), (maps.ndim - 2,)), (batch, batch)),
-                              preferred_element_type=_result_dtype(config))
+                              (((maps.ndim - 1,), (maps.ndim - 2,)), (batch, batch)))
     return jax.lax.optimization_barrier(out)
 
 
 def _rows_product(config: SurrogateConfig, small_t: Array, big: Array) -> Array:
     """``Σ_{b,n} small_t[..., b, n] · big[b, n, :]``: ``small_t (*P, B, N)`` (a small operand, already laid out with
-    the batch and token axes last), ``big (B, N, Q)`` -> ``(*P, Q)``, in ``config.compute_dtype`` with a float32
-    result: a weight gradient. The barrier keeps the small operand's layout, so that XLA multiplies row-major
-    matrices instead of transposing the large operand, an untiled copy that costs XLA:CPU milliseconds at
-    ``B·N·Q`` of a few million."""
+    the batch and token axes last), ``big (B, N, Q)`` -> ``(*P, Q)``, the operands rounded to
+    ``config.compute_dtype``: a weight gradient. The barrier keeps the small operand's layout, so that XLA
+    multiplies row-major matrices instead of transposing the large operand, an untiled copy that costs XLA:CPU
+    milliseconds at ``B·N·Q`` of a few million."""
     lead = small_t.shape[:-2]
     rows, columns = _in_compute_dtype(config, small_t.reshape(-1, big.shape[0] * big.shape[1]),
                                       big.reshape(-1, big.shape[-1]))
-    out = jax.lax.dot_general(jax.lax.optimization_barrier(rows), columns, (((1,), (0,)), ((), ())),
-                              preferred_element_type=_result_dtype(config))
+    out = jax.lax.dot_general(jax.lax.optimization_barrier(rows), columns, (((1,), (0,)), ((), ())))
     return out.reshape(lead + (big.shape[-1],))
 
 
 def _in_compute_dtype(config: SurrogateConfig, *operands: Array) -> tuple[Array, ...]:
-    """The operands as `attention_pde._product` takes them: as they are for float32, else rounded to
-    ``config.compute_dtype``."""
+    """The backward's operands: as they are for float32; for a low-precision compute dtype rounded to it and
+    multiplied in their own dtype (float32), which is a bfloat16 product with float32 accumulation to
+    round-off (a product of two bfloat16 numbers is exact in float32). XLA:CPU runs some layouts of a
+    ``bf16 × bf16 → f32`` product in a kernel that does not implement it ("Unsupported element type for
+    DotThunk"), so the backward does not ask for one."""
     if config.compute_dtype == "float32":
         return operands
-    return tuple(x.astype(config.compute_dtype) for x in operands)
+    return tuple(x.astype(config.compute_dtype).astype(x.dtype) for x in operands)
 
 
-def _result_dtype(config: SurrogateConfig):
-    """float32 results for the low-precision compute dtypes (as `attention_pde._product`); else the operands'."""
-    return None if config.compute_dtype == "float32" else jnp.float32
+def _backward_product(config: SurrogateConfig, spec: str, *operands: Array) -> Array:
+    """``jnp.einsum(spec, *operands)`` with the operands rounded to ``config.compute_dtype`` (`_in_compute_dtype`)."""
+    return jnp.einsum(spec, *_in_compute_dtype(config, *operands))
 
 
 def _custom_field(config: SurrogateConfig, n: int):
@@ -190,6 +191,7 @@ def _custom_field(config: SurrogateConfig, n: int):
 
     def field_bwd(residuals, cotangent):
         u, coefs, groups, laplacians, mask, saved = residuals
+        bmm = lambda spec, *operands: _backward_product(config, spec, *operands)  # noqa: E731
         batch, _, width = u.shape
         diffusion, alpha, beta = coefs[0], coefs[1], coefs[2]
         # materialised once (left to itself XLA recomputes it in each of its consumers, at a pass over (B, N, r) each)
@@ -203,8 +205,8 @@ def _custom_field(config: SurrogateConfig, n: int):
             mixing = diffusion * laplacians if "diffusion" in on else None
             if "attention" in on:
                 mixing = alpha * saved["mean_map"] if mixing is None else mixing + alpha * saved["mean_map"]
-            mixing_bar = mm("bir,bjr->bij", g, u)  # dM = g·uᵀ
-            u_bar = u_bar + mm("bij,bir->bjr", mixing, g)  # Mᵀ·g
+            mixing_bar = bmm("bir,bjr->bij", g, u)  # dM = g·uᵀ
+            u_bar = u_bar + bmm("bij,bir->bjr", mixing, g)  # Mᵀ·g
             if "diffusion" in on:
                 coef_bars[0] = jnp.sum(mixing_bar * laplacians)
                 laplacian_bar = diffusion * mixing_bar
@@ -214,18 +216,18 @@ def _custom_field(config: SurrogateConfig, n: int):
             coef_bars[1] = jnp.sum(mixing_bar * saved["mean_map"]) + jnp.sum(g * saved["part"])
             u_bar = u_bar - alpha * g  # the term's −u
             # the value path: part = Σ_h A_h z_h U_h / H with z_h = u V_h (α scales the small results, not g)
-            low_bar = (alpha / heads) * mm("bir,hvr->bhiv", g, value["up"])  # (B, H, N, v)
+            low_bar = (alpha / heads) * bmm("bir,hvr->bhiv", g, value["up"])  # (B, H, N, v)
             up_bar = (alpha / heads) * _rows_product(config, low.transpose(1, 3, 0, 2), g)  # (H, v, r)
             # z̄_h = A_hᵀ·ō_h, computed transposed (ō_hᵀ·A_h: the maps' rows are contracted where they lie, no
             # transposed pass over the maps)
             z_bar_t = _transposed_product(config, low_bar, attention)  # (B, H, v, N)
             down_bar = _rows_product(config, z_bar_t.transpose(1, 2, 0, 3), u).transpose(0, 2, 1)  # (H, r, v)
-            u_bar = u_bar + mm("bhvn,hrv->bnr", z_bar_t, value["down"])
+            u_bar = u_bar + bmm("bhvn,hrv->bnr", z_bar_t, value["down"])
             # the maps' cotangent: the mixing's (α/H)·dM on every head plus the value path's rank-v outer product
-            maps_bar = mm("bhiv,bhjv->bhij", low_bar, z) + (alpha / heads) * mixing_bar[:, None]
+            maps_bar = bmm("bhiv,bhjv->bhij", low_bar, z) + (alpha / heads) * mixing_bar[:, None]
             # the softmax: dS = A ⊙ (dA − rowsum(dA ⊙ A))
             logits_bar = attention * (maps_bar - jnp.sum(maps_bar * attention, axis=-1, keepdims=True))
-            q_bar = mm("bhij,bhjk->bhik", logits_bar, k)
+            q_bar = bmm("bhij,bhjk->bhik", logits_bar, k)
             k_bar = _transposed_product(config, q, logits_bar).swapaxes(-1, -2)  # dSᵀ·q as (qᵀ·dS)ᵀ, as z̄ above
             query_bias_bar = scale * q_bar.sum((0, 2))
             weights = theta["position_bias"]
@@ -239,8 +241,8 @@ def _custom_field(config: SurrogateConfig, n: int):
                 position_bar = jax.vjp(lambda w: pde.position_bias(w, config, n), weights)[1](logits_bar.sum(0))[0]
             # queries and keys came from one (B·N, r) × (r, 2·H·k) product: so do their gradients
             qk_bar = jnp.concatenate([q_bar, k_bar], axis=-1).transpose(0, 2, 1, 3).reshape(batch, n, -1)
-            matrix_bar = mm("bnr,bnc->rc", saved["x"], qk_bar).reshape(width, heads, 2 * rank).transpose(1, 0, 2)
-            x_bar = mm("bnc,rc->bnr", qk_bar, saved["matrix"])
+            matrix_bar = bmm("bnr,bnc->rc", saved["x"], qk_bar).reshape(width, heads, 2 * rank).transpose(1, 0, 2)
+            x_bar = bmm("bnc,rc->bnr", qk_bar, saved["matrix"])
             u_bar = u_bar + jax.vjp(lambda v: pde.normalise_state(v, config.state_norm), u)[1](x_bar)[0]
             group_bars["kernel"] = {"query": scale * matrix_bar[..., :rank], "key": matrix_bar[..., rank:],
                                     "query_bias": query_bias_bar, "position_bias": position_bar.astype(weights.dtype)}
@@ -248,9 +250,9 @@ def _custom_field(config: SurrogateConfig, n: int):
         if "residual" in on:
             p = groups["residual"]
             coef_bars[2] = jnp.sum(g * saved["out"])
-            hidden_bar = beta * mm("bnr,mr->bnm", g, p["w2"])
+            hidden_bar = beta * bmm("bnr,mr->bnm", g, p["w2"])
             pre_bar = jax.vjp(jax.nn.gelu, saved["pre"])[1](hidden_bar)[0]
-            normed_bar = mm("bnm,rm->bnr", pre_bar, p["w1"])
+            normed_bar = bmm("bnm,rm->bnr", pre_bar, p["w1"])
             u_bar = u_bar + jax.vjp(lambda v: pde.normalise_state(v, config.residual_norm), u)[1](normed_bar)[0]
             group_bars["residual"] = {
                 "w1": _rows_product(config, pre_bar.transpose(2, 0, 1), saved["normed"]).T, "b1": pre_bar.sum((0, 1)),
