@@ -11,6 +11,10 @@ mixing operator ``M = D·Δ + α·mean_h A_h`` and the value path ``z_h = u·V_h
     dS_h   = A_h ⊙ (dA_h − rowsum(dA_h ⊙ A_h))        (the softmax; A kept from the forward)
     d[q|k] = [dS_h·k_h | dS_hᵀ·q_h]                   (then one (B·N, r) × (r, 2·H·k) product each for the
                                                       maps' gradient and the normalised state's)
+
+with dS_hᵀ·q_h and A_hᵀ·ō_h computed as (q_hᵀ·dS_h)ᵀ and (ō_hᵀ·A_h)ᵀ (`_transposed_product`): XLA:CPU runs a
+product that contracts the maps' leading axis several times slower than one that contracts their rows where
+they lie.
     d bias = dS contracted with the position design (`attention_pde.position_design`), never a scatter
     ū     += Σ_h (A_hᵀ·(g·U_hᵀ)·(α/H))·V_hᵀ             (the low-rank value path)
     ū     += norm-VJP(MLP-VJP(β·g))                   (the residual MLP, by hand)
