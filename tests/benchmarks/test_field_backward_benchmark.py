@@ -1,5 +1,5 @@
 """`benchmarks.field_backward` at a toy size: a labelled result with both backwards' times and their ratio for
-the field, field + VJP and the solve (no timing is asserted)."""
+the field and field + VJP (no timing is asserted)."""
 
 import json
 
@@ -7,14 +7,14 @@ from benchmarks import field_backward
 
 
 def test_field_backward_benchmark_writes_both_backwards_times(tmp_path, capsys):
-    field_backward.main(["--sizes", "2,8,8,2,2", "--rounds", "1", "--repeats", "1", "--solve-repeats", "1",
+    field_backward.main(["--sizes", "2,8,8,2,2", "--rounds", "1", "--repeats", "1", "--solve-repeats", "0",
                          "--out", str(tmp_path)])
     (path,) = tmp_path.glob("field_backward_*.json")
     result = json.loads(path.read_text())
     assert "jax" in result["label"]
     rows = result["rows"]
-    assert [r["mode"] for r in rows] == ["field", "field_vjp", "solve_fwd_bwd"]
+    assert [r["mode"] for r in rows] == ["field", "field_vjp"]  # the solve (compiled twice) is left out here
     for row in rows:
         assert row["autodiff_min_s"] <= row["autodiff_median_s"] and row["custom_min_s"] <= row["custom_median_s"]
         assert row["speedup"] > 0
-    assert "solve_fwd_bwd" in capsys.readouterr().out
+    assert "field_vjp" in capsys.readouterr().out
