@@ -42,7 +42,7 @@ from pdeflow.fit import FitConfig, fit_surrogate, make_fit_step, make_optimizer,
 from pdeflow.models.minilm import load_minilm
 from pdeflow.parallel import data_mesh, replicated
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
-from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
+from pdeflow.pipeline import DataConfig, preset_config, surrogate_for, trace_sentence_splits
 from pdeflow.surrogate import predict_attention, token_laplacians
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -150,6 +150,27 @@ def peer_steps(surrogate: SurrogateConfig, solver: SolverConfig, fit: FitConfig,
             "torch_threads": torch.get_num_threads()}
 
 
+def faithful_steps(encoder, splits, count: int, rounds: int, counter: CompileCounter) -> dict:
+    """The faithful preset's free-running step (full width, rk4 dt 0.5, stored adjoint, the hidden-state term; its
+    length buckets), with autodiff's and the hand-written field backward, timed in alternating rounds of
+    ``count`` steps each (so the host's load falls on both alike). Parameters start at random: the cost of a
+    step does not depend on where it starts."""
+    preset = preset_config("faithful")
+    fit = dataclasses.replace(preset.fit, shooting_steps=0)
+    out = {"rounds": rounds, "timed_steps_per_round": count}
+    for round_index in range(rounds):
+        for backward in attention_pde.FIELD_BACKWARDS:
+            surrogate = surrogate_for(encoder, dataclasses.replace(preset.surrogate, field_backward=backward))
+            timed = time_steps(surrogate, preset.solver, fit, splits.train, count, counter)
+            out.setdefault(backward, []).append(timed)
+            print(f"faithful step, {backward:8s} round {round_index + 1}: {timed['steady_step_s_median']:.3f} s/step "
+                  f"(median of {count}; compile {timed['xla_compile_s']:.1f}s)", flush=True)
+    medians = {b: float(np.median([t["steady_step_s_median"] for t in out[b]])) for b in attention_pde.FIELD_BACKWARDS}
+    out["steady_step_s_median"] = medians
+    out["speedup_custom_over_autodiff"] = medians["autodiff"] / medians["custom"]
+    return out
+
+
 def time_to_target(splits, surrogate, solver, fit: FitConfig, target: float, counter: CompileCounter) -> dict:
     """Run the fit; at every validation point measure held-out per-layer cosine (time excluded)."""
     curve = []
@@ -193,12 +214,22 @@ def main(argv=None) -> None:
     parser.add_argument("--field-backward", default=SurrogateConfig.field_backward,
                         choices=list(attention_pde.FIELD_BACKWARDS),
                         help="SurrogateConfig.field_backward: autodiff's VJP of the field or the hand-written one")
+    parser.add_argument("--faithful", action="store_true",
+                        help="instead: time the faithful preset's step with each field backward, in alternating "
+                             "rounds (--timed-steps per round, --rounds rounds)")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     counter = CompileCounter()
     label = machine_label()
     print(f"{label['device']} ({label['cpu']}, {label['cpu_count']} cores)  jax {label['jax']}", flush=True)
     encoder = load_minilm()
+    if args.faithful:
+        splits = trace_sentence_splits(encoder, DataConfig())
+        result = {"faithful_step": faithful_steps(encoder, splits, args.timed_steps, args.rounds, counter)}
+        path = write_result("fit_throughput", label, [], args.out, **result, peak_memory_bytes=peak_memory_bytes())
+        print(f"custom over autodiff: x{result['faithful_step']['speedup_custom_over_autodiff']:.2f}; wrote {path}")
+        return
     surrogate = surrogate_for(encoder, SurrogateConfig(field_backward=args.field_backward))
     splits = trace_sentence_splits(encoder, DataConfig())
     fit = dataclasses.replace(FitConfig(), steps=args.steps)
