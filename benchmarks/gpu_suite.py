@@ -134,15 +134,11 @@ def merge(folder: Path, results: Path = RESULTS) -> list[Path]:
             if any(path.name.startswith(name) for name in ("peer_", "solver_", "fit_")):
                 shutil.copy2(path, results / path.name)
                 copied.append(results / path.name)
-    rows = [line for history in folder.rglob("history.jsonl") for line in history.read_text().splitlines()
-            if line.strip()]
-    target = results / "history.jsonl"
-    kept = [line for line in target.read_text().splitlines() if line.strip()] if target.exists() else []
-    keys = {(json.loads(r)["benchmark"], json.loads(r)["date"]) for r in rows}
-    kept = [line for line in kept if (json.loads(line)["benchmark"], json.loads(line)["date"]) not in keys]
-    tmp = target.with_name(target.name + ".partial")
-    tmp.write_text("".join(line + "\n" for line in kept + rows))
-    tmp.rename(target)
+    from benchmarks.reporting import merge_history
+
+    rows = [json.loads(line) for history in folder.rglob("history.jsonl")
+            for line in history.read_text().splitlines() if line.strip()]
+    merge_history(results / "history.jsonl", rows)
     return copied
 
 

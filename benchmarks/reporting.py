@@ -16,6 +16,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from pdeflow.store import write_text_atomically
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -104,10 +106,8 @@ def write_result(name: str, label: dict, rows: list, out: str | os.PathLike | No
     folder = Path(out) if out is not None else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     platform_name = label["device"].split(":")[0]
-    path = folder / f"{name}_{platform_name}_{label['date']}.json"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps({"label": label, "rows": rows, **extra}, indent=1))
-    tmp.rename(path)
+    path = write_text_atomically(folder / f"{name}_{platform_name}_{label['date']}.json",
+                                 json.dumps({"label": label, "rows": rows, **extra}, indent=1))
     append_history(folder, name, label, headline(rows, extra), path.name)
     return path
 
@@ -171,12 +171,15 @@ def append_history(folder: str | os.PathLike, name: str, label: dict, numbers: d
                if key in label}
     row = {"benchmark": name, "commit": git_commit(), "date": label["date"], "machine": machine,
            "versions": versions, "headline": numbers, "file": result_file}
-    kept = []
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [line for line in kept
-                if (json.loads(line).get("benchmark"), json.loads(line).get("date")) != (name, label["date"])]
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(line + "\n" for line in kept + [json.dumps(row, sort_keys=True)]))
-    tmp.rename(path)
-    return path
+    return merge_history(path, [row])
+
+
+def merge_history(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """Add ``rows`` to the history file ``path`` (one JSON object a line, keys sorted), each replacing a row of
+    the same benchmark and date already there (a run that saves several times, or a run merged twice)."""
+    path = Path(path)
+    new = {(row.get("benchmark"), row.get("date")) for row in rows}
+    kept = [line for line in (path.read_text().splitlines() if path.exists() else []) if line.strip()]
+    kept = [line for line in kept if (json.loads(line).get("benchmark"), json.loads(line).get("date")) not in new]
+    lines = kept + [json.dumps(row, sort_keys=True) for row in rows]
+    return write_text_atomically(path, "".join(line + "\n" for line in lines))

@@ -30,9 +30,9 @@ import numpy as np
 
 from pdeflow import metrics
 from pdeflow.fit import fit_surrogate
-from pdeflow.pde.teacher_init import init_from_transformer
-from pdeflow.pipeline import held_out_fidelity, preset_config, surrogate_config_for
+from pdeflow.pipeline import held_out_fidelity, preset_config, starting_params, surrogate_config_for
 from pdeflow.sources import model_source_for
+from pdeflow.store import write_text_atomically
 from pdeflow.surrogate import predict_attention
 
 
@@ -41,14 +41,7 @@ class _OutOfTime(Exception):
 
 
 def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(value, indent=1))
-    tmp.rename(path)
-
-
-def per_block(fidelity: dict) -> dict:
-    """``{"cosine": [L], "js": [L]}``: means over held-out inputs and heads."""
-    return {name: np.asarray(fidelity[name]).mean(axis=(1, 2)).round(5).tolist() for name in ("cosine", "js")}
+    write_text_atomically(path, json.dumps(value, indent=1))
 
 
 def run(model: str, steps: int, eval_every: int, max_seconds: float, out: Path, length_buckets: int | None,
@@ -64,8 +57,7 @@ def run(model: str, steps: int, eval_every: int, max_seconds: float, out: Path, 
     splits = source.trace_splits(config.data, progress)
     blocks = source.block_weights()
     train, test = splits.train, splits.test
-    params = init_from_transformer(jax.random.PRNGKey(fit.seed), surrogate, blocks,
-                                   np.asarray(train.hidden[0])[np.asarray(train.mask)])
+    params = starting_params(dataclasses.replace(config, surrogate=surrogate, fit=fit), train, blocks)
     traced = time.perf_counter()
     header = {"model": source.name, "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
               "jax": jax.__version__, "matmul_precision": os.environ.get("JAX_DEFAULT_MATMUL_PRECISION", "default"),
@@ -83,7 +75,7 @@ def run(model: str, steps: int, eval_every: int, max_seconds: float, out: Path, 
         maps = predict_attention(step_params, surrogate, solver, test, fit.batch_size)
         point = {"step": record["step"], "phase": record["phase"], "fit_s": began - traced - excluded[0],
                  "validation_kl": record["validation_kl"], "validation_loss": record["validation_loss"],
-                 **per_block(metrics.attention_fidelity(test.attention, maps, test.mask))}
+                 **metrics.summarise(metrics.attention_fidelity(test.attention, maps, test.mask))}
         curve.append(point)
         _write_json(out / "curve.json", {**header, "curve": curve})
         print(f"step {point['step']:5d} ({point['phase']:8s}) fit {point['fit_s']:7.1f}s  held-out cosine "
@@ -101,7 +93,7 @@ def run(model: str, steps: int, eval_every: int, max_seconds: float, out: Path, 
     result = {**header, "stopped_by_time": stopped, "curve": curve, "best_step": best["step"]}
     if best["params"] is not None:
         fidelity, _ = held_out_fidelity(best["params"], surrogate, solver, train, test, 3, fit.batch_size)
-        result["best"] = {name: per_block(value) for name, value in fidelity.items()}
+        result["best"] = {name: metrics.summarise(value) for name, value in fidelity.items()}
     result["total_s"] = time.perf_counter() - started
     _write_json(out / "results.json", result)
     return result

@@ -274,15 +274,21 @@ def fit_transformer(config: RunConfig | None = None, progress: bool = True, chec
                            checkpoint_dir, resume)
 
 
+def starting_params(config: RunConfig, train: Trace, blocks: list[BlockWeights] | None) -> dict | None:
+    """The fit's starting parameters: with ``config.fit.init == "transformer"`` the transformer's own weights
+    through the projection onto the training embeddings' principal directions (`init_from_transformer`), else
+    None (`fit_surrogate`'s seeded random start)."""
+    if config.fit.init != "transformer":
+        return None
+    return init_from_transformer(jax.random.PRNGKey(config.fit.seed), config.surrogate, blocks,
+                                 np.asarray(train.hidden[0])[np.asarray(train.mask)])
+
+
 def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: list[BlockWeights] | None,
                      started: float, progress: bool, checkpoint_dir, resume: bool) -> FitReport:
     surrogate = config.surrogate
     traced = time.perf_counter()
-    params = None
-    if config.fit.init == "transformer":
-        train = splits.train
-        params = init_from_transformer(jax.random.PRNGKey(config.fit.seed), surrogate, blocks,
-                                       np.asarray(train.hidden[0])[np.asarray(train.mask)])
+    params = starting_params(config, splits.train, blocks)
     result = fit_surrogate(splits.train, splits.validation, surrogate, config.solver, config.fit, params=params,
                            progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     fitted = time.perf_counter()

@@ -80,6 +80,16 @@ def atomic_folder(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through ``path.partial`` renamed into place: a reader sees the old file or the
+    whole new one, never a half-written file (a single file; `atomic_folder` for folders)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    tmp.rename(path)
+    return path
+
+
 def json_text(value) -> str:
     """``value`` (`json_ready` first) as the JSON text of every result file: indented by one space, keys in
     their order."""
