@@ -20,6 +20,7 @@ from pdeflow.fit import INITS, FitConfig
 from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import (
     COMPUTE_DTYPES,
+    DEPTH_TIMES,
     FIELD_BACKWARDS,
     POSITION_FAMILIES,
     STATE_NORMS,
@@ -47,7 +48,7 @@ CACHE_OUT = "the cache, $PDEFLOW_CACHE or ~/.cache/pdeflow, keyed by the setting
 INFO_SECTIONS = {"information plane": (InfoPlaneConfig, ("train",)), **VIT_SECTIONS}
 CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS),
            "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES), "compute_dtype": list(COMPUTE_DTYPES),
-           "field_backward": list(FIELD_BACKWARDS),
+           "field_backward": list(FIELD_BACKWARDS), "depth_time": list(DEPTH_TIMES),
            "position_family": list(POSITION_FAMILIES), "state_norm": list(STATE_NORMS),
            "residual_norm": list(STATE_NORMS), "varying": list(VARYING), "init": list(INITS),
            "protocol": list(PROTOCOLS)}

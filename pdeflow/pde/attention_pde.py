@@ -18,6 +18,7 @@ The surrogate's attention map for transformer block ``l`` (0-based) is the kerne
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -38,6 +39,7 @@ STATE_NORMS = ("rms", "layer", "none")
 VARYING = tuple(group for term in terms.REGISTRY.values() for group in term.varying_groups)
 COMPUTE_DTYPES = ("float32", "bfloat16")
 FIELD_BACKWARDS = ("autodiff", "custom")
+DEPTH_TIMES = ("smooth", "blockwise")
 POSITION_FAMILIES = ("offsets",) + tuple(f for f in relative_position.RPE_FAMILIES if f != "table")
 
 
@@ -83,6 +85,14 @@ class SurrogateConfig:
             operands rounded to bfloat16, products accumulated in float32 (tensor cores on a GPU). The state,
             the softmax, the coefficients and the solver stay in float32 either way; bfloat16 keeps about 3
             significant digits per product, so expect attention maps within about 1e-2 of float32's.
+        depth_time: how the parameters that vary in depth-time (kernel, coefficients, the ``varying`` groups) change
+            between blocks. ``"smooth"`` (default): along the Gaussian basis, so half-way through ``[l, l+1]`` the
+            dynamics use a blend of knots ``l`` and ``l+1`` (and the stage at ``t = l+1`` of the interval's last
+            step uses block ``l+1``'s). ``"blockwise"``: held at their value at ``t = l`` over the whole interval
+            ``[l, l+1]``, as block ``l``'s weights alone take the transformer from ``hidden[l]`` to
+            ``hidden[l+1]``; the solve runs interval by interval (`trajectory`), so no step crosses the jump at an
+            integer time, and a reading at any ``t`` takes ``⌊t⌋``'s parameters (`parameter_time`). Needs at most
+            one knot per block (the parameters are only read at ``t = 0, …, L − 1``).
         field_backward: how `batch_vector_field` is differentiated: ``"autodiff"`` (default; JAX's VJP of the
             field) or ``"custom"`` (`pdeflow.pde.field_backward`: the same values with a hand-written,
             flash-attention-style backward; the same gradients to float32 round-off). ``"custom"`` covers the
@@ -120,6 +130,7 @@ class SurrogateConfig:
     causal: bool = False
     compute_dtype: str = "float32"
     field_backward: str = "autodiff"
+    depth_time: str = "smooth"
 
     def __post_init__(self):
         check_finite_numbers(self)
@@ -136,6 +147,12 @@ class SurrogateConfig:
             raise ValueError(f"unknown compute_dtype {self.compute_dtype!r}; choose from {COMPUTE_DTYPES}.")
         if self.field_backward not in FIELD_BACKWARDS:
             raise ValueError(f"unknown field_backward {self.field_backward!r}; choose from {FIELD_BACKWARDS}.")
+        if self.depth_time not in DEPTH_TIMES:
+            raise ValueError(f"unknown depth_time {self.depth_time!r}; choose from {DEPTH_TIMES}.")
+        if self.depth_time == "blockwise" and self.num_knots > self.num_layers:
+            raise ValueError(f"depth_time='blockwise' reads the parameters at t = 0, ..., L - 1 only, so more knots "
+                             f"than blocks ({self.num_knots} > {self.num_layers}) add nothing; set num_knots <= "
+                             f"{self.num_layers}.")
         if self.position_family not in POSITION_FAMILIES:
             raise ValueError(f"unknown position_family {self.position_family!r}; choose from {POSITION_FAMILIES}.")
         if self.position_family != "offsets" and self.grid:
@@ -259,11 +276,23 @@ def knot_groups() -> tuple[str, ...]:
     return ("coefficients",) + tuple(group for term in terms.REGISTRY.values() for group in term.knot_groups)
 
 
+def parameter_time(config: SurrogateConfig, t: Array) -> Array:
+    """The depth-time at which the parameters are read at time ``t``: ``t`` itself (``depth_time="smooth"``), or
+    the start of the interval it lies in, ``min(⌊t⌋, L − 1)`` (``"blockwise"``; the state at ``t = l`` enters
+    block ``l``)."""
+    if config.depth_time == "smooth":
+        return t
+    t = jnp.asarray(t)
+    dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
+    return jnp.clip(jnp.floor(t.astype(dtype) + 1e-4), 0, config.num_layers - 1)
+
+
 def at_time(params: dict, config: SurrogateConfig, group: str, t: Array):
-    """The parameter group ``group`` (``"kernel"``, ``"coefficients"``, or one of `varying_groups`) at time ``t``:
-    contracted with the basis if it varies in t, as stored otherwise."""
+    """The parameter group ``group`` (``"kernel"``, ``"coefficients"``, or one of `varying_groups`) at time ``t``
+    (`parameter_time`): contracted with the basis if it varies in t, as stored otherwise."""
     if group in knot_groups() or group in config.varying:
-        return basis.evaluate(params[group], t, jnp.asarray(config.knots), config.basis_width)
+        return basis.evaluate(params[group], parameter_time(config, t), jnp.asarray(config.knots),
+                              config.basis_width)
     return params[group]
 
 
@@ -464,9 +493,44 @@ def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidd
     """
     if save_times is None:
         save_times = np.arange(config.num_layers + 1, dtype=np.float32)  # static: known at trace time
+    if config.depth_time == "blockwise":
+        return _blockwise_trajectory(params, config, solver, initial_state(params, hidden0), laplacians, mask,
+                                     save_times)
     field = lambda t, u, args: batch_vector_field(config, t, u, args)  # noqa: E731
     return solve(field, initial_state(params, hidden0), (params, laplacians, mask), float(config.num_layers),
                  save_times, solver)
+
+
+def _interval_field(config: SurrogateConfig, s: Array, u: Array, args) -> Array:
+    """The field on the unit interval that starts at depth-time ``l`` (its own time ``s ∈ [0, 1]``), ``args =
+    (params, laplacians, mask, l)``: at ``t = l + s`` (``depth_time="smooth"``), or with the parameters held at
+    ``t = l`` (``"blockwise"``: every stage of every step, the interval's end included, uses block ``l``'s)."""
+    params, laplacians, mask, start = args
+    t = start.astype(u.dtype) if config.depth_time == "blockwise" else start.astype(u.dtype) + s
+    return batch_vector_field(config, t, u, (params, laplacians, mask))
+
+
+def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, u0: Array,
+                          laplacians: Array, mask: Array, save_times) -> tuple[Array, Array, Array]:
+    """`trajectory` for ``depth_time="blockwise"``: one solve per unit interval ``[l, l+1]`` (a ``lax.scan`` over
+    ``l``), each from the end of the one before, saving ``k`` evenly spaced states per interval."""
+    L = config.num_layers
+    save = np.asarray(save_times, np.float64)
+    per_interval = (len(save) - 1) // L
+    if per_interval < 1 or (len(save) - 1) % L or not np.allclose(save, np.linspace(0.0, L, L * per_interval + 1)):
+        raise ValueError(f"depth_time='blockwise' solves interval by interval, so its save times must be evenly "
+                         f"spaced from 0 to L = {L} with the same number in every unit interval (e.g. 0, 1, ..., "
+                         f"{L}); got {save.tolist()}.")
+    local = np.linspace(0.0, 1.0, per_interval + 1).astype(np.float32)
+    field = functools.partial(_interval_field, config)
+
+    def one_interval(u, start):
+        states, ok, steps = solve(field, u, (params, laplacians, mask, start), 1.0, local, solver)
+        return states[-1], (states[1:], ok, steps)
+
+    _, (states, ok, steps) = jax.lax.scan(one_interval, u0, jnp.arange(L, dtype=jnp.int32))
+    states = jnp.concatenate([u0[None], states.reshape((L * per_interval,) + u0.shape)])
+    return states, jnp.all(ok), jnp.sum(steps)
 
 
 def interval_ends(params: dict, config: SurrogateConfig, solver: SolverConfig, starts: Array, laplacians: Array,
@@ -478,17 +542,14 @@ def interval_ends(params: dict, config: SurrogateConfig, solver: SolverConfig, s
     Returns ``(ends (T, B, N, r), ok (T,), num_steps (T,))``: ``ends[l]`` is the state at ``t = l + 1`` of the
     solve started at ``t = l``."""
     save_times = np.array([0.0, 1.0], np.float32)
-
-    def field(s, u, args):  # the interval's own time s ∈ [0, 1] is depth-time l + s
-        params, laplacians, mask, offset = args
-        return batch_vector_field(config, offset + s, u, (params, laplacians, mask))
+    field = functools.partial(_interval_field, config)
 
     def one(offset, start):
         states, ok, steps = solve(field, initial_state(params, start), (params, laplacians, mask, offset), 1.0,
                                   save_times, solver)
         return states[-1], ok, steps
 
-    return jax.vmap(one)(jnp.arange(starts.shape[0], dtype=starts.dtype), starts)
+    return jax.vmap(one)(jnp.arange(starts.shape[0], dtype=jnp.int32), starts)
 
 
 def log_maps_at(params: dict, config: SurrogateConfig, times: Array, states: Array, mask: Array) -> Array:
