@@ -111,12 +111,13 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     fitted with the hidden-state term (``hidden_weight=1``); everything else is `RunConfig`'s defaults (which
     start from random parameters and fit the attention maps alone).
     ``"faithful"``: the surrogate at the transformer's full width (``r = d``, key rank = the heads' width, value
-    rank = the heads' width, one knot per block, value corrections and residual MLP varying in t), started
-    from the transformer's own weights (`pdeflow.pde.teacher_init`), fitted first by multiple shooting (each
+    rank = the heads' width, one knot per block, value corrections and residual MLP varying in t, every
+    depth-varying parameter held at block ``l``'s value over the interval ``[l, l+1]``: ``depth_time="blockwise"``),
+    started from the transformer's own weights (`pdeflow.pde.teacher_init`), fitted first by multiple shooting (each
     interval from the transformer's state entering it, the kernel held), then on the free-running solve with
     the hidden-state term, fixed-step RK4 with the stored adjoint, on every input that is not held out
     (`ModelSource.all_training_data`: for MiniLM every pydoc sentence, ``extra_training_sentences``); images
-    take a finer step, more steps and a residual MLP of twice the width. About 23 minutes for MiniLM and 18 for
+    take a finer step, more steps and a residual MLP of twice the width. About 24 minutes for MiniLM and 18 for
     the ViT on 2 cores. The shape comes from the source (`ModelSource.shape`, read without loading weights).
     """
     if name not in PRESETS:
@@ -131,7 +132,7 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     width = shape.model_dim
     surrogate = SurrogateConfig(width=width, key_dim=shape.head_dim, value_rank=shape.head_dim,
                                 mlp_width=width if text else 2 * width, state_norm=source.block_input_norm,
-                                residual_norm="rms", varying=("value", "residual"))
+                                residual_norm="rms", varying=("value", "residual"), depth_time="blockwise")
     # images are small enough for a finer step (the ViT's fit leaned on the coarse one: 0.896 -> 0.863 re-solved
     # tightly at dt0 = 0.5), every training input, six times the steps and a residual MLP twice as wide (the ViT's
     # worst block 0.939 at 2,000 steps and width 96, 0.961 at 4,000 and 192)

@@ -175,12 +175,14 @@ def test_length_buckets_are_refused_on_a_patch_grid(traces):
         FitConfig(length_buckets=0)
 
 
-def test_shooting_then_free_running_holds_what_it_is_told_to_hold(traces):
+@pytest.mark.parametrize("depth_time", ["smooth", "blockwise"])
+def test_shooting_then_free_running_holds_what_it_is_told_to_hold(traces, depth_time):
     train, validation, _ = traces
     solver = SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored")
-    initial = init_surrogate(jax.random.PRNGKey(FIT.seed), SURROGATE, train.hidden[0][train.mask])
+    surrogate = dataclasses.replace(SURROGATE, depth_time=depth_time)
+    initial = init_surrogate(jax.random.PRNGKey(FIT.seed), surrogate, train.hidden[0][train.mask])
     config = dataclasses.replace(FIT, steps=12, eval_every=3, shooting_steps=6, kernel_lr_scale=0.0)
-    result = fit_surrogate(train, validation, SURROGATE, solver, config, params=initial, progress=False)
+    result = fit_surrogate(train, validation, surrogate, solver, config, params=initial, progress=False)
     assert [h["phase"] for h in result.history] == ["shooting"] * 2 + ["free"] * 2
     for group in ("kernel", "projection", "readout"):  # held in both phases
         jax.tree_util.tree_map(np.testing.assert_array_equal, result.params[group], initial[group])

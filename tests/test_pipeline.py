@@ -97,6 +97,7 @@ def test_presets_are_full_width_for_each_model():
     assert (text.surrogate.width, text.surrogate.key_dim, text.surrogate.state_norm) == (384, 32, "none")
     assert (image.surrogate.width, image.surrogate.key_dim, image.surrogate.state_norm) == (96, 24, "layer")
     assert text.fit.init == image.fit.init == "transformer" and image.fit.length_buckets == 1
+    assert text.surrogate.depth_time == image.surrogate.depth_time == "blockwise"
     assert text.data.extra_training_sentences and not image.data.extra_training_sentences
     assert image.data.num_train + image.data.num_validation == 1347  # every training digit of the ViT's split
     with pytest.raises(ValueError, match="unknown preset"):
