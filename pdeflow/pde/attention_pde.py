@@ -91,8 +91,9 @@ class SurrogateConfig:
             step uses block ``l+1``'s). ``"blockwise"``: held at their value at ``t = l`` over the whole interval
             ``[l, l+1]``, as block ``l``'s weights alone take the transformer from ``hidden[l]`` to
             ``hidden[l+1]``; the solve runs interval by interval (`trajectory`), so no step crosses the jump at an
-            integer time, and a reading at any ``t`` takes ``⌊t⌋``'s parameters (`parameter_time`). Needs at most
-            one knot per block (the parameters are only read at ``t = 0, …, L − 1``).
+            integer time, and a reading at any ``t`` takes ``⌊t⌋``'s parameters (`parameter_time`); the solver's
+            ``max_steps`` then bounds each interval's solve. Needs at most one knot per block (the parameters are
+            only read at ``t = 0, …, L − 1``).
         field_backward: how `batch_vector_field` is differentiated: ``"autodiff"`` (default; JAX's VJP of the
             field) or ``"custom"`` (`pdeflow.pde.field_backward`: the same values with a hand-written,
             flash-attention-style backward; the same gradients to float32 round-off). ``"custom"`` covers the
@@ -486,8 +487,9 @@ def batch_vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Arr
 def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,
                mask: Array, save_times=None):
     """Solve the PDE for a batch, as one ODE with shared steps (adaptive steps are controlled by the error of
-    the whole batch). ``hidden0 (B, N, d)``, ``laplacians (B, N, N)``, ``mask (B, N)``; ``save_times`` (numpy,
-    in ``[0, L]``, starting at 0 and ending at L) default to ``0, 1, …, L``.
+    the whole batch); with ``depth_time="blockwise"`` one unit interval after another. ``hidden0 (B, N, d)``,
+    ``laplacians (B, N, N)``, ``mask (B, N)``; ``save_times`` (numpy, in ``[0, L]``, starting at 0 and ending at L)
+    default to ``0, 1, …, L``.
 
     Returns ``(states (T, B, N, r) at the save times, ok, num_steps)``.
     """
