@@ -12,6 +12,7 @@ import pytest
 from pdeflow.pde import attention_pde as pde
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
+from pdeflow.surrogate import token_laplacians
 
 L = 3
 
@@ -26,9 +27,7 @@ def _setup(depth_time="blockwise", **kwargs):
         else x, params)
     hidden0 = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 12))
     mask = jnp.array([[True] * 5, [True] * 3 + [False] * 2])
-    chain = -2 * jnp.eye(5) + jnp.eye(5, k=1) + jnp.eye(5, k=-1)
-    laplacians = jnp.stack([chain] * 2) * mask[:, None] * mask[:, :, None]
-    return config, params, hidden0, laplacians, mask
+    return config, params, hidden0, token_laplacians(np.asarray(mask), config), mask
 
 
 def _rk4_step(f, y, h):  # Kutta's 3/8 rule, as `pdeflow.pde.solve.RK4`
@@ -41,12 +40,12 @@ def _rk4_step(f, y, h):  # Kutta's 3/8 rule, as `pdeflow.pde.solve.RK4`
 
 def test_parameters_are_held_at_the_start_of_each_interval():
     config, params, *_ = _setup()
+    smooth = dataclasses.replace(config, depth_time="smooth")
     for t, block in [(0.0, 0), (0.5, 0), (0.999, 0), (1.0, 1), (1.7, 1), (2.0, 2), (2.99, 2), (3.0, 2)]:
         held = pde.at_time(params, config, "kernel", jnp.float32(t))
-        exact = pde.at_time(params, dataclasses.replace(config, depth_time="smooth"), "kernel", jnp.float32(block))
+        exact = pde.at_time(params, smooth, "kernel", jnp.float32(block))
         for a, b in zip(jax.tree_util.tree_leaves(held), jax.tree_util.tree_leaves(exact)):
             np.testing.assert_array_equal(a, b)
-    smooth = dataclasses.replace(config, depth_time="smooth")
     mid = pde.at_time(params, smooth, "kernel", jnp.float32(0.5))["query"]
     assert not np.allclose(mid, pde.at_time(params, config, "kernel", jnp.float32(0.5))["query"])
 
