@@ -14,6 +14,8 @@ import errno
 import math
 import re
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import jax
@@ -76,13 +78,13 @@ class FitCheckpointer:
         meta = {"step": state.step, "best": state.best, "best_step": state.best_step,
                 "since_best": state.since_best, "history": state.history, "running": state.running,
                 "data_order": state.data_order, "configs": configs}
+        running = set(threading.enumerate())
         try:
             self.manager.save(state.step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays),
                                                                   meta=ocp.args.JsonSave(json_ready(meta))), force=True)
             self.manager.wait_until_finished()
         except Exception as error:  # noqa: BLE001 - orbax wraps the OS's error in several kinds
-            for partial in self.directory.glob(f"{state.step}.orbax-checkpoint-tmp*"):  # frees what it took
-                shutil.rmtree(partial, ignore_errors=True)
+            _remove_partial(self.directory, state.step, running)
             full = "No space left" in str(error) or getattr(error, "errno", None) == errno.ENOSPC
             intact = [step for step in self.all_steps() if step != state.step]
             raise CheckpointWriteError(
@@ -117,6 +119,25 @@ class FitCheckpointer:
                         best_params=arrays["best_params"], best=best, best_step=meta["best_step"],
                         since_best=meta["since_best"], history=meta["history"], running=meta["running"],
                         data_order=meta["data_order"])
+
+
+def _remove_partial(directory: Path, step: int, running: set) -> None:
+    """Frees what a failed save of ``step`` took. Orbax raises the first error of its writer threads while the
+    others go on writing into the temporary folder, so this first waits for the threads it started (those
+    not in ``running``), then removes the folder (again, up to 5 s, while any is left)."""
+    for thread in set(threading.enumerate()) - running:
+        if type(thread).__module__.startswith("orbax"):
+            try:
+                thread.join(timeout=60)
+            except Exception:  # noqa: BLE001, S110 - orbax's threads raise their error again on join; it is known
+                pass
+    for _ in range(50):
+        partial = list(directory.glob(f"{step}.orbax-checkpoint-tmp*"))
+        if not partial:
+            return
+        for folder in partial:
+            shutil.rmtree(folder, ignore_errors=True)
+        time.sleep(0.1)
 
 
 def _summary(error: BaseException) -> str:

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from pdeflow.checkpoint import FitCheckpointer
+from pdeflow.checkpoint import MARKER, FitCheckpointer
 from pdeflow.fit import fit_surrogate
 from pdeflow.pde import SolverConfig
 from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
@@ -52,6 +52,15 @@ if kind == "killsave":  # SIGKILL at[1] ms into the save of step at[0]
             time.sleep(30)
         save(self, state, configs)
     FitCheckpointer.save = timed
+if kind == "fulldisk":  # once step 3's checkpoint is written, a ballast file takes all but 4 pages of its disk
+    save = FitCheckpointer.save
+    def then_fill(self, state, configs):
+        save(self, state, configs)
+        if state.step == 3:
+            disk = os.statvfs(at[0])
+            with open(os.path.join(at[0], "ballast"), "wb") as ballast:
+                os.posix_fallocate(ballast.fileno(), 0, disk.f_bavail * disk.f_frsize - 4 * 4096)
+    FitCheckpointer.save = then_fill
 solver = SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored")  # quick to compile; resume is solver-blind
 try:
     result = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False, on_eval=on_eval,
@@ -152,29 +161,27 @@ def test_chaos_a_fit_killed_at_random_steps_and_inside_saves_ends_bit_identical(
 
 def test_a_full_disk_stops_the_fit_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, uninterrupted,
                                                                                    compile_cache):
-    """The checkpoint folder on a small tmpfs (a mount namespace of its own: `unshare -rm`) that holds one
-    checkpoint but not two."""
+    """The checkpoint folder on a tmpfs of its own (a mount namespace of its own: `unshare -rm`) that fills up
+    after the checkpoint of step 3: a ballast file leaves 4 pages, less than any checkpoint, so the save of
+    step 6 runs out of space. (Sizing the disk to hold one checkpoint but not two was flaky: orbax's OCDBT
+    writes a checkpoint of this fit in 17 to 23 files, 28 to 37 pages, as its writes happen to fall.)"""
     import shutil
 
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
             capture_output=True).returncode != 0:
         pytest.skip("this machine does not let a test mount a tmpfs (needs unshare -rm and user namespaces)")
-    probe = tmp_path / "probe"  # how large one checkpoint is, to size the disk
-    _run("chaos:5", probe, tmp_path / "unused.npz", compile_cache)
-    # what tmpfs charges: whole pages of each file's bytes (directories cost none). Not st_blocks: on ext4 under
-    # load a file just written can report blocks reserved beyond its data, which once sized the disk for two
-    # checkpoints and let the fit run on to its own SIGKILL
-    size = sum(-(-p.stat().st_size // 4096) * 4096 for p in (probe / "3").rglob("*") if p.is_file())
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
-    script = (f"mount -t tmpfs -o size={int(size * 1.5) // 1024 + 8}k tmpfs {disk} && "
+    script = (f"mount -t tmpfs -o size=4m tmpfs {disk} && "
               f'"$@"; code=$?; cp -r {disk}/checkpoints {kept}; exit $code')
-    full = _run("sigkill", disk / "checkpoints", tmp_path / "full.npz", compile_cache,
+    full = _run(f"fulldisk:{disk}", disk / "checkpoints", tmp_path / "full.npz", compile_cache,
                 prefix=("unshare", "-rm", "sh", "-c", script, "sh"))
     assert full.returncode == 3, full.stderr[-3000:]
-    assert "no space left on the device of" in full.stderr and "newest intact checkpoint is step 3" in full.stderr
+    assert "no space left on the device of" in full.stderr, full.stderr[-3000:]
+    assert "at step 6" in full.stderr and "newest intact checkpoint is step 3" in full.stderr, full.stderr[-3000:]
     assert FitCheckpointer(kept).all_steps() == [3]
+    assert sorted(p.name for p in kept.iterdir()) == ["3", MARKER]  # the half-written step 6 was removed
     resumed = _run("resume", kept, tmp_path / "resumed.npz", compile_cache)  # the kept checkpoint is whole
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_uninterrupted(tmp_path / "resumed.npz", uninterrupted)
