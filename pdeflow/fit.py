@@ -6,8 +6,10 @@ One jit-compiled step, vmapped over the batch; early stopping on a validation sp
 
 A fit may open with a multiple-shooting phase (``shooting_steps``): every unit interval is solved from the
 transformer's own state entering it (`pdeflow.losses.shooting_losses`), so the dynamics learn each block
-from where it starts instead of through one long solve; the rest of the fit is on the free-running solve. The
-validation figures (and the choice of the best parameters) are always those of the free-running solve.
+from where it starts instead of through one long solve; the rest of the fit is on the free-running solve. With ``coarse_steps`` the first steps solve with a
+fixed step ``coarse_factor`` times the solver's (cheaper steps) and the rest with the solver as given, so the
+fit ends on the solve it is measured with. The validation figures (and the choice of the best parameters) are
+always those of the free-running solve with the solver as given.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ class FitConfig:
             inputs' lengths) and trim each batch's padding to its bucket's length, so short inputs stop paying
             for the longest; the step compiles once per bucket, all before the first step. 1: every batch keeps
             the full padded length (one compiled shape). Token chains only; validation keeps the full length.
+        coarse_steps: the first this many of the ``steps`` (shooting steps included) train on solves with a step
+            ``coarse_factor`` times the solver's fixed step, at a ``coarse_factor``-th of the cost; the rest, and
+            every validation, use the solver as given, so the fit ends on the solve it is measured with. Fixed-step
+            solvers only. 0: every step uses the solver as given.
+        coarse_factor: how many times the solver's step a coarse step is (an integer ≥ 2).
     """
 
     steps: int = 300
@@ -113,6 +120,8 @@ class FitConfig:
     kernel_lr_scale: float = 1.0
     shooting_kernel_lr_scale: float = 0.0
     depth_weighting: float = 0.0
+    coarse_steps: int = 0
+    coarse_factor: int = 2
 
     def __post_init__(self):
         check_finite_numbers(self)
@@ -121,6 +130,12 @@ class FitConfig:
         if not 0 <= self.shooting_steps < self.steps:
             raise ValueError(f"shooting_steps must be in [0, steps={self.steps}) (the fit ends on the free-running "
                              f"solve); got {self.shooting_steps}.")
+        if not 0 <= self.coarse_steps < self.steps:
+            raise ValueError(f"coarse_steps must be in [0, steps={self.steps}) (the fit ends on the solver as "
+                             f"given); got {self.coarse_steps}.")
+        if not (isinstance(self.coarse_factor, int) and self.coarse_factor >= 2):
+            raise ValueError(f"coarse_factor must be an integer >= 2 (a coarse step is that many fine ones); got "
+                             f"{self.coarse_factor!r}.")
         if min(self.kernel_lr_scale, self.shooting_kernel_lr_scale, self.continuity_weight,
                self.depth_weighting) < 0 or not self.shooting_learning_rate > 0:
             raise ValueError("need kernel_lr_scale, shooting_kernel_lr_scale, continuity_weight, depth_weighting "
@@ -314,10 +329,17 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
                          "see: pass params=pdeflow.pde.teacher_init.init_from_transformer(...) (the pipeline does).")
     if params is None:
         params = init_surrogate(jax.random.PRNGKey(config.seed), surrogate, train.hidden[0][train.mask])
+    if config.coarse_steps and solver.adaptive:
+        raise ValueError(f"coarse_steps={config.coarse_steps} doubles a fixed step, but the solver is adaptive; use "
+                         "a fixed-step solver (adaptive=False, --no-adaptive) or coarse_steps=0.")
+    coarse_solver = dataclasses.replace(solver, dt0=solver.dt0 * config.coarse_factor)
     mesh = data_mesh(config.devices)
     check_divisible(batch_size, mesh)
     def shooting_at(step: int) -> bool:  # whether step number `step` (1-based) is a shooting step
         return step <= config.shooting_steps
+
+    def coarse_at(step: int) -> bool:  # whether step number `step` (1-based) trains on the coarse solve
+        return step <= config.coarse_steps
 
     def fresh_opt_state(shooting: bool, params) -> optax.OptState:
         return replicated(make_optimizer(config, shooting).init(params), mesh)
@@ -356,31 +378,34 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             state.data_order = batches.state()
             checkpointer.save(state, settings)
 
-    def fit_step(shooting: bool):
-        return make_fit_step(surrogate, solver, config, shooting)
+    def fit_step(step: int):
+        return make_fit_step(surrogate, coarse_solver if coarse_at(step) else solver, config, shooting_at(step))
 
     if isinstance(batches, BucketedBatches):  # compile every bucket's step now, none during the fit
         from tqdm.auto import tqdm
 
-        phases = sorted({shooting_at(state.step + 1), shooting_at(config.steps)})
+        # one step of each phase still to come: (shooting, coarse) change only after these steps
+        firsts = {step for step in (state.step + 1, config.shooting_steps + 1, config.coarse_steps + 1)
+                  if state.step < step <= config.steps}
         for length in tqdm(batches.buckets, desc="compile buckets", disable=not progress, unit="bucket"):
             shapes = sharded_batch(train, np.arange(batch_size), mesh, surrogate, length)  # only shapes count
-            for shooting in phases:
+            for step in sorted(firsts):
+                shooting = shooting_at(step)
                 like = state.opt_state if shooting == shooting_at(state.step + 1) else \
                     fresh_opt_state(shooting, state.params)  # as the switch of phase makes it
-                fit_step(shooting).lower(state.params, like, *shapes).compile()
+                fit_step(step).lower(state.params, like, *shapes).compile()
 
     def train_step(step: int) -> dict:
-        shooting = shooting_at(step)
         if config.shooting_steps and step == config.shooting_steps + 1:  # free-running from here: fresh moments
             state.opt_state = fresh_opt_state(False, state.params)
         index, num_tokens = next_batch(batches)
         batch, laplacians = sharded_batch(train, index, mesh, surrogate, num_tokens)
-        new_params, new_opt_state, info = fit_step(shooting)(state.params, state.opt_state, batch, laplacians)
+        new_params, new_opt_state, info = fit_step(step)(state.params, state.opt_state, batch, laplacians)
         state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated
         if not bool(info["good"]):  # the step kept the last good parameters: save them, then stop
             save()
-            raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers, solver, f"fit step {step}")
+            raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers,
+                            coarse_solver if coarse_at(step) else solver, f"fit step {step}")
             raise SolverError(f"fit step {step}: the loss or its gradient is NaN/Inf (loss={float(info['loss'])})."
                               " The parameters of the last good step are kept. Remedy: lower the learning rate "
                               f"or the gradient clip (clip_norm, now {config.clip_norm}).")

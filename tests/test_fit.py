@@ -166,6 +166,51 @@ def test_a_bucketed_fit_compiles_one_step_per_bucket_before_training_and_none_af
         np.testing.assert_array_equal(a, b)
 
 
+def test_coarse_steps_train_on_the_coarser_solve_then_end_on_the_solver_as_given(traces):
+    """The first coarse_steps steps are those of a fit with twice the step (bit for bit, shooting and buckets
+    included, every phase compiled before the first step); the rest train, and every validation measures, on
+    the solver as given."""
+    train, validation, _ = traces
+    compiled, marks, params_at = [], [], {}
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiled.append(kw.get("fun_name"))
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    fine = SolverConfig("midpoint", adaptive=False, dt0=0.25, adjoint="stored")  # static arguments no other test uses
+    coarse = dataclasses.replace(fine, dt0=0.5)
+    config = dataclasses.replace(FIT, steps=6, eval_every=3, shooting_steps=2, length_buckets=2, seed=5)
+
+    def keep(name):
+        def on_eval_params(record, params):
+            params_at[name, record["step"]] = jax.tree_util.tree_map(np.array, params)
+            marks.append(len(compiled))
+        return on_eval_params
+
+    mixed = fit_surrogate(train, validation, SURROGATE, fine, dataclasses.replace(config, coarse_steps=3),
+                          progress=False, on_eval_params=keep("mixed"))
+    steps = [n for n in compiled[:marks[0]] if "train_step" in str(n)]
+    assert len(steps) == 6, compiled  # 2 buckets x (shooting coarse, free coarse, free fine)
+    assert marks[1] == marks[0], f"compiled after the first validation point: {compiled[marks[0]:]}"
+    coarse_fit = fit_surrogate(train, validation, SURROGATE, coarse, config, progress=False,
+                               on_eval_params=keep("coarse"))
+    for a, b in zip(jax.tree_util.tree_leaves(params_at["mixed", 3]), jax.tree_util.tree_leaves(params_at["coarse", 3]),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(params_at["mixed", 6]["residual"]["w2"], params_at["coarse", 6]["residual"]["w2"])
+    for record in mixed.history:  # validated on the fine solve, the coarse fit on its own
+        kl, _ = evaluate_losses(params_at["mixed", record["step"]], SURROGATE, fine, validation, config.batch_size)
+        np.testing.assert_allclose(record["validation_kl"], kl, rtol=1e-5)
+    assert mixed.history[0]["validation_kl"] != coarse_fit.history[0]["validation_kl"]
+
+
+def test_coarse_settings_are_checked(traces):
+    for bad in ({"coarse_steps": 80}, {"coarse_steps": -1}, {"coarse_factor": 1}, {"coarse_factor": 1.5}):
+        with pytest.raises(ValueError, match="coarse_"):
+            dataclasses.replace(FIT, **bad)
+    with pytest.raises(ValueError, match="fixed-step solver"):
+        fit_surrogate(traces[0], traces[1], SURROGATE, SolverConfig(), dataclasses.replace(FIT, coarse_steps=2),
+                      progress=False)
+
+
 def test_length_buckets_are_refused_on_a_patch_grid(traces):
     grid = dataclasses.replace(SURROGATE, grid=(2, 5))
     with pytest.raises(ValueError, match="length_buckets"):
