@@ -118,12 +118,12 @@ def figures(result: dict, out: Path) -> None:
     from pdeflow.store import save_figure
 
     fig, (maps, states) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for run in result["runs"]:
-        name = Path(run["folder"]).name
+    for index, run in enumerate(result["runs"]):  # a colour per fit; solid: the surrogate's own, dashed: the other
+        name, colour = Path(run["folder"]).name, f"C{index}"
         for kind, style in (("free_running", "-o"), ("kernel_on_transformer_states", "--s")):
-            maps.plot(run["map_cosine"][kind], style, label=f"{name}: {kind.replace('_', ' ')}")
-        states.plot(run["state_distance"], "-o", label=f"{name}: |u − hP| / |hP|")
-        states.plot(run["readout_error"], "--s", label=f"{name}: read-out error")
+            maps.plot(run["map_cosine"][kind], style, color=colour, label=f"{name}: {kind.replace('_', ' ')}")
+        states.plot(run["state_distance"], "-o", color=colour, label=f"{name}: |u − hP| / |hP|")
+        states.plot(run["readout_error"], "--s", color=colour, label=f"{name}: read-out error")
     maps.set(xlabel="block", ylabel="held-out cosine with the transformer's maps", title="maps")
     states.set(xlabel="depth-time t", ylabel="relative error", title="states")
     for axis in (maps, states):

@@ -6,10 +6,11 @@ One jit-compiled step, vmapped over the batch; early stopping on a validation sp
 
 A fit may open with a multiple-shooting phase (``shooting_steps``): every unit interval is solved from the
 transformer's own state entering it (`pdeflow.losses.shooting_losses`), so the dynamics learn each block
-from where it starts instead of through one long solve; the rest of the fit is on the free-running solve. With ``coarse_steps`` the first steps solve with a
-fixed step ``coarse_factor`` times the solver's (cheaper steps) and the rest with the solver as given, so the
-fit ends on the solve it is measured with. The validation figures (and the choice of the best parameters) are
-always those of the free-running solve with the solver as given.
+from where it starts instead of through one long solve; the rest of the fit is on the free-running solve.
+With ``coarse_steps`` the first steps solve with a fixed step ``coarse_factor`` times the solver's (cheaper
+steps) and the rest with the solver as given, so the fit ends on the solve it is measured with. The
+validation figures (and the choice of the best parameters) are always those of the free-running solve with
+the solver as given.
 """
 
 from __future__ import annotations
@@ -163,6 +164,12 @@ class FitConfig:
         return OptimizerConfig(learning_rate, steps, self.warmup_steps, self.weight_decay, self.clip_norm,
                                end_fraction=0.01, group_lr_scales=(("kernel", scale), ("dynamics", 1.0)),
                                group_labels=parameter_groups)
+
+
+def coarse_needs_fixed_steps(coarse_steps: int) -> str:
+    """The error for ``coarse_steps`` with an adaptive solver."""
+    return (f"coarse_steps={coarse_steps} multiplies a fixed step, but the solver is adaptive; use a fixed-step "
+            "solver (adaptive=False, --no-adaptive) or coarse_steps=0 (--coarse-steps 0).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,8 +337,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     if params is None:
         params = init_surrogate(jax.random.PRNGKey(config.seed), surrogate, train.hidden[0][train.mask])
     if config.coarse_steps and solver.adaptive:
-        raise ValueError(f"coarse_steps={config.coarse_steps} doubles a fixed step, but the solver is adaptive; use "
-                         "a fixed-step solver (adaptive=False, --no-adaptive) or coarse_steps=0.")
+        raise ValueError(coarse_needs_fixed_steps(config.coarse_steps))
     coarse_solver = dataclasses.replace(solver, dt0=solver.dt0 * config.coarse_factor)
     mesh = data_mesh(config.devices)
     check_divisible(batch_size, mesh)
