@@ -95,9 +95,10 @@ class FitConfig:
             for the longest; the step compiles once per bucket, all before the first step. 1: every batch keeps
             the full padded length (one compiled shape). Token chains only; validation keeps the full length.
         coarse_steps: the first this many of the ``steps`` (shooting steps included) train on solves with a step
-            ``coarse_factor`` times the solver's fixed step, at a ``coarse_factor``-th of the cost; the rest, and
-            every validation, use the solver as given, so the fit ends on the solve it is measured with. Fixed-step
-            solvers only. 0: every step uses the solver as given.
+            ``coarse_factor`` times the solver's fixed step (a ``coarse_factor``-th of the field evaluations; the
+            faithful preset's step takes two thirds of the time); the rest, and every validation, use the solver as
+            given, so the fit ends on the solve it is measured with. Fixed-step solvers only. 0: every step uses
+            the solver as given.
         coarse_factor: how many times the solver's step a coarse step is (an integer ≥ 2).
     """
 
