@@ -46,12 +46,13 @@ def drift(params: dict, surrogate, solver, test) -> dict:
     """The block-by-block figures of the module's docstring for a fitted surrogate on the held-out trace
     ``test``: ``{"map_cosine": {"free_running": [L], "kernel_on_transformer_states": [L]}, "state_cosine",
     "state_distance", "state_norm_ratio", "readout_error": [L+1] each}``."""
+    from experiments.kernel_capacity import teacher_forced_log_maps
     from pdeflow import metrics
     from pdeflow.pde import attention_pde
     from pdeflow.surrogate import surrogate_forward, token_laplacians
 
     forward = jax.jit(surrogate_forward, static_argnums=(1, 2))
-    read = jax.jit(jax.vmap(lambda p, s, m: attention_pde.attention_log_maps(p, surrogate, s, m), (None, 1, 0), 1))
+    read = jax.jit(teacher_forced_log_maps, static_argnums=1)  # the kernel on hidden[l]·P
     free, forced, read_error = [], [], []
     sums, tokens = np.zeros((3, surrogate.num_layers + 1)), 0
     for start in range(0, test.mask.shape[0], BATCH):
@@ -59,7 +60,7 @@ def drift(params: dict, surrogate, solver, test) -> dict:
         out = forward(params, surrogate, solver, hidden[0], token_laplacians(mask, surrogate), mask)
         target = hidden @ params["projection"]
         free.append(np.exp(np.asarray(out.log_attention)))
-        forced.append(np.exp(np.asarray(read(params, target, mask))))
+        forced.append(np.exp(np.asarray(read(params, surrogate, hidden, mask))))
         sums += np.asarray(_state_stats(out.states, target, mask))
         tokens += int(jnp.sum(mask))
         real = np.asarray(mask, bool)

@@ -345,8 +345,8 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     def shooting_at(step: int) -> bool:  # whether step number `step` (1-based) is a shooting step
         return step <= config.shooting_steps
 
-    def coarse_at(step: int) -> bool:  # whether step number `step` (1-based) trains on the coarse solve
-        return step <= config.coarse_steps
+    def solver_at(step: int) -> SolverConfig:  # what step number `step` (1-based) trains on: coarse, then as given
+        return coarse_solver if step <= config.coarse_steps else solver
 
     def fresh_opt_state(shooting: bool, params) -> optax.OptState:
         return replicated(make_optimizer(config, shooting).init(params), mesh)
@@ -386,7 +386,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             checkpointer.save(state, settings)
 
     def fit_step(step: int):
-        return make_fit_step(surrogate, coarse_solver if coarse_at(step) else solver, config, shooting_at(step))
+        return make_fit_step(surrogate, solver_at(step), config, shooting_at(step))
 
     if isinstance(batches, BucketedBatches):  # compile every bucket's step now, none during the fit
         from tqdm.auto import tqdm
@@ -411,8 +411,8 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
         state.params, state.opt_state = new_params, new_opt_state  # the old buffers were donated
         if not bool(info["good"]):  # the step kept the last good parameters: save them, then stop
             save()
-            raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers,
-                            coarse_solver if coarse_at(step) else solver, f"fit step {step}")
+            raise_if_failed(info["ok"], info["finite_times"], surrogate.num_layers, solver_at(step),
+                            f"fit step {step}")
             raise SolverError(f"fit step {step}: the loss or its gradient is NaN/Inf (loss={float(info['loss'])})."
                               " The parameters of the last good step are kept. Remedy: lower the learning rate "
                               f"or the gradient clip (clip_norm, now {config.clip_norm}).")
