@@ -8,6 +8,8 @@ job as one call, `fit_and_measure`), ``studies`` (the entropy lens of LM familie
 plane), ``report`` and ``store`` (files and figures), ``cli`` (the ``pdeflow`` command).
 """
 
+import logging
+
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
 from pdeflow.models import Trace, load_minilm, load_pretrained
 from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
@@ -22,6 +24,9 @@ from pdeflow.pipeline import (
     preset_config,
 )
 from pdeflow.sources import ModelSource, model_source, register_source
+
+# progress lines (`pdeflow.train_loop`) are the caller's to show: the CLI does when it shows no progress bar
+logging.getLogger("pdeflow").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 __all__ = ["DataConfig", "FitConfig", "FitResult", "ModelSource", "RunConfig", "SolverConfig", "SolverError",

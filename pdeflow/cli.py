@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import inspect
+import logging
 import re
 import sys
 import typing
@@ -124,7 +125,8 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
                           "free-running, ~28 min on 2 cores); options given explicitly override it (the defaults "
                           "shown below are the plain RunConfig's, before the preset)")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
-                     help="show a progress bar (default: when stderr is a terminal)")
+                     help="show a progress bar (default: when stderr is a terminal); without one, a line on "
+                          "stderr at every validation (step, training loss, validation KL), for logs")
     fit.add_argument("--checkpoints", default=None,
                      help="checkpoint folder (default: OUT.checkpoints): new, empty or an earlier run's; what the "
                           "fit wrote there is removed once the report is written")
@@ -201,7 +203,8 @@ def _add_output_options(parser, default_out: str) -> None:
     parser.add_argument("--out", default=None, help=f"output folder (written atomically; default {default_out})")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
-                        help="show progress bars (default: when stderr is a terminal)")
+                        help="show progress bars (default: when stderr is a terminal); without them, a line on "
+                             "stderr at every evaluation, for logs")
 
 
 def _section(cls, skip, args):
@@ -231,6 +234,27 @@ def preset_defaults(config: RunConfig) -> dict:
 
 def info_config_from_args(args: argparse.Namespace) -> InfoPlaneConfig:
     return dataclasses.replace(_section(InfoPlaneConfig, ("train",), args), train=vit_train_config_from_args(args))
+
+
+@contextlib.contextmanager
+def progress_lines(enabled: bool):
+    """While open (and ``enabled``), the ``pdeflow`` logger's INFO lines go to stderr, one per evaluation of a fit
+    or training loop (`pdeflow.train_loop`), with the time: what a run without a progress bar (stderr not a
+    terminal, or ``--no-progress``) shows of its progress in a log file."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("pdeflow")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s pdeflow: %(message)s", "%H:%M:%S"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _guarded(work) -> int:
@@ -372,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pdeflow: error: {error}", file=sys.stderr)
         return 2
     if args.command in ("train", "lens", "info"):
-        return {"train": train_main, "lens": lens_main, "info": info_main}[args.command](args)
+        with progress_lines(not args.progress):
+            return {"train": train_main, "lens": lens_main, "info": info_main}[args.command](args)
     args.out = args.out or f"results/{args.model if args.model in source_names() else Path(args.model).resolve().name}"
     checkpoints = Path(args.checkpoints or f"{Path(args.out)}.checkpoints")
     try:
@@ -403,8 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                 locks.enter_context(folder_lock(checkpoints))
                 if prepare_checkpoint_dir(checkpoints, protected=(args.out,), resume=args.resume):
                     locks.callback(remove_unused_checkpoint_dir, checkpoints)  # nothing saved: nothing left
-            report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
-                                     resume=args.resume, texts=args.texts, images=args.images)
+            with progress_lines(primary and not args.progress):
+                report = fit_transformer(config, progress=args.progress and primary, checkpoint_dir=checkpoints,
+                                         resume=args.resume, texts=args.texts, images=args.images)
             if not primary:
                 return 0
             out = write_report(report, args.out, overwrite=args.overwrite)

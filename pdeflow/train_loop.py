@@ -3,8 +3,9 @@
 `make_train_step` turns a loss and an optax transformation into a jit-compiled step
 ``(params, opt_state, *batch) -> (params, opt_state, info)``; `gradient_step` is the same step un-jitted, for use
 inside a traced function (a `jax.lax.scan`, a `jax.vmap`). `train_loop` runs steps with the hooks the fits need:
-evaluate every ``k`` steps, checkpoint every ``k`` steps and at the end, stop early, show a progress bar, and on
-SIGINT (Ctrl-C) finish the step under way, checkpoint it and raise ``KeyboardInterrupt``.
+evaluate every ``k`` steps, checkpoint every ``k`` steps and at the end, stop early, show a progress bar (and log
+one line per evaluation to the ``pdeflow`` logger, for runs whose output goes to a file), and on SIGINT (Ctrl-C)
+finish the step under way, checkpoint it and raise ``KeyboardInterrupt``.
 
 This module sits beside `pdeflow.optim` rather than in `pdeflow.train`: the surrogate fit (`pdeflow.fit`) uses
 it too, and importing the `pdeflow.train` package would load every transformer trainer with it.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -22,6 +24,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+
+_LOG = logging.getLogger(__name__)
 
 
 def gradient_step(loss_fn: Callable, optimizer: optax.GradientTransformation, params, opt_state, *batch,
@@ -86,7 +90,8 @@ def train_loop(step: Callable[[int], Any], steps: int, *, start: int = 0, eval_e
     After step ``i`` (which returns ``info``), in this order:
 
     1. ``record = evaluate(i, info)`` if ``i`` is a multiple of ``eval_every`` or ``i == steps`` (skipped with
-       ``eval_every = 0``); ``postfix(record)`` goes onto the progress bar;
+       ``eval_every = 0``); ``postfix(record)`` goes onto the progress bar and, with the step, into one line
+       logged at INFO to this module's logger (``pdeflow.train_loop``; the CLI shows it when it shows no bar);
     2. ``checkpoint(i)`` if ``i`` is a multiple of ``checkpoint_every`` (never with 0);
     3. ``report(record)`` if step ``i`` evaluated;
     4. on SIGINT received since the last step boundary: ``checkpoint(i)``, then ``KeyboardInterrupt("<name>
@@ -108,8 +113,9 @@ def train_loop(step: Callable[[int], Any], steps: int, *, start: int = 0, eval_e
                 record = None
                 if eval_every and evaluate is not None and (i % eval_every == 0 or i == steps):
                     record = evaluate(i, info)
-                    if postfix is not None:
-                        bar.set_postfix(**postfix(record))
+                    shown = postfix(record) if postfix is not None else {}
+                    bar.set_postfix(**shown)
+                    _LOG.info("%s: step %d of %d%s", name, i, steps, "".join(f", {k} {v}" for k, v in shown.items()))
                 done = i
                 bar.update(1)
                 if checkpoint is not None and checkpoint_every and i % checkpoint_every == 0:

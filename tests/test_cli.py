@@ -70,7 +70,11 @@ def test_tiny_fit_writes_every_output(tmp_path, capsys):
     params, surrogate, solver = report.load_surrogate(out)
     assert surrogate.width == 8 and surrogate.num_layers == 6 and solver.solver == "heun"
     assert params["kernel"]["query"].shape == (6, 12, 8, 4)
-    assert "| attention-PDE |" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "| attention-PDE |" in captured.out
+    # no progress bar: one line on stderr per validation (both steps here), for a log file
+    assert [line.split(" pdeflow: ")[1].split(",")[0] for line in captured.err.splitlines()
+            if " pdeflow: fit: step" in line] == ["fit: step 1 of 2", "fit: step 2 of 2"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left behind
     assert not (tmp_path / "run.checkpoints").exists()  # the fit's checkpoints go once the report is complete
 

@@ -79,6 +79,15 @@ def test_the_loop_calls_its_hooks_at_the_right_steps_in_order():
                      ("checkpoint", 7)]  # the last step evaluates, and the end checkpoints
 
 
+def test_every_evaluation_logs_one_line_with_the_step_and_the_postfix(caplog):
+    with caplog.at_level("INFO", logger="pdeflow"):
+        train_loop(lambda i: {"i": i}, 5, eval_every=2, evaluate=lambda i, info: {"loss": 1.0 / i},
+                   postfix=lambda record: {"loss": f"{record['loss']:.3f}"}, name="toy")
+    assert [r.getMessage() for r in caplog.records] == ["toy: step 2 of 5, loss 0.500", "toy: step 4 of 5, loss 0.250",
+                                                        "toy: step 5 of 5, loss 0.200"]
+    assert {r.name for r in caplog.records} == {"pdeflow.train_loop"}
+
+
 def test_the_loop_resumes_from_a_step_and_stops_early():
     steps, stop = [], []
     last = train_loop(lambda i: steps.append(i), 10, start=4, eval_every=2, evaluate=lambda i, info: stop.append(i),
