@@ -247,14 +247,16 @@ def progress_lines(enabled: bool):
     logger = logging.getLogger("pdeflow")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s pdeflow: %(message)s", "%H:%M:%S"))
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # not twice where a library (orbax, through absl) has given the root logger a handler
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _guarded(work) -> int:

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,12 @@ def test_every_option_gets_its_whole_attribute_text():
 
 def test_tiny_fit_writes_every_output(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["fit", "--out", str(out), *TINY]) == 0
+    root = logging.StreamHandler(sys.stderr)  # as absl gives the root logger (orbax imports it): lines not twice
+    logging.getLogger().addHandler(root)
+    try:
+        assert cli.main(["fit", "--out", str(out), *TINY]) == 0
+    finally:
+        logging.getLogger().removeHandler(root)
     names = {p.name for p in out.iterdir()}
     assert {"metrics.json", "config.json", "params.safetensors", "summary.md", "fidelity.png", "attention_maps.png",
             "coefficients.png", "loss.png"} <= names
@@ -75,6 +81,7 @@ def test_tiny_fit_writes_every_output(tmp_path, capsys):
     # no progress bar: one line on stderr per validation (both steps here), for a log file
     assert [line.split(" pdeflow: ")[1].split(",")[0] for line in captured.err.splitlines()
             if " pdeflow: fit: step" in line] == ["fit: step 1 of 2", "fit: step 2 of 2"]
+    assert captured.err.count("fit: step 1 of 2") == 1  # once, whatever handlers the root logger has
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left behind
     assert not (tmp_path / "run.checkpoints").exists()  # the fit's checkpoints go once the report is complete
 
