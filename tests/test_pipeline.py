@@ -99,7 +99,8 @@ def test_presets_are_full_width_for_each_model():
     assert text.fit.init == image.fit.init == "transformer" and image.fit.length_buckets == 1
     assert text.surrogate.depth_time == image.surrogate.depth_time == "blockwise"
     # text: most steps on twice the step, the last on the step it is measured with; images: all on their own step
-    assert (text.fit.coarse_steps, text.fit.steps, image.fit.coarse_steps) == (1200, 1500, 0)
+    assert (text.fit.coarse_steps, text.fit.steps, image.fit.coarse_steps) == (1000, 1150, 0)
+    assert (text.surrogate.mlp_width, image.surrogate.mlp_width) == (768, 192)  # twice the width
     with pytest.raises(ValueError, match="--no-adaptive"):  # refused before anything is traced
         dataclasses.replace(text, solver=SolverConfig())
     assert text.data.extra_training_sentences and not image.data.extra_training_sentences
