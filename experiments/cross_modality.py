@@ -99,9 +99,12 @@ def write_figure(results: dict, path) -> None:
 
 def config_for(model: str, config: RunConfig) -> RunConfig:
     """``config`` for ``model``, its surrogate reading the state as the model's blocks read their stream (what
-    starting from the transformer's weights needs: `pdeflow.sources.ModelSource.block_input_norm`)."""
+    starting from the transformer's weights needs: `pdeflow.sources.ModelSource.block_input_norm`), its batches
+    in as many length buckets as its default preset takes (text: 4; a patch grid has one length)."""
+    buckets = preset_config("default", model).fit.length_buckets
     return dataclasses.replace(config, model=model, surrogate=dataclasses.replace(
-        config.surrogate, state_norm=model_source(model).block_input_norm))
+        config.surrogate, state_norm=model_source(model).block_input_norm),
+        fit=dataclasses.replace(config.fit, length_buckets=buckets))
 
 
 def run(config: RunConfig, models=MODELS, progress: bool = True) -> tuple[dict, dict]:
@@ -120,7 +123,8 @@ def run(config: RunConfig, models=MODELS, progress: bool = True) -> tuple[dict, 
 
 def main(argv=None) -> int:
     parser = fit_sweep_parser(__doc__, "results/cross_modality", MODELS)
-    parser.add_argument("--steps", type=int, default=FitConfig.steps, help="fit steps (both modalities)")
+    parser.add_argument("--steps", type=int, default=preset_config("default").fit.steps,
+                        help="fit steps (both modalities)")
     parser.add_argument("--width", type=int, default=SurrogateConfig.width, help="surrogate width r")
     parser.add_argument("--key-dim", type=int, default=SurrogateConfig.key_dim, help="rank of each head's maps")
     parser.add_argument("--num-train", type=int, default=DataConfig.num_train, help="training inputs")

@@ -92,6 +92,8 @@ def test_presets_are_full_width_for_each_model():
         assert default.surrogate == dataclasses.replace(SurrogateConfig(), state_norm=norm)
         assert (default.fit.init, default.fit.hidden_weight, default.model, default.preset) == (
             "transformer", 1.0, model, "default")
+        # 800 steps; length buckets where the tokens are a chain (a patch grid's count is fixed)
+        assert (default.fit.steps, default.fit.length_buckets) == (800, 4 if model == "minilm" else 1)
         assert default.solver == SolverConfig() and default.data == DataConfig()
     text, image = preset_config("faithful", "minilm"), preset_config("faithful", "vit-digits")
     assert (text.surrogate.width, text.surrogate.key_dim, text.surrogate.state_norm) == (384, 32, "none")

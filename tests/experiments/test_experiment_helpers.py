@@ -1,8 +1,8 @@
 import pytest
 
-from experiments.cross_modality import table_markdown
+from experiments.cross_modality import config_for, table_markdown
 from experiments.fidelity_vs_size import pareto_front, smallest_reaching
-from pdeflow.pipeline import RunConfig
+from pdeflow.pipeline import RunConfig, preset_config
 from pdeflow.results import FitMetrics, FitSummary, ParameterCounts, SplitSizes, Timings, per_layer
 
 
@@ -33,3 +33,12 @@ def test_cross_modality_table_lists_every_method_per_block():
     assert "| previous layer | n/a | 0.500 | 0.500 |" in text  # the mean skips blocks without a prediction
     with pytest.raises(KeyError):
         table_markdown({"gpt": metrics}, RunConfig())
+
+
+def test_cross_modality_keeps_one_budget_and_buckets_only_token_chains():
+    # the MiniLM default with its four length buckets: a patch grid has one length (fit_surrogate refuses buckets)
+    text = preset_config("default")
+    image = config_for("vit-digits", text)
+    assert text.fit.length_buckets == 4 and image.fit.length_buckets == 1
+    assert image.fit.steps == text.fit.steps and image.surrogate.state_norm == "layer"
+    assert config_for("minilm", text) == text
