@@ -7,7 +7,7 @@ every baseline (uniform, previous layer, mean training map) and ablation (the fi
 
 writes, atomically: ``table.md`` and ``table.json`` (cosine, row-wise JS and top-k per block, per method, per
 modality), ``cross_modality.png`` and one full report folder per modality (``minilm/``, ``vit-digits/``, as
-``pdeflow fit`` writes them). Defaults are the defaults of ``pdeflow fit`` (its default preset; about 5 minutes
+``pdeflow fit`` writes them). Defaults are the defaults of ``pdeflow fit`` (its default preset; about 8 minutes
 on 2 CPU cores, the ViT is trained first if it is not cached: about 4 more).
 """
 
