@@ -130,13 +130,14 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     source = model_source_for(model)
     model = source.name
     text = source.modality == "text"
+    buckets = 4 if text else 1  # a token chain's batches in length buckets; a patch grid has one length
     if name == "default":
         # 800 steps (300 before: MiniLM's worst block 0.910 -> 0.919, the ViT's 0.741 -> 0.783); text in four length
         # buckets, which pay for part of the extra steps (a patch grid's token count is fixed)
         return RunConfig(model=model, data=source.default_data(),
                          surrogate=SurrogateConfig(state_norm=source.block_input_norm),
                          fit=FitConfig(steps=800, hidden_weight=1.0, init="transformer",
-                                       length_buckets=4 if text else 1), preset=name)
+                                       length_buckets=buckets), preset=name)
     shape = source.shape()
     width = shape.model_dim
     surrogate = SurrogateConfig(width=width, key_dim=shape.head_dim, value_rank=shape.head_dim,
@@ -156,7 +157,7 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     # was fitted with it; the ViT's was fitted with autodiff's
     fit = FitConfig(steps=1150 if text else 4000, shooting_steps=300, shooting_learning_rate=1e-2,
                     learning_rate=5e-3, kernel_lr_scale=0.2, shooting_kernel_lr_scale=0.0, hidden_weight=1.0,
-                    weight_decay=0.0, init="transformer", length_buckets=4 if text else 1, patience=0,
+                    weight_decay=0.0, init="transformer", length_buckets=buckets, patience=0,
                     coarse_steps=1000 if text else 0)
     return RunConfig(model=model, data=source.all_training_data(), surrogate=surrogate, solver=solver, fit=fit,
                      preset=name)
