@@ -94,6 +94,12 @@ class SurrogateConfig:
             integer time, and a reading at any ``t`` takes ``⌊t⌋``'s parameters (`parameter_time`); the solver's
             ``max_steps`` then bounds each interval's solve. Needs at most one knot per block (the parameters are
             only read at ``t = 0, …, L − 1``).
+        held_maps: the attention term's maps over the interval ``[l, l+1]`` are the kernel's on the state at
+            ``t = l``, ``Attn_θ(l, u(l))``, computed once at the interval's start and held while the state moves
+            (as block ``l``'s attention reads its input once), instead of the kernel's on the current state at
+            every stage (False). Needs ``depth_time="blockwise"`` (the solve runs interval by interval) and
+            ``field_backward="autodiff"``. The maps compared with block ``l``'s are ``Attn_θ(l, u(l))`` either
+            way; the field called without maps (`batch_vector_field` with three args) reads them off ``u``.
         field_backward: how `batch_vector_field` is differentiated: ``"autodiff"`` (default; JAX's VJP of the
             field) or ``"custom"`` (`pdeflow.pde.field_backward`: the same values with a hand-written,
             flash-attention-style backward; the same gradients to float32 round-off). ``"custom"`` covers the
@@ -132,6 +138,7 @@ class SurrogateConfig:
     compute_dtype: str = "float32"
     field_backward: str = "autodiff"
     depth_time: str = "smooth"
+    held_maps: bool = False
 
     def __post_init__(self):
         check_finite_numbers(self)
@@ -154,6 +161,11 @@ class SurrogateConfig:
             raise ValueError(f"depth_time='blockwise' reads the parameters at t = 0, ..., L - 1 only, so more knots "
                              f"than blocks ({self.num_knots} > {self.num_layers}) add nothing; set num_knots <= "
                              f"{self.num_layers}.")
+        if self.held_maps and (self.depth_time != "blockwise" or self.field_backward != "autodiff"):
+            raise ValueError("held_maps holds each interval's attention maps at their value at its start, so it needs "
+                             "the interval-by-interval solve and the field's autodiff backward: set "
+                             f"depth_time='blockwise' and field_backward='autodiff' (got {self.depth_time!r}, "
+                             f"{self.field_backward!r}), or held_maps=False.")
         if self.position_family not in POSITION_FAMILIES:
             raise ValueError(f"unknown position_family {self.position_family!r}; choose from {POSITION_FAMILIES}.")
         if self.position_family != "offsets" and self.grid:
@@ -434,16 +446,17 @@ def attention_kernel(params: dict, config: SurrogateConfig, t: Array, u: Array, 
 
 def vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
     """``du/dt = Σ_terms c(t)·(M·u + f)`` for one input (`pdeflow.pde.terms`). ``args = (params, laplacian (N, N),
-    mask (N,))``; padded tokens stay still.
+    mask (N,))``, or ``(params, laplacian, mask, maps (H, N, N))`` with the attention maps held (``held_maps``);
+    padded tokens stay still.
 
     The terms are evaluated in registry order. Their token-mixing operators ``c·M`` are summed and act on ``u``
     in one ``(N, N)`` product, added right after the last term that mixes (`pdeflow.pde.terms.Term.mixes`); the
     pointwise parts ``c·f`` are added as they come."""
-    params, laplacian, mask = args
+    params, laplacian, mask, *held = args
     coefs = coefficients(params, config, t)
     column = {name: i for i, name in enumerate(terms.REGISTRY)}
     active = terms.active_terms(config)
-    inputs = terms.TermInputs(params, config, t, u, laplacian, mask)
+    inputs = terms.TermInputs(params, config, t, u, laplacian, mask, held[0] if held else None)
     last_mixing = max((i for i, term in enumerate(active) if term.mixes), default=-1)
     du = jnp.zeros_like(u)
     mixing = None
@@ -472,7 +485,8 @@ def readout(params: dict, states: Array) -> Array:
 
 
 def batch_vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
-    """`vector_field` over a batch: ``u (B, N, r)``, ``args = (params, laplacians (B, N, N), mask (B, N))``.
+    """`vector_field` over a batch: ``u (B, N, r)``, ``args = (params, laplacians (B, N, N), mask (B, N))`` or with
+    held maps ``(…, maps (B, H, N, N))``.
     Depth-time and parameters are shared, so the time basis is evaluated once per call. With
     ``config.field_backward == "custom"`` the same values come from `pdeflow.pde.field_backward.batch_field`, whose
     backward is written by hand."""
@@ -480,8 +494,9 @@ def batch_vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Arr
         from pdeflow.pde import field_backward  # it builds on this module's helpers
 
         return field_backward.batch_field(config, t, u, args)
-    params, laplacians, mask = args
-    return jax.vmap(lambda ui, li, mi: vector_field(config, t, ui, (params, li, mi)))(u, laplacians, mask)
+    params, laplacians, mask, *held = args
+    return jax.vmap(lambda ui, li, mi, *hi: vector_field(config, t, ui, (params, li, mi, *hi)))(u, laplacians, mask,
+                                                                                               *held)
 
 
 def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,
@@ -505,11 +520,22 @@ def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidd
 
 def _interval_field(config: SurrogateConfig, s: Array, u: Array, args) -> Array:
     """The field on the unit interval that starts at depth-time ``l`` (its own time ``s ∈ [0, 1]``), ``args =
-    (params, laplacians, mask, l)``: at ``t = l + s`` (``depth_time="smooth"``), or with the parameters held at
-    ``t = l`` (``"blockwise"``: every stage of every step, the interval's end included, uses block ``l``'s)."""
-    params, laplacians, mask, start = args
+    (params, laplacians, mask, l)`` (``held_maps``: ``(…, l, maps (B, H, N, N))``): at ``t = l + s``
+    (``depth_time="smooth"``), or with the parameters held at ``t = l`` (``"blockwise"``: every stage of every step,
+    the interval's end included, uses block ``l``'s)."""
+    params, laplacians, mask, start, *held = args
     t = start.astype(u.dtype) if config.depth_time == "blockwise" else start.astype(u.dtype) + s
-    return batch_vector_field(config, t, u, (params, laplacians, mask))
+    return batch_vector_field(config, t, u, (params, laplacians, mask, *held))
+
+
+def _interval_args(params: dict, config: SurrogateConfig, laplacians: Array, mask: Array, start: Array,
+                   u: Array) -> tuple:
+    """The args of `_interval_field` for the interval that starts at ``start`` from ``u (B, N, r)``; with
+    ``held_maps`` the kernel's maps on ``u`` at ``t = start`` are computed here, once, and held."""
+    if not config.held_maps or "attention" not in config.terms:
+        return params, laplacians, mask, start
+    maps = jax.vmap(lambda ui, mi: attention_kernel(params, config, start.astype(ui.dtype), ui, mi))(u, mask)
+    return params, laplacians, mask, start, maps
 
 
 def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, u0: Array,
@@ -527,7 +553,8 @@ def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverC
     field = functools.partial(_interval_field, config)
 
     def one_interval(u, start):
-        states, ok, steps = solve(field, u, (params, laplacians, mask, start), 1.0, local, solver)
+        states, ok, steps = solve(field, u, _interval_args(params, config, laplacians, mask, start, u), 1.0, local,
+                                  solver)
         return states[-1], (states[1:], ok, steps)
 
     _, (states, ok, steps) = jax.lax.scan(one_interval, u0, jnp.arange(L, dtype=jnp.int32))
@@ -547,7 +574,8 @@ def interval_ends(params: dict, config: SurrogateConfig, solver: SolverConfig, s
     field = functools.partial(_interval_field, config)
 
     def one(offset, start):
-        states, ok, steps = solve(field, initial_state(params, start), (params, laplacians, mask, offset), 1.0,
+        u = initial_state(params, start)
+        states, ok, steps = solve(field, u, _interval_args(params, config, laplacians, mask, offset, u), 1.0,
                                   save_times, solver)
         return states[-1], ok, steps
 

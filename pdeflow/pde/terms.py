@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 class TermInputs(NamedTuple):
     """What a term's parts are evaluated on, for one input: the parameters, the config, depth-time ``t``, the
-    state ``u (N, r)``, the token Laplacian ``(N, N)`` and the mask of real tokens ``(N,)``."""
+    state ``u (N, r)``, the token Laplacian ``(N, N)``, the mask of real tokens ``(N,)``, and the attention maps
+    ``(H, N, N)`` when they are held over the interval (``SurrogateConfig.held_maps``; None: read off ``u``)."""
 
     params: dict
     config: SurrogateConfig
@@ -46,6 +47,7 @@ class TermInputs(NamedTuple):
     u: Array
     laplacian: Array
     mask: Array
+    maps: Array | None = None
 
 
 class TermParts(NamedTuple):
@@ -215,12 +217,13 @@ def _diffusion_parts(x: TermInputs) -> TermParts:
 
 
 def _attention_parts(x: TermInputs) -> TermParts:
-    """``mean_h A_h`` (mixing) and ``(Σ_h A_h·u·V_h·U_h)/H − u`` (pointwise), ``A = Attn_θ(t, u)``."""
+    """``mean_h A_h`` (mixing) and ``(Σ_h A_h·u·V_h·U_h)/H − u`` (pointwise), ``A = Attn_θ(t, u)`` (or the maps held
+    over the interval, ``x.maps``)."""
     from pdeflow.pde import attention_pde as pde
 
     config, u = x.config, x.u
     mm = lambda spec, *operands: pde._product(config, spec, *operands)  # noqa: E731
-    maps = pde.attention_kernel(x.params, config, x.t, u, x.mask)  # (H, N, N)
+    maps = pde.attention_kernel(x.params, config, x.t, u, x.mask) if x.maps is None else x.maps  # (H, N, N)
     value = pde.at_time(x.params, config, "value", x.t)
     low_rank = mm("hij,hjv->hiv", maps, mm("nr,hrv->hnv", u, value["down"]))
     return TermParts(mixing=maps.mean(0), pointwise=mm("hiv,hvr->ir", low_rank, value["up"]) / config.num_heads - u)

@@ -1,0 +1,145 @@
+"""``SurrogateConfig.held_maps``: the attention term of interval [l, l+1] mixes with the kernel's maps on u(l),
+computed once at the interval's start and held while the state moves (as block l's attention reads its input once)."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pdeflow.pde import attention_pde as pde
+from pdeflow.pde.attention_pde import SurrogateConfig
+from pdeflow.pde.solve import SolverConfig
+from pdeflow.surrogate import token_laplacians
+
+L = 3
+RK4 = SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored")
+
+
+def _setup(**kwargs):
+    config = SurrogateConfig(num_layers=L, num_heads=2, model_dim=12, width=8, key_dim=4, value_rank=2, mlp_width=8,
+                             num_knots=L, varying=("value", "residual"), depth_time="blockwise", held_maps=True,
+                             **kwargs)
+    params = pde.init_surrogate(jax.random.PRNGKey(0), config)
+    # knots that differ from one another and a value correction that is not zero
+    params = jax.tree_util.tree_map(
+        lambda x: x + 0.3 * jax.random.normal(jax.random.PRNGKey(x.size), x.shape) if x.ndim and x.shape[0] == L
+        else x, params)
+    hidden0 = 2.0 * jax.random.normal(jax.random.PRNGKey(1), (2, 5, 12))
+    mask = jnp.array([[True] * 5, [True] * 3 + [False] * 2])
+    return config, params, hidden0, token_laplacians(np.asarray(mask), config), mask
+
+
+def _rk4_step(f, y, h):  # Kutta's 3/8 rule, as `pdeflow.pde.solve.RK4`
+    k1 = f(y)
+    k2 = f(y + h * k1 / 3)
+    k3 = f(y + h * (-k1 / 3 + k2))
+    k4 = f(y + h * (k1 - k2 + k3))
+    return y + h * (k1 + 3 * k2 + 3 * k3 + k4) / 8
+
+
+def _maps(params, config, block, u, mask):
+    return jax.vmap(lambda ui, mi: pde.attention_kernel(params, config, jnp.float32(block), ui, mi))(u, mask)
+
+
+def test_every_stage_of_interval_l_mixes_with_the_maps_of_u_l():
+    config, params, hidden0, laplacians, mask = _setup()
+    states, ok, steps = pde.trajectory(params, config, RK4, hidden0, laplacians, mask)
+    assert bool(ok) and int(steps) == 2 * L
+    u = pde.initial_state(params, hidden0)
+    for block in range(L):
+        maps = _maps(params, config, block, u, mask)  # (B, H, N, N), fixed over the interval
+        np.testing.assert_allclose(maps.sum(-1), 1.0, rtol=1e-6)  # row-stochastic over the real keys
+        f = lambda y, b=block, m=maps: pde.batch_vector_field(config, jnp.float32(b), y,  # noqa: E731
+                                                              (params, laplacians, mask, m))
+        u = _rk4_step(f, _rk4_step(f, u, 0.5), 0.5)
+        np.testing.assert_allclose(states[block + 1], u, rtol=1e-5, atol=1e-6)
+    live, *_ = pde.trajectory(params, dataclasses.replace(config, held_maps=False), RK4, hidden0, laplacians, mask)
+    assert np.abs(np.asarray(live[-1] - states[-1])).max() > 1e-2  # the maps do move within an interval
+
+
+def test_with_attention_alone_each_interval_is_the_matrix_exponential_of_its_held_maps():
+    """With the diffusion and residual terms off and no value correction, interval l is the linear ODE
+    du/dt = α_l (Ā_l − I) u with Ā_l the head-mean of the maps of u(l): u(l+1) = exp(α_l (Ā_l − I)) u(l), and a
+    state equal on every real token stays put (rows of Ā_l − I sum to zero)."""
+    config, params, hidden0, laplacians, mask = _setup(terms=("attention",))
+    params["value"]["up"] = jnp.zeros_like(params["value"]["up"])
+    fine = SolverConfig("rk4", adaptive=False, dt0=1 / 16, adjoint="stored")
+    states, ok, _ = pde.trajectory(params, config, fine, hidden0, laplacians, mask)
+    assert bool(ok)
+    u = pde.initial_state(params, hidden0)
+    for block in range(L):
+        alpha = pde.coefficients(params, config, jnp.float32(block))[list(pde.terms.REGISTRY).index("attention")]
+        mean_map = _maps(params, config, block, u, mask).mean(1)  # (B, N, N)
+        generator = alpha * (mean_map - jnp.eye(mean_map.shape[-1]))
+        u = jnp.einsum("bij,bjr->bir", jax.vmap(jax.scipy.linalg.expm)(generator), u)
+        real = np.asarray(mask)
+        np.testing.assert_allclose(np.asarray(states[block + 1])[real], np.asarray(u)[real], rtol=1e-4, atol=1e-5)
+    constant = jnp.broadcast_to(jax.random.normal(jax.random.PRNGKey(5), (1, 1, 12)), (1, 5, 12))
+    still, *_ = pde.trajectory(params, config, fine, constant, laplacians[:1], mask[:1])
+    np.testing.assert_allclose(still[-1], still[0], rtol=1e-4, atol=1e-5)
+
+
+def test_padded_tokens_stay_still():
+    config, params, hidden0, laplacians, mask = _setup()
+    states, *_ = pde.trajectory(params, config, RK4, hidden0, laplacians, mask)
+    np.testing.assert_array_equal(states[:, 1, 3:], states[:1, 1, 3:].repeat(L + 1, 0))
+
+
+def test_held_map_gradients_agree_across_adjoints_and_with_finite_differences():
+    """The maps are a function of u(l) and the kernel: the gradient reaches the kernel through the held maps (a
+    leaf of the solve's args) and u(l) through both the maps and the solve."""
+    config, params, hidden0, laplacians, mask = _setup()
+    weights = jnp.arange(1, L + 1, dtype=jnp.float32)[:, None, None, None]
+
+    def loss(params, adjoint):
+        solver = dataclasses.replace(RK4, adjoint=adjoint)
+        return jnp.sum(pde.trajectory(params, config, solver, hidden0, laplacians, mask)[0][1:] ** 2 * weights)
+
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    reference = grad(params, "stored")
+    assert float(jnp.abs(reference["kernel"]["query"]).max()) > 0
+    for adjoint in ("discrete", "recursive"):
+        for a, b in zip(jax.tree_util.tree_leaves(reference), jax.tree_util.tree_leaves(grad(params, adjoint))):
+            np.testing.assert_allclose(b, a, rtol=2e-4, atol=1e-5 * (np.abs(np.asarray(a)).max() + 1e-6))
+    direction = jax.tree_util.tree_map(lambda x: jax.random.normal(jax.random.PRNGKey(7), x.shape), params)
+    analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree_util.tree_leaves(reference),
+                                                  jax.tree_util.tree_leaves(direction)))
+    with jax.enable_x64():
+        to64 = functools.partial(jax.tree_util.tree_map, lambda x: jnp.asarray(x, jnp.float64))
+        p64, d64, h64 = to64(params), to64(direction), to64(hidden0)
+
+        def value(p):
+            return jnp.sum(pde.trajectory(p, config, RK4, h64, laplacians, mask)[0][1:] ** 2 * weights)
+
+        h = 1e-5
+        numeric = (jax.jit(value)(jax.tree_util.tree_map(lambda p, d: p + h * d, p64, d64))
+                   - jax.jit(value)(jax.tree_util.tree_map(lambda p, d: p - h * d, p64, d64))) / (2 * h)
+    np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-3)
+
+
+def test_shooting_interval_from_a_free_running_state_ends_where_the_free_run_does():
+    config, params, hidden0, laplacians, mask = _setup()
+    states, _, _ = pde.trajectory(params, config, RK4, hidden0, laplacians, mask)
+    starts = states[:-1] @ jnp.linalg.pinv(params["projection"])
+    ends, ok, _ = pde.interval_ends(params, config, RK4, starts, laplacians, mask)
+    assert bool(jnp.all(ok))
+    np.testing.assert_allclose(ends, states[1:], rtol=1e-4, atol=1e-5)
+
+
+def test_the_ablation_without_attention_needs_no_maps():
+    config, params, hidden0, laplacians, mask = _setup()
+    without = config.without("attention")
+    states, ok, _ = pde.trajectory(params, without, RK4, hidden0, laplacians, mask)
+    live, *_ = pde.trajectory(params, dataclasses.replace(without, held_maps=False), RK4, hidden0, laplacians, mask)
+    assert bool(ok)
+    np.testing.assert_array_equal(states, live)
+
+
+def test_bad_held_map_settings_say_what_to_fix():
+    with pytest.raises(ValueError, match="depth_time='blockwise' and field_backward='autodiff'"):
+        SurrogateConfig(held_maps=True)
+    with pytest.raises(ValueError, match="got 'blockwise', 'custom'"):
+        SurrogateConfig(held_maps=True, depth_time="blockwise", field_backward="custom")
