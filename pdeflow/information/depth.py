@@ -23,6 +23,10 @@ from pdeflow.surrogate import token_laplacians
 def _entropy_along_depth(params, config, solver, hidden0, laplacians, mask, times: tuple[float, ...]):
     states, ok, _ = attention_pde.trajectory(params, config, solver, hidden0, laplacians, mask,
                                              np.asarray(times, np.float32))
+    if config.held_maps:  # the maps acting at t are those of the state where t's interval starts (t = L: the last)
+        per_interval = (len(times) - 1) // config.num_layers
+        starts = np.minimum(np.arange(len(times)) // per_interval, config.num_layers - 1) * per_interval
+        states = states[starts]
 
     def at(t, u):  # u (B, N, r) -> (B, H, N)
         maps = jax.vmap(lambda ub, mb: attention_pde.attention_kernel(params, config, t, ub, mb))(u, mask)
@@ -37,7 +41,9 @@ def attention_entropy_along_depth(params, config: SurrogateConfig, solver: Solve
     query rows of every input of ``trace``.
 
     Returns ``(t (T,), entropy (T, H))`` with ``T = L·points_per_layer + 1`` times from 0 to L; compare with
-    `pdeflow.information.attention_entropy` of ``trace.attention`` at ``t = l``."""
+    `pdeflow.information.attention_entropy` of ``trace.attention`` at ``t = l``. With ``config.held_maps`` the
+    kernel at ``t`` is read on the state where ``t``'s interval starts (the maps the dynamics use there), so the
+    entropy is constant over each interval."""
     times = tuple(np.linspace(0.0, config.num_layers, config.num_layers * points_per_layer + 1).tolist())
     if solver.adjoint in FIXED_STEP_ADJOINTS:  # nothing is differentiated here, and these save on their steps only
         solver = dataclasses.replace(solver, adjoint="recursive")
