@@ -164,12 +164,16 @@ def write_figure(results: dict, target: float, path, reports: list[dict] = ()) -
                 ax.plot([runs[i]["parameters"] for i in front], [runs[i][key] for i in front], color=color, lw=1.5)
             ax.axvline(result["transformer_blocks"], color=color, ls=":", lw=1.2,
                        label=f"{model} transformer blocks ({result['transformer_blocks']:,})")
+    models = sorted({point["model"] for point in reports})
     for point in reports:  # fits written by `pdeflow fit`: stars, named by their preset
+        # the faithful fits sit side by side near the target: every other model's name goes to the star's left
+        left = point["label"] == "faithful" and models.index(point["model"]) % 2 == 1
         for row, x in ((axes, point["parameters"]), (time_axes, point["seconds"])):
             for ax, key in zip(row, ("mean_cosine", "min_cosine")):
                 ax.scatter([x], [point[key]], marker="*", s=160, color=colors[point["model"]], edgecolor="black",
                            zorder=3)
-                ax.annotate(f"{point['model']} {point['label']}", (x, point[key]), fontsize=7, xytext=(5, -10),
+                ax.annotate(f"{point['model']} {point['label']}", (x, point[key]), fontsize=7,
+                            xytext=(-5, -12) if left else (5, -10), ha="right" if left else "left",
                             textcoords="offset points")
     for row, xlabel in ((axes, "surrogate parameters (attention fit)"), (time_axes, "fit wall time (s)")):
         for ax, title in zip(row, ("mean over blocks", "worst block")):
