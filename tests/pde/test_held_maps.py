@@ -12,32 +12,17 @@ import pytest
 from pdeflow.pde import attention_pde as pde
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
-from pdeflow.surrogate import token_laplacians
+from tests.pde.test_depth_time import L, _rk4_step
+from tests.pde.test_depth_time import _setup as blockwise_setup
 
-L = 3
 RK4 = SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored")
 
 
 def _setup(**kwargs):
-    config = SurrogateConfig(num_layers=L, num_heads=2, model_dim=12, width=8, key_dim=4, value_rank=2, mlp_width=8,
-                             num_knots=L, varying=("value", "residual"), depth_time="blockwise", held_maps=True,
-                             **kwargs)
-    params = pde.init_surrogate(jax.random.PRNGKey(0), config)
-    # knots that differ from one another and a value correction that is not zero
-    params = jax.tree_util.tree_map(
-        lambda x: x + 0.3 * jax.random.normal(jax.random.PRNGKey(x.size), x.shape) if x.ndim and x.shape[0] == L
-        else x, params)
-    hidden0 = 2.0 * jax.random.normal(jax.random.PRNGKey(1), (2, 5, 12))
-    mask = jnp.array([[True] * 5, [True] * 3 + [False] * 2])
-    return config, params, hidden0, token_laplacians(np.asarray(mask), config), mask
-
-
-def _rk4_step(f, y, h):  # Kutta's 3/8 rule, as `pdeflow.pde.solve.RK4`
-    k1 = f(y)
-    k2 = f(y + h * k1 / 3)
-    k3 = f(y + h * (-k1 / 3 + k2))
-    k4 = f(y + h * (k1 - k2 + k3))
-    return y + h * (k1 + 3 * k2 + 3 * k3 + k4) / 8
+    """`test_depth_time`'s blockwise surrogate (knots that differ) with held maps, on states twice as large, so that
+    the maps move visibly within an interval."""
+    config, params, hidden0, laplacians, mask = blockwise_setup(held_maps=True, **kwargs)
+    return config, params, 2.0 * hidden0, laplacians, mask
 
 
 def _maps(params, config, block, u, mask):
