@@ -94,8 +94,9 @@ def test_blockwise_gradients_agree_across_adjoints_and_with_finite_differences()
     np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-3)
 
 
-def test_shooting_interval_from_a_free_running_state_ends_where_the_free_run_does():
-    config, params, hidden0, laplacians, mask = _setup()
+@pytest.mark.parametrize("held_maps", [False, True])
+def test_shooting_interval_from_a_free_running_state_ends_where_the_free_run_does(held_maps):
+    config, params, hidden0, laplacians, mask = _setup(held_maps=held_maps)  # held: each interval's maps of its start
     solver = SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored")
     states, _, _ = pde.trajectory(params, config, solver, hidden0, laplacians, mask)
     # with the identity projection u = hidden · P, so feed the free run's states back through P's pseudo-inverse

@@ -105,15 +105,6 @@ def test_held_map_gradients_agree_across_adjoints_and_with_finite_differences():
     np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-3)
 
 
-def test_shooting_interval_from_a_free_running_state_ends_where_the_free_run_does():
-    config, params, hidden0, laplacians, mask = _setup()
-    states, _, _ = pde.trajectory(params, config, RK4, hidden0, laplacians, mask)
-    starts = states[:-1] @ jnp.linalg.pinv(params["projection"])
-    ends, ok, _ = pde.interval_ends(params, config, RK4, starts, laplacians, mask)
-    assert bool(jnp.all(ok))
-    np.testing.assert_allclose(ends, states[1:], rtol=1e-4, atol=1e-5)
-
-
 def test_the_ablation_without_attention_needs_no_maps():
     config, params, hidden0, laplacians, mask = _setup()
     without = config.without("attention")
