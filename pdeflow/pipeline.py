@@ -124,7 +124,8 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     twice the step, ``coarse_steps``, the rest on the step it is measured with), a residual MLP twice the width,
     on every input that is not held out (`ModelSource.all_training_data`: for MiniLM every pydoc sentence,
     ``extra_training_sentences``); images take a finer step and more steps. About 25 minutes for MiniLM and 17
-    for the ViT (once trained) on 2 cores. The shape comes from the source (`ModelSource.shape`, read without loading weights).
+    for the ViT (once trained) on 2 cores. The shape comes from the source (`ModelSource.shape`, read without
+    loading weights).
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {list(PRESETS)}.")
