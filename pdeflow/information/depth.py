@@ -29,8 +29,7 @@ def _entropy_along_depth(params, config, solver, hidden0, laplacians, mask, time
         states = states[starts]
 
     def at(t, u):  # u (B, N, r) -> (B, H, N)
-        maps = jax.vmap(lambda ub, mb: attention_pde.attention_kernel(params, config, t, ub, mb))(u, mask)
-        return attention_entropy(maps, mask)
+        return attention_entropy(attention_pde.batch_attention_kernel(params, config, t, u, mask), mask)
 
     return jax.lax.map(lambda tu: at(*tu), (jnp.asarray(times, states.dtype), states)), ok
 

@@ -444,6 +444,11 @@ def attention_kernel(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     return jax.nn.softmax(attention_logits(params, config, t, u, mask), axis=-1)
 
 
+def batch_attention_kernel(params: dict, config: SurrogateConfig, t: Array, u: Array, mask: Array) -> Array:
+    """`attention_kernel` over a batch: ``u (B, N, r)``, ``mask (B, N)`` -> ``(B, H, N, N)``."""
+    return jax.vmap(lambda ui, mi: attention_kernel(params, config, t, ui, mi))(u, mask)
+
+
 def vector_field(config: SurrogateConfig, t: Array, u: Array, args) -> Array:
     """``du/dt = Σ_terms c(t)·(M·u + f)`` for one input (`pdeflow.pde.terms`). ``args = (params, laplacian (N, N),
     mask (N,))``, or ``(params, laplacian, mask, maps (H, N, N))`` with the attention maps held (``held_maps``);
@@ -534,8 +539,7 @@ def _interval_args(params: dict, config: SurrogateConfig, laplacians: Array, mas
     ``held_maps`` the kernel's maps on ``u`` at ``t = start`` are computed here, once, and held."""
     if not config.held_maps or "attention" not in config.terms:
         return params, laplacians, mask, start
-    maps = jax.vmap(lambda ui, mi: attention_kernel(params, config, start.astype(ui.dtype), ui, mi))(u, mask)
-    return params, laplacians, mask, start, maps
+    return params, laplacians, mask, start, batch_attention_kernel(params, config, start.astype(u.dtype), u, mask)
 
 
 def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, u0: Array,

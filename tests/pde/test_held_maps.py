@@ -2,7 +2,6 @@
 computed once at the interval's start and held while the state moves (as block l's attention reads its input once)."""
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -71,38 +70,6 @@ def test_padded_tokens_stay_still():
     config, params, hidden0, laplacians, mask = _setup()
     states, *_ = pde.trajectory(params, config, RK4, hidden0, laplacians, mask)
     np.testing.assert_array_equal(states[:, 1, 3:], states[:1, 1, 3:].repeat(L + 1, 0))
-
-
-def test_held_map_gradients_agree_across_adjoints_and_with_finite_differences():
-    """The maps are a function of u(l) and the kernel: the gradient reaches the kernel through the held maps (a
-    leaf of the solve's args) and u(l) through both the maps and the solve."""
-    config, params, hidden0, laplacians, mask = _setup()
-    weights = jnp.arange(1, L + 1, dtype=jnp.float32)[:, None, None, None]
-
-    def loss(params, adjoint):
-        solver = dataclasses.replace(RK4, adjoint=adjoint)
-        return jnp.sum(pde.trajectory(params, config, solver, hidden0, laplacians, mask)[0][1:] ** 2 * weights)
-
-    grad = jax.jit(jax.grad(loss), static_argnums=1)
-    reference = grad(params, "stored")
-    assert float(jnp.abs(reference["kernel"]["query"]).max()) > 0
-    for adjoint in ("discrete", "recursive"):
-        for a, b in zip(jax.tree_util.tree_leaves(reference), jax.tree_util.tree_leaves(grad(params, adjoint))):
-            np.testing.assert_allclose(b, a, rtol=2e-4, atol=1e-5 * (np.abs(np.asarray(a)).max() + 1e-6))
-    direction = jax.tree_util.tree_map(lambda x: jax.random.normal(jax.random.PRNGKey(7), x.shape), params)
-    analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree_util.tree_leaves(reference),
-                                                  jax.tree_util.tree_leaves(direction)))
-    with jax.enable_x64():
-        to64 = functools.partial(jax.tree_util.tree_map, lambda x: jnp.asarray(x, jnp.float64))
-        p64, d64, h64 = to64(params), to64(direction), to64(hidden0)
-
-        def value(p):
-            return jnp.sum(pde.trajectory(p, config, RK4, h64, laplacians, mask)[0][1:] ** 2 * weights)
-
-        h = 1e-5
-        numeric = (jax.jit(value)(jax.tree_util.tree_map(lambda p, d: p + h * d, p64, d64))
-                   - jax.jit(value)(jax.tree_util.tree_map(lambda p, d: p - h * d, p64, d64))) / (2 * h)
-    np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-3)
 
 
 def test_the_ablation_without_attention_needs_no_maps():
