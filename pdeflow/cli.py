@@ -24,6 +24,7 @@ from pdeflow.pde.attention_pde import (
     DEPTH_TIMES,
     FIELD_BACKWARDS,
     POSITION_FAMILIES,
+    SPLITTINGS,
     STATE_NORMS,
     TERMS,
     VARYING,
@@ -50,6 +51,7 @@ INFO_SECTIONS = {"information plane": (InfoPlaneConfig, ("train",)), **VIT_SECTI
 CHOICES = {"solver": sorted(SOLVERS), "adjoint": list(ADJOINTS), "terms": list(TERMS), "model": list(MODELS),
            "family": sorted(LM_FAMILIES), "families": sorted(LM_FAMILIES), "compute_dtype": list(COMPUTE_DTYPES),
            "field_backward": list(FIELD_BACKWARDS), "depth_time": list(DEPTH_TIMES),
+           "splitting": list(SPLITTINGS),
            "position_family": list(POSITION_FAMILIES), "state_norm": list(STATE_NORMS),
            "residual_norm": list(STATE_NORMS), "varying": list(VARYING), "init": list(INITS),
            "protocol": list(PROTOCOLS)}

@@ -40,6 +40,7 @@ VARYING = tuple(group for term in terms.REGISTRY.values() for group in term.vary
 COMPUTE_DTYPES = ("float32", "bfloat16")
 FIELD_BACKWARDS = ("autodiff", "custom")
 DEPTH_TIMES = ("smooth", "blockwise")
+SPLITTINGS = ("none", "lie")
 POSITION_FAMILIES = ("offsets",) + tuple(f for f in relative_position.RPE_FAMILIES if f != "table")
 
 
@@ -100,6 +101,14 @@ class SurrogateConfig:
             every stage (False). Needs ``depth_time="blockwise"`` (the solve runs interval by interval) and
             ``field_backward="autodiff"``. The maps compared with block ``l``'s are ``Attn_θ(l, u(l))`` either
             way; the field called without maps (`batch_vector_field` with three args) reads them off ``u``.
+        splitting: how the terms share each unit interval. ``"none"`` (default): all at once, one field.
+            ``"lie"`` (Lie–Trotter splitting): the interval's token-mixing terms (diffusion and attention, the
+            terms with `pdeflow.pde.terms.Term.mixes`) are solved over a unit of time first, then its pointwise
+            terms (the residual MLP) over another, from where the first left the state, as block ``l``'s
+            attention comes before its feed-forward network; with the same coefficients this is the
+            simultaneous flow to first order in them, and costs the same field evaluations (each phase
+            evaluates only its terms). A state saved inside ``[l, l+1]`` lies on the first phase in the
+            interval's first half and on the second in its second half. Needs ``depth_time="blockwise"``.
         field_backward: how `batch_vector_field` is differentiated: ``"autodiff"`` (default; JAX's VJP of the
             field) or ``"custom"`` (`pdeflow.pde.field_backward`: the same values with a hand-written,
             flash-attention-style backward; the same gradients to float32 round-off). ``"custom"`` covers the
@@ -139,6 +148,7 @@ class SurrogateConfig:
     field_backward: str = "autodiff"
     depth_time: str = "smooth"
     held_maps: bool = False
+    splitting: str = "none"
 
     def __post_init__(self):
         check_finite_numbers(self)
@@ -166,6 +176,12 @@ class SurrogateConfig:
                              "the interval-by-interval solve and the field's autodiff backward: set "
                              f"depth_time='blockwise' and field_backward='autodiff' (got {self.depth_time!r}, "
                              f"{self.field_backward!r}), or held_maps=False.")
+        if self.splitting not in SPLITTINGS:
+            raise ValueError(f"unknown splitting {self.splitting!r}; choose from {SPLITTINGS}.")
+        if self.splitting != "none" and self.depth_time != "blockwise":
+            raise ValueError(f"splitting={self.splitting!r} solves each unit interval in phases, so it needs the "
+                             f"interval-by-interval solve: set depth_time='blockwise' (got {self.depth_time!r}), "
+                             "or splitting='none'.")
         if self.position_family not in POSITION_FAMILIES:
             raise ValueError(f"unknown position_family {self.position_family!r}; choose from {POSITION_FAMILIES}.")
         if self.position_family != "offsets" and self.grid:
@@ -542,10 +558,44 @@ def _interval_args(params: dict, config: SurrogateConfig, laplacians: Array, mas
     return params, laplacians, mask, start, batch_attention_kernel(params, config, start.astype(u.dtype), u, mask)
 
 
+def interval_phases(config: SurrogateConfig) -> tuple[SurrogateConfig, ...]:
+    """The configs a unit interval is solved with, one after the other: ``(config,)``, or with
+    ``splitting="lie"`` the config with its token-mixing terms alone, then with its pointwise terms alone (a phase
+    with no term switched on is left out)."""
+    if config.splitting == "none":
+        return (config,)
+    active = terms.active_terms(config)
+    phases = (tuple(term.name for term in active if term.mixes), tuple(term.name for term in active if not term.mixes))
+    return tuple(dataclasses.replace(config, terms=names, splitting="none") for names in phases if names) or (config,)
+
+
+def _solve_interval(params: dict, config: SurrogateConfig, solver: SolverConfig, u: Array, start: Array,
+                    laplacians: Array, mask: Array, per_interval: int) -> tuple[Array, Array, Array]:
+    """Solve the unit interval that starts at depth-time ``start`` from ``u (B, N, r)``, phase by phase
+    (`interval_phases`), saving ``per_interval`` evenly spaced states after ``u`` (the last at its end).
+
+    Returns ``(states (per_interval, B, N, r), ok, num_steps)``."""
+    phases = interval_phases(config)
+    if per_interval > 1 and per_interval % len(phases):
+        raise ValueError(f"splitting={config.splitting!r} solves each unit interval in {len(phases)} phases, so a "
+                         f"blockwise solve saves 1 or a multiple of {len(phases)} states per interval; got "
+                         f"{per_interval}.")
+    local = np.linspace(0.0, 1.0, max(1, per_interval // len(phases)) + 1).astype(np.float32)
+    saved, ok, steps = [], jnp.asarray(True), jnp.asarray(0)
+    for phase in phases:
+        states, phase_ok, phase_steps = solve(functools.partial(_interval_field, phase), u,
+                                              _interval_args(params, phase, laplacians, mask, start, u), 1.0, local,
+                                              solver)
+        saved.append(states[1:])
+        u, ok, steps = states[-1], ok & phase_ok, steps + phase_steps
+    states = jnp.concatenate(saved) if len(saved) > 1 else saved[0]
+    return states[-per_interval:], ok, steps
+
+
 def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, u0: Array,
                           laplacians: Array, mask: Array, save_times) -> tuple[Array, Array, Array]:
     """`trajectory` for ``depth_time="blockwise"``: one solve per unit interval ``[l, l+1]`` (a ``lax.scan`` over
-    ``l``), each from the end of the one before, saving ``k`` evenly spaced states per interval."""
+    ``l``; `_solve_interval`), each from the end of the one before, saving ``k`` evenly spaced states per interval."""
     L = config.num_layers
     save = np.asarray(save_times, np.float64)
     per_interval = (len(save) - 1) // L
@@ -553,13 +603,10 @@ def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverC
         raise ValueError(f"depth_time='blockwise' solves interval by interval, so its save times must be evenly "
                          f"spaced from 0 to L = {L} with the same number in every unit interval (e.g. 0, 1, ..., "
                          f"{L}); got {save.tolist()}.")
-    local = np.linspace(0.0, 1.0, per_interval + 1).astype(np.float32)
-    field = functools.partial(_interval_field, config)
 
     def one_interval(u, start):
-        states, ok, steps = solve(field, u, _interval_args(params, config, laplacians, mask, start, u), 1.0, local,
-                                  solver)
-        return states[-1], (states[1:], ok, steps)
+        states, ok, steps = _solve_interval(params, config, solver, u, start, laplacians, mask, per_interval)
+        return states[-1], (states, ok, steps)
 
     _, (states, ok, steps) = jax.lax.scan(one_interval, u0, jnp.arange(L, dtype=jnp.int32))
     states = jnp.concatenate([u0[None], states.reshape((L * per_interval,) + u0.shape)])
@@ -574,13 +621,9 @@ def interval_ends(params: dict, config: SurrogateConfig, solver: SolverConfig, s
 
     Returns ``(ends (T, B, N, r), ok (T,), num_steps (T,))``: ``ends[l]`` is the state at ``t = l + 1`` of the
     solve started at ``t = l``."""
-    save_times = np.array([0.0, 1.0], np.float32)
-    field = functools.partial(_interval_field, config)
-
     def one(offset, start):
-        u = initial_state(params, start)
-        states, ok, steps = solve(field, u, _interval_args(params, config, laplacians, mask, offset, u), 1.0,
-                                  save_times, solver)
+        states, ok, steps = _solve_interval(params, config, solver, initial_state(params, start), offset, laplacians,
+                                            mask, 1)
         return states[-1], ok, steps
 
     return jax.vmap(one)(jnp.arange(starts.shape[0], dtype=jnp.int32), starts)

@@ -66,11 +66,11 @@ def test_blockwise_rk4_solve_is_each_interval_solved_with_block_l_alone():
     assert np.abs(np.asarray(smooth[-1] - states[-1])).max() > 1e-3  # the two readings differ
 
 
-@pytest.mark.parametrize("held_maps", [False, True])
-def test_blockwise_gradients_agree_across_adjoints_and_with_finite_differences(held_maps):
+@pytest.mark.parametrize("held_maps, splitting", [(False, "none"), (True, "none"), (True, "lie")])
+def test_blockwise_gradients_agree_across_adjoints_and_with_finite_differences(held_maps, splitting):
     """Held maps are a function of u(l) and the kernel: the gradient reaches the kernel through them (a leaf of the
-    solve's args) and u(l) through both the maps and the solve."""
-    config, params, hidden0, laplacians, mask = _setup(held_maps=held_maps)
+    solve's args) and u(l) through both the maps and the solve; split, through both phases of every interval."""
+    config, params, hidden0, laplacians, mask = _setup(held_maps=held_maps, splitting=splitting)
     weights = jnp.arange(1, L + 1, dtype=jnp.float32)[:, None, None, None]
 
     def loss(params, hidden0, adjoint):
@@ -98,9 +98,10 @@ def test_blockwise_gradients_agree_across_adjoints_and_with_finite_differences(h
     np.testing.assert_allclose(float(analytic), float(numeric), rtol=1e-3)
 
 
-@pytest.mark.parametrize("held_maps", [False, True])
-def test_shooting_interval_from_a_free_running_state_ends_where_the_free_run_does(held_maps):
-    config, params, hidden0, laplacians, mask = _setup(held_maps=held_maps)  # held: each interval's maps of its start
+@pytest.mark.parametrize("held_maps, splitting", [(False, "none"), (True, "none"), (True, "lie")])
+def test_shooting_interval_from_a_free_running_state_ends_where_the_free_run_does(held_maps, splitting):
+    # held: each interval's maps of its start; split: each interval in its two phases
+    config, params, hidden0, laplacians, mask = _setup(held_maps=held_maps, splitting=splitting)
     solver = SolverConfig("rk4", adaptive=False, dt0=0.5, adjoint="stored")
     states, _, _ = pde.trajectory(params, config, solver, hidden0, laplacians, mask)
     # with the identity projection u = hidden · P, so feed the free run's states back through P's pseudo-inverse
