@@ -150,26 +150,31 @@ def peer_steps(surrogate: SurrogateConfig, solver: SolverConfig, fit: FitConfig,
             "torch_threads": torch.get_num_threads()}
 
 
-# the faithful preset's step (blockwise, the maps held over each interval, autodiff's field backward, step 0.5:
-# "held") and each with one setting changed: {name: (SurrogateConfig fields, SolverConfig fields)}; the maps read
-# off the moving state need no autodiff backward, so "live" is the previous preset (the hand-written one)
-FAITHFUL_VARIANTS = {"held": ({}, {}), "live": ({"held_maps": False, "field_backward": "custom"}, {}),
-                     "autodiff": ({"held_maps": False}, {}),
-                     "smooth": ({"held_maps": False, "depth_time": "smooth"}, {}), "coarse": ({}, {"dt0": 1.0}),
-                     "mlp384": ({"mlp_width": 384}, {})}
+# the faithful preset's step (blockwise, the maps held over each interval, each interval split into its token mixing
+# then its residual MLP, autodiff's field backward, step 0.5: "held") and each with one setting changed: {name:
+# (SurrogateConfig fields, SolverConfig fields)}; "unsplit" is the previous preset, and the maps read off the moving
+# state need no autodiff backward, so "live" is the one before it (the hand-written one)
+UNSPLIT = {"splitting": "none"}
+FAITHFUL_VARIANTS = {"held": ({}, {}), "unsplit": (UNSPLIT, {}),
+                     "live": ({**UNSPLIT, "held_maps": False, "field_backward": "custom"}, {}),
+                     "autodiff": ({**UNSPLIT, "held_maps": False}, {}),
+                     "smooth": ({**UNSPLIT, "held_maps": False, "depth_time": "smooth"}, {}),
+                     "coarse": ({}, {"dt0": 1.0}), "mlp384": ({"mlp_width": 384}, {})}
 
 
 def faithful_steps(encoder, splits, count: int, rounds: int, counter: CompileCounter) -> dict:
     """The faithful preset's free-running step (full width, rk4 dt 0.5, stored adjoint, blockwise depth-time, the
-    maps held over each interval, the hidden-state term; its length buckets) as it is ("held"), with the maps read
-    off the moving state and the hand-written field backward of the previous preset ("live"), the same with
+    maps held over each interval, each interval split, the hidden-state term; its length buckets) as it is ("held"),
+    with its terms acting at once as in the previous preset ("unsplit"), with the maps read off the moving state and
+    the hand-written field backward of the preset before it ("live"), the same with
     autodiff's backward ("autodiff"), that with the smooth depth-time of an earlier preset ("smooth"), on the
     coarse step of the preset's first steps, 1.0 ("coarse"), and with the residual MLP of an earlier preset, 384
     wide instead of 768 ("mlp384"), timed in alternating rounds of ``count`` steps each (so the host's load falls
     on all alike). Parameters start at random: the cost of a step does not depend on where it starts. (History:
     before 2026-12-05 the preset read its maps off the moving state, "custom" was the preset and "autodiff",
-    "smooth", "coarse" and "mlp384" changed it; before 2026-12-04 22:35 the preset's MLP was 384 and "mlp768"
-    was timed instead, ``slowdown_mlp768``; before 2026-12-04 19:00 "autodiff" was the preset.)"""
+    "smooth", "coarse" and "mlp384" changed it, and until the splitting of 2026-12-05 "held" was unsplit;
+    before 2026-12-04 22:35 the preset's MLP was 384 and "mlp768" was timed instead, ``slowdown_mlp768``; before
+    2026-12-04 19:00 "autodiff" was the preset.)"""
     preset = preset_config("faithful")
     fit = dataclasses.replace(preset.fit, shooting_steps=0)
     out = {"rounds": rounds, "timed_steps_per_round": count}
@@ -183,7 +188,8 @@ def faithful_steps(encoder, splits, count: int, rounds: int, counter: CompileCou
                   f"(median of {count}; compile {timed['xla_compile_s']:.1f}s)", flush=True)
     medians = {name: float(np.median([t["steady_step_s_median"] for t in out[name]])) for name in FAITHFUL_VARIANTS}
     out["steady_step_s_median"] = medians
-    out["speedup_held_over_live"] = medians["live"] / medians["held"]
+    out["speedup_held_over_live"] = medians["live"] / medians["unsplit"]
+    out["slowdown_split_over_unsplit"] = medians["held"] / medians["unsplit"]
     out["speedup_custom_over_autodiff"] = medians["autodiff"] / medians["live"]
     out["speedup_blockwise_over_smooth"] = medians["smooth"] / medians["autodiff"]
     out["speedup_coarse_over_fine"] = medians["held"] / medians["coarse"]
@@ -251,7 +257,8 @@ def main(argv=None) -> None:
         result = {"faithful_step": faithful_steps(encoder, splits, args.timed_steps, args.rounds, counter)}
         path = write_result("fit_throughput", label, [], args.out, **result, peak_memory_bytes=peak_memory_bytes())
         step = result["faithful_step"]
-        print(f"held maps over live: x{step['speedup_held_over_live']:.2f}; custom over autodiff (live maps): "
+        print(f"split over unsplit: x{step['slowdown_split_over_unsplit']:.2f} the time; held maps over live: "
+              f"x{step['speedup_held_over_live']:.2f}; custom over autodiff (live maps): "
               f"x{step['speedup_custom_over_autodiff']:.2f}; blockwise over smooth: "
               f"x{step['speedup_blockwise_over_smooth']:.2f}; coarse step over fine: "
               f"x{step['speedup_coarse_over_fine']:.2f}; MLP 768 over 384: "
