@@ -77,7 +77,8 @@ def shooting_losses(params, config: SurrogateConfig, solver: SolverConfig, trace
     kl = per_input_attention_kl(trace.attention, forced, mask, block_weights)
     if L == 1:
         return kl, jnp.zeros_like(kl), jnp.asarray(True), jnp.asarray(0)
-    ends, ok, steps = attention_pde.interval_ends(params, config, solver, trace.hidden[:-2], laplacians, mask)
+    held = forced[:-1] if attention_pde.holds_maps(config) else None  # (L-1, B, H, N, N): the maps at t = l on u_l
+    ends, ok, steps = attention_pde.interval_ends(params, config, solver, trace.hidden[:-2], laplacians, mask, held)
     shot = jax.vmap(lambda e, m: attention_pde.log_maps_at(params, config, jnp.arange(1, L, dtype=e.dtype), e, m),
                     in_axes=(1, 0), out_axes=1)(ends, mask)
     later = None if block_weights is None else block_weights[1:]

@@ -43,11 +43,13 @@ def token_laplacians(mask: Array, config: SurrogateConfig | None = None) -> Arra
 def surrogate_forward(params, config: SurrogateConfig, solver: SolverConfig, hidden0: Array, laplacians: Array,
                       mask: Array) -> SurrogateOutput:
     """Run the surrogate on a batch: ``hidden0 (B, N, d)``, ``laplacians (B, N, N)``, ``mask (B, N)``."""
-    states, ok, steps = attention_pde.trajectory(params, config, solver, hidden0, laplacians, mask)
+    states, log_maps, ok, steps = attention_pde.trajectory_and_held_log_maps(params, config, solver, hidden0,
+                                                                             laplacians, mask)
     finite = jnp.all(jnp.isfinite(states), axis=(1, 2, 3))
-    safe = jnp.where(jnp.isfinite(states), states, 0.0)
-    log_maps = jax.vmap(lambda s, m: attention_pde.attention_log_maps(params, config, s, m), in_axes=(1, 0),
-                        out_axes=1)(safe, mask)
+    if log_maps is None:  # (held maps are the maps at t = l on u(l): the solve computed them once)
+        safe = jnp.where(jnp.isfinite(states), states, 0.0)
+        log_maps = jax.vmap(lambda s, m: attention_pde.attention_log_maps(params, config, s, m), in_axes=(1, 0),
+                            out_axes=1)(safe, mask)
     return SurrogateOutput(states, log_maps, ok, steps, jnp.cumprod(finite).sum())
 
 

@@ -529,14 +529,25 @@ def trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, hidd
 
     Returns ``(states (T, B, N, r) at the save times, ok, num_steps)``.
     """
+    states, _, ok, steps = trajectory_and_held_log_maps(params, config, solver, hidden0, laplacians, mask, save_times)
+    return states, ok, steps
+
+
+def trajectory_and_held_log_maps(params: dict, config: SurrogateConfig, solver: SolverConfig, hidden0: Array,
+                                 laplacians: Array, mask: Array, save_times=None):
+    """`trajectory`, and with ``held_maps`` the log maps held over each interval, ``(L, B, H, N, N)`` (the kernel
+    at ``t = l`` on ``u(l)``: the maps compared with block ``l``'s, computed once for both); None otherwise.
+
+    Returns ``(states, log_maps, ok, num_steps)``."""
     if save_times is None:
         save_times = np.arange(config.num_layers + 1, dtype=np.float32)  # static: known at trace time
     if config.depth_time == "blockwise":
         return _blockwise_trajectory(params, config, solver, initial_state(params, hidden0), laplacians, mask,
                                      save_times)
     field = lambda t, u, args: batch_vector_field(config, t, u, args)  # noqa: E731
-    return solve(field, initial_state(params, hidden0), (params, laplacians, mask), float(config.num_layers),
-                 save_times, solver)
+    states, ok, steps = solve(field, initial_state(params, hidden0), (params, laplacians, mask),
+                              float(config.num_layers), save_times, solver)
+    return states, None, ok, steps
 
 
 def _interval_field(config: SurrogateConfig, s: Array, u: Array, args) -> Array:
@@ -549,13 +560,42 @@ def _interval_field(config: SurrogateConfig, s: Array, u: Array, args) -> Array:
     return batch_vector_field(config, t, u, (params, laplacians, mask, *held))
 
 
+def holds_maps(config: SurrogateConfig) -> bool:
+    """Whether a solve of ``config`` holds each interval's attention maps (``held_maps`` with the attention term on)."""
+    return config.held_maps and "attention" in config.terms
+
+
+def interval_log_maps(params: dict, config: SurrogateConfig, start: Array, u: Array, mask: Array) -> Array:
+    """The kernel's log maps at ``t = start`` on ``u (B, N, r)``, ``mask (B, N)``: ``(B, H, N, N)``; with
+    ``held_maps`` their exponentials are the maps held over the interval that starts there, and they are the
+    maps compared with block ``start``'s."""
+    t = jnp.asarray(start).astype(u.dtype)
+    return jax.vmap(lambda ui, mi: jax.nn.log_softmax(attention_logits(params, config, t, ui, mi), axis=-1))(u, mask)
+
+
+def interval_params(params: dict, config: SurrogateConfig, start: Array) -> tuple[dict, SurrogateConfig]:
+    """``depth_time="blockwise"``: the parameters of the unit interval that starts at ``start``, and the config
+    that reads them. Every group that varies in t (`knot_groups` and ``config.varying``) is contracted with the
+    basis once, at ``t = start``, and kept with a knot axis of length 1, read by the same config with
+    ``num_knots=1`` (whose one basis weight is 1): the same field, without contracting the K knots at every
+    stage, and a backward whose solver loop carries the cotangents of one block's parameters, not of K knots."""
+    if config.depth_time != "blockwise":
+        raise ValueError(f"interval_params holds the parameters over a unit interval, which needs "
+                         f"depth_time='blockwise'; got {config.depth_time!r}.")
+    local = dict(params)
+    for group in dict.fromkeys(knot_groups() + config.varying):
+        if group in params:
+            local[group] = jax.tree_util.tree_map(lambda x: x[None], at_time(params, config, group, start))
+    return local, dataclasses.replace(config, num_knots=1)
+
+
 def _interval_args(params: dict, config: SurrogateConfig, laplacians: Array, mask: Array, start: Array,
-                   u: Array) -> tuple:
-    """The args of `_interval_field` for the interval that starts at ``start`` from ``u (B, N, r)``; with
-    ``held_maps`` the kernel's maps on ``u`` at ``t = start`` are computed here, once, and held."""
-    if not config.held_maps or "attention" not in config.terms:
+                   log_maps: Array | None) -> tuple:
+    """The args of `_interval_field` for the interval that starts at ``start``; with ``held_maps`` (and the
+    attention term on) the maps held over it, ``exp(log_maps)`` (`interval_log_maps` on its starting state)."""
+    if not holds_maps(config):
         return params, laplacians, mask, start
-    return params, laplacians, mask, start, batch_attention_kernel(params, config, start.astype(u.dtype), u, mask)
+    return params, laplacians, mask, start, jnp.exp(log_maps)
 
 
 def interval_phases(config: SurrogateConfig) -> tuple[SurrogateConfig, ...]:
@@ -570,11 +610,20 @@ def interval_phases(config: SurrogateConfig) -> tuple[SurrogateConfig, ...]:
 
 
 def _solve_interval(params: dict, config: SurrogateConfig, solver: SolverConfig, u: Array, start: Array,
-                    laplacians: Array, mask: Array, per_interval: int) -> tuple[Array, Array, Array]:
+                    laplacians: Array, mask: Array, per_interval: int,
+                    log_maps: Array | None = None) -> tuple[Array, Array, Array, Array | None]:
     """Solve the unit interval that starts at depth-time ``start`` from ``u (B, N, r)``, phase by phase
-    (`interval_phases`), saving ``per_interval`` evenly spaced states after ``u`` (the last at its end).
+    (`interval_phases`), saving ``per_interval`` evenly spaced states after ``u`` (the last at its end); with
+    ``depth_time="blockwise"`` on the interval's own parameters (`interval_params`). With ``held_maps`` the
+    maps held over the interval are those of ``u``: from ``log_maps (B, H, N, N)`` if the caller has them, else
+    computed here (`interval_log_maps`).
 
-    Returns ``(states (per_interval, B, N, r), ok, num_steps)``."""
+    Returns ``(states (per_interval, B, N, r), ok, num_steps, log_maps)`` (``log_maps``: the held maps' logs, or
+    None without held maps)."""
+    if config.depth_time == "blockwise":
+        params, config = interval_params(params, config, start)
+    if holds_maps(config) and log_maps is None:
+        log_maps = interval_log_maps(params, config, start, u, mask)
     phases = interval_phases(config)
     if per_interval > 1 and per_interval % len(phases):
         raise ValueError(f"splitting={config.splitting!r} solves each unit interval in {len(phases)} phases, so a "
@@ -584,18 +633,22 @@ def _solve_interval(params: dict, config: SurrogateConfig, solver: SolverConfig,
     saved, ok, steps = [], jnp.asarray(True), jnp.asarray(0)
     for phase in phases:
         states, phase_ok, phase_steps = solve(functools.partial(_interval_field, phase), u,
-                                              _interval_args(params, phase, laplacians, mask, start, u), 1.0, local,
+                                              _interval_args(params, phase, laplacians, mask, start, log_maps), 1.0,
+                                              local,
                                               solver)
         saved.append(states[1:])
         u, ok, steps = states[-1], ok & phase_ok, steps + phase_steps
     states = jnp.concatenate(saved) if len(saved) > 1 else saved[0]
-    return states[-per_interval:], ok, steps
+    return states[-per_interval:], ok, steps, log_maps if holds_maps(config) else None
 
 
 def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverConfig, u0: Array,
-                          laplacians: Array, mask: Array, save_times) -> tuple[Array, Array, Array]:
+                          laplacians: Array, mask: Array, save_times) -> tuple[Array, Array | None, Array, Array]:
     """`trajectory` for ``depth_time="blockwise"``: one solve per unit interval ``[l, l+1]`` (a ``lax.scan`` over
-    ``l``; `_solve_interval`), each from the end of the one before, saving ``k`` evenly spaced states per interval."""
+    ``l``; `_solve_interval`), each from the end of the one before, saving ``k`` evenly spaced states per interval.
+
+    Returns ``(states, log_maps, ok, num_steps)``: ``log_maps (L, B, H, N, N)`` are the maps held over each
+    interval (the kernel at ``t = l`` on ``u(l)``), or None without held maps."""
     L = config.num_layers
     save = np.asarray(save_times, np.float64)
     per_interval = (len(save) - 1) // L
@@ -605,28 +658,30 @@ def _blockwise_trajectory(params: dict, config: SurrogateConfig, solver: SolverC
                          f"{L}); got {save.tolist()}.")
 
     def one_interval(u, start):
-        states, ok, steps = _solve_interval(params, config, solver, u, start, laplacians, mask, per_interval)
-        return states[-1], (states, ok, steps)
+        states, ok, steps, log_maps = _solve_interval(params, config, solver, u, start, laplacians, mask,
+                                                      per_interval)
+        return states[-1], (states, ok, steps, log_maps)
 
-    _, (states, ok, steps) = jax.lax.scan(one_interval, u0, jnp.arange(L, dtype=jnp.int32))
+    _, (states, ok, steps, log_maps) = jax.lax.scan(one_interval, u0, jnp.arange(L, dtype=jnp.int32))
     states = jnp.concatenate([u0[None], states.reshape((L * per_interval,) + u0.shape)])
-    return states, jnp.all(ok), jnp.sum(steps)
+    return states, log_maps, jnp.all(ok), jnp.sum(steps)
 
 
 def interval_ends(params: dict, config: SurrogateConfig, solver: SolverConfig, starts: Array, laplacians: Array,
-                  mask: Array) -> tuple[Array, Array, Array]:
+                  mask: Array, log_maps: Array | None = None) -> tuple[Array, Array, Array]:
     """Multiple shooting: unit intervals ``[l, l+1]``, ``l = 0, …, T−1``, each solved from its own start, all at
     once (vmap). ``starts (T, B, N, d)`` are the hidden states entering blocks ``0..T−1`` (projected to
-    ``u = start · P``), ``laplacians (B, N, N)``, ``mask (B, N)``.
+    ``u = start · P``), ``laplacians (B, N, N)``, ``mask (B, N)``; with ``held_maps``, ``log_maps (T, B, H, N, N)``
+    (the kernel's at ``t = l`` on the projected starts, `interval_log_maps`) if the caller has them.
 
     Returns ``(ends (T, B, N, r), ok (T,), num_steps (T,))``: ``ends[l]`` is the state at ``t = l + 1`` of the
     solve started at ``t = l``."""
-    def one(offset, start):
-        states, ok, steps = _solve_interval(params, config, solver, initial_state(params, start), offset, laplacians,
-                                            mask, 1)
+    def one(offset, start, maps):
+        states, ok, steps, _ = _solve_interval(params, config, solver, initial_state(params, start), offset,
+                                               laplacians, mask, 1, maps)
         return states[-1], ok, steps
 
-    return jax.vmap(one)(jnp.arange(starts.shape[0], dtype=jnp.int32), starts)
+    return jax.vmap(one)(jnp.arange(starts.shape[0], dtype=jnp.int32), starts, log_maps)
 
 
 def log_maps_at(params: dict, config: SurrogateConfig, times: Array, states: Array, mask: Array) -> Array:

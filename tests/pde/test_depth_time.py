@@ -129,3 +129,24 @@ def test_bad_depth_time_settings_say_what_to_fix():
     config, params, hidden0, laplacians, mask = _setup()
     with pytest.raises(ValueError, match="same number in every unit interval"):
         pde.trajectory(params, config, SolverConfig(), hidden0, laplacians, mask, np.array([0.0, 0.5, 3.0]))
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3, 0.999])
+def test_interval_params_give_block_l_field_with_the_knots_contracted_once(offset):
+    """`interval_params`: block l's parameters read once (one knot, basis weight 1) give the field of the
+    parameters held at t = l anywhere in [l, l+1), for every term."""
+    config, params, hidden0, laplacians, mask = _setup()
+    u = pde.initial_state(params, hidden0)
+    for block in range(L):
+        local, local_config = pde.interval_params(params, config, jnp.int32(block))
+        assert local_config.num_knots == 1 and dataclasses.replace(local_config, num_knots=L) == config
+        for group in ("coefficients", "kernel", "value", "residual"):  # the knot groups and config.varying
+            for leaf in jax.tree_util.tree_leaves(local[group]):
+                assert leaf.shape[0] == 1
+        assert local["projection"] is params["projection"]  # not varying: as stored
+        t = jnp.float32(block + offset)
+        np.testing.assert_allclose(pde.batch_vector_field(local_config, t, u, (local, laplacians, mask)),
+                                   pde.batch_vector_field(config, jnp.float32(block), u, (params, laplacians, mask)),
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="needs depth_time='blockwise'"):
+        pde.interval_params(params, dataclasses.replace(config, depth_time="smooth"), jnp.int32(0))

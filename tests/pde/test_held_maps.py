@@ -11,6 +11,7 @@ import pytest
 from pdeflow.pde import attention_pde as pde
 from pdeflow.pde.attention_pde import SurrogateConfig
 from pdeflow.pde.solve import SolverConfig
+from pdeflow.surrogate import surrogate_forward
 from tests.pde.test_depth_time import L, _rk4_step
 from tests.pde.test_depth_time import _setup as blockwise_setup
 
@@ -86,3 +87,32 @@ def test_bad_held_map_settings_say_what_to_fix():
         SurrogateConfig(held_maps=True)
     with pytest.raises(ValueError, match="got 'blockwise', 'custom'"):
         SurrogateConfig(held_maps=True, depth_time="blockwise", field_backward="custom")
+
+
+def test_the_held_maps_are_the_maps_compared_with_the_blocks():
+    """The solve's held log maps (computed once per interval, for the solve and for the comparison with block l)
+    equal the kernel's log maps at t = l on the saved states, as read without held maps."""
+    config, params, hidden0, laplacians, mask = _setup()
+    states, log_maps, ok, _ = pde.trajectory_and_held_log_maps(params, config, RK4, hidden0, laplacians, mask)
+    assert bool(ok) and log_maps.shape == (L, 2, config.num_heads, 5, 5)
+    read = jax.vmap(lambda s, m: pde.attention_log_maps(params, config, s, m), in_axes=(1, 0), out_axes=1)(states,
+                                                                                                          mask)
+    real = np.asarray(mask)[None, :, None, :, None] & np.asarray(mask)[None, :, None, None, :]
+    np.testing.assert_allclose(np.where(real, log_maps, 0.0), np.where(real, read, 0.0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(surrogate_forward(params, config, RK4, hidden0, laplacians, mask).log_attention,
+                               log_maps)
+    unheld = dataclasses.replace(config, held_maps=False)
+    assert pde.trajectory_and_held_log_maps(params, unheld, RK4, hidden0, laplacians, mask)[1] is None
+
+
+def test_shooting_intervals_take_the_maps_their_caller_has():
+    """`interval_ends` given the kernel's log maps at t = l on its starts solves as when it computes them."""
+    config, params, hidden0, laplacians, mask = _setup()
+    starts = jnp.stack([hidden0, 0.5 * hidden0, -hidden0])  # (T, B, N, d)
+    log_maps = jnp.stack([pde.interval_log_maps(params, config, jnp.int32(l), pde.initial_state(params, s), mask)
+                          for l, s in enumerate(starts)])
+    given, ok, _ = pde.interval_ends(params, config, RK4, starts, laplacians, mask, log_maps)
+    computed, *_ = pde.interval_ends(params, config, RK4, starts, laplacians, mask)
+    assert bool(jnp.all(ok))
+    np.testing.assert_allclose(given, computed, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(jnp.exp(log_maps).sum(-1)[:, 1, :, :3] > 0.999, True)  # row-stochastic real rows
