@@ -41,21 +41,22 @@ def _problem(config, seed=0, dtype=jnp.float32):
     return params, u, laplacians, mask, cotangent, jnp.asarray(0.7, dtype)
 
 
-def _values_and_vjps(config, problem, jit=False):
-    """``(du, cotangents of (params, u, laplacians, t))`` of the plain and the custom field (compiled as one
-    program with ``jit``, as in a solve: XLA then picks the products' kernels for the whole backward)."""
+def _value_and_vjp(config, problem, backward, jit=False):
+    """``(du, cotangents of (params, u, laplacians, t))`` of the field with ``field_backward=backward`` (compiled as
+    one program with ``jit``, as in a solve: XLA then picks the products' kernels for the whole backward)."""
     params, u, laplacians, mask, cotangent, t = problem
-    out = []
-    for backward in ("autodiff", "custom"):
-        c = dataclasses.replace(config, field_backward=backward)
+    c = dataclasses.replace(config, field_backward=backward)
 
-        def value_and_vjp(params, u, laplacians, t, cotangent, c=c):
-            du, vjp = jax.vjp(lambda p, x, lap, s: batch_vector_field(c, s, x, (p, lap, mask)), params, u,
-                              laplacians, t)
-            return du, vjp(cotangent)
+    def value_and_vjp(params, u, laplacians, t, cotangent):
+        du, vjp = jax.vjp(lambda p, x, lap, s: batch_vector_field(c, s, x, (p, lap, mask)), params, u, laplacians, t)
+        return du, vjp(cotangent)
 
-        out.append((jax.jit(value_and_vjp) if jit else value_and_vjp)(params, u, laplacians, t, cotangent))
-    return out
+    return (jax.jit(value_and_vjp) if jit else value_and_vjp)(params, u, laplacians, t, cotangent)
+
+
+def _values_and_vjps(config, problem, jit=False):
+    """`_value_and_vjp` of the plain and of the custom field."""
+    return [_value_and_vjp(config, problem, backward, jit) for backward in ("autodiff", "custom")]
 
 
 def _assert_close(reference, value, rtol):
@@ -95,11 +96,13 @@ def _assert_same_vjp(vjps, inputs):
 def _assert_field_vjps_agree(config, problem):
     """The same values, bit for bit, and the same VJP (`_assert_same_vjp`) from the plain and the custom field.
     Returns autodiff's float32 cotangents."""
-    (du, _), (du_custom, _) = _values_and_vjps(config, problem)
-    np.testing.assert_array_equal(du_custom, du)  # the same operations in the same order
-    return _assert_same_vjp(
-        lambda backward, inputs: _values_and_vjps(config, inputs)[("autodiff", "custom").index(backward)][1],
-        problem)
+    computed = dict(zip(("autodiff", "custom"), _values_and_vjps(config, problem), strict=True))
+    np.testing.assert_array_equal(computed["custom"][0], computed["autodiff"][0])  # the same operations, same order
+
+    def vjps(backward, inputs):  # float32: the ones computed above
+        return computed[backward][1] if inputs is problem else _value_and_vjp(config, inputs, backward)[1]
+
+    return _assert_same_vjp(vjps, problem)
 
 
 @pytest.mark.parametrize("on, geometry", CASES, ids=[f"{'+'.join(on)}-{geometry}" for on, geometry in CASES])
