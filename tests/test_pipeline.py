@@ -101,7 +101,7 @@ def test_presets_are_full_width_for_each_model():
     assert text.fit.init == image.fit.init == "transformer" and image.fit.length_buckets == 1
     assert text.surrogate.depth_time == image.surrogate.depth_time == "blockwise"
     # text: most steps on twice the step, the last on the step it is measured with; images: all on their own step
-    assert (text.fit.coarse_steps, text.fit.steps, image.fit.coarse_steps) == (1500, 1650, 0)
+    assert (text.fit.coarse_steps, text.fit.steps, image.fit.coarse_steps) == (1640, 1790, 0)
     # text: each interval's token mixing, then its residual MLP; images: both at once
     assert (text.surrogate.splitting, image.surrogate.splitting) == ("lie", "none")
     # each interval's maps held at those of its starting state (with the field's autodiff backward, which they need)
