@@ -568,9 +568,9 @@ def holds_maps(config: SurrogateConfig) -> bool:
 def interval_log_maps(params: dict, config: SurrogateConfig, start: Array, u: Array, mask: Array) -> Array:
     """The kernel's log maps at ``t = start`` on ``u (B, N, r)``, ``mask (B, N)``: ``(B, H, N, N)``; with
     ``held_maps`` their exponentials are the maps held over the interval that starts there, and they are the
-    maps compared with block ``start``'s."""
-    t = jnp.asarray(start).astype(u.dtype)
-    return jax.vmap(lambda ui, mi: jax.nn.log_softmax(attention_logits(params, config, t, ui, mi), axis=-1))(u, mask)
+    maps compared with block ``start``'s (`log_maps_at`, which forms those, at the one time ``start``)."""
+    times = jnp.asarray(start).astype(u.dtype)[None]
+    return jax.vmap(lambda ui, mi: log_maps_at(params, config, times, ui[None], mi)[0])(u, mask)
 
 
 def interval_params(params: dict, config: SurrogateConfig, start: Array) -> tuple[dict, SurrogateConfig]:
