@@ -68,7 +68,7 @@ def load_surrogate(out: str | Path) -> tuple[dict, SurrogateConfig, SolverConfig
                          f"{error}); {fix}.") from error
     expected = {"/".join(part.key for part in where): (leaf.shape, "float32")
                 for where, leaf in jax.tree_util.tree_leaves_with_path(parameter_shapes(surrogate))}
-    flat, metadata = read_checked_tensors(out / "params.safetensors", expected, fix)
+    flat, metadata = read_checked_tensors(out / "params.safetensors", expected, fix, config=path)
     if metadata.get("config_sha256", config_checksum(config)) != config_checksum(config):
         raise ValueError(f"{path} was changed after the fit wrote it (it no longer matches the checksum stored in "
                          f"params.safetensors); {fix}.")

@@ -273,13 +273,14 @@ def save_checked_tensors(flat: dict[str, np.ndarray], path: str | Path, metadata
 
 
 def read_checked_tensors(path: str | Path, expected: dict[str, tuple[tuple[int, ...], str]] | None,
-                         fix: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+                         fix: str, config: str | Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``(tensors, header metadata)`` of a safetensors file, read only once its header matches ``expected``
     (``{name: (shape, dtype)}``, e.g. ``((6, 12, 64, 16), "float32")``; ``None``: not checked), and checked
     after reading against the checksum written with them (`save_checked_tensors`; files without one are read
     unchecked). Every failure is a ``ValueError`` (``FileNotFoundError`` for a missing file) naming the file,
-    what is wrong and ``fix``. Nothing is allocated for a file whose header does not match, so a config edited
-    to an absurd size is refused before any memory is taken."""
+    what is wrong and ``fix``; a header that does not match also names ``config``, the file ``expected`` was read
+    from, since either file may be the one that changed. Nothing is allocated for a file whose header does not
+    match, so a config edited to an absurd size is refused before any memory is taken."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -291,7 +292,7 @@ def read_checked_tensors(path: str | Path, expected: dict[str, tuple[tuple[int, 
                       for name in reader.keys()}
             stored = reader.metadata() or {}
             if expected is not None:
-                _check_header(path, header, expected, fix)
+                _check_header(path, header, expected, fix, config)
             flat = {name: reader.get_tensor(name) for name in header}
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path} is not a readable safetensors file ({error}); {fix}.") from error
@@ -301,17 +302,18 @@ def read_checked_tensors(path: str | Path, expected: dict[str, tuple[tuple[int, 
     return flat, stored
 
 
-def _check_header(path: Path, header: dict, expected: dict, fix: str) -> None:
+def _check_header(path: Path, header: dict, expected: dict, fix: str, config: str | Path | None = None) -> None:
     """``ValueError`` unless a safetensors header (``{name: (shape, "F32")}``) holds exactly ``expected``'s tensors
-    (``{name: (shape, "float32")}``) with their shapes and dtypes."""
+    (``{name: (shape, "float32")}``) with their shapes and dtypes; the message names ``config`` where given."""
+    its = f"its config ({config})" if config is not None else "its config"
     want = {name: (tuple(shape), _SAFETENSORS_DTYPES.get(dtype, dtype)) for name, (shape, dtype) in expected.items()}
     if set(header) != set(want):
         missing, extra = sorted(set(want) - set(header)), sorted(set(header) - set(want))
-        raise ValueError(f"{path} does not hold the tensors its config describes (missing: "
+        raise ValueError(f"{path} does not hold the tensors {its} describes (missing: "
                          f"{', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(extra[:3]) or 'none'}); {fix}.")
     wrong = [f"{name} is {header[name]}, expected {want[name]}" for name in sorted(want) if header[name] != want[name]]
     if wrong:
-        raise ValueError(f"{path} does not match its config ({'; '.join(wrong[:3])}); {fix}.")
+        raise ValueError(f"{path} does not match {its}: {'; '.join(wrong[:3])}; {fix}.")
 
 
 _SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int32": "I32",

@@ -81,8 +81,9 @@ def test_an_edited_config_is_refused(folder, tmp_path, edit, message):
     config = json.loads((copy / "config.json").read_text())
     config["surrogate"].update(edit)
     (copy / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
         report.load_surrogate(copy)
+    assert str(copy / "config.json") in str(error.value)  # the edited file is named, whichever check refuses it
 
 
 def test_a_reformatted_config_still_reads(folder, tmp_path):
