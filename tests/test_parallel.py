@@ -59,8 +59,7 @@ print(json.dumps({"param_diff": diff,
 def test_eight_host_devices_fit_like_one_device():
     """Data parallel over 8 CPU devices (batch 16 -> 2 per device) gives the single-device fit to float
     tolerance: same loss curve, same parameters."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT),  # the suite's other XLA flags (tests/conftest.py) kept
-           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()}
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], env=env, cwd=ROOT, capture_output=True, text=True,
                          timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
