@@ -39,7 +39,7 @@ def test_tiny_fit_lowers_its_loss_and_beats_uniform_on_held_out_inputs(traces):
 def test_fit_is_reproducible_from_its_seed(traces):
     train, validation, _ = traces
     config = dataclasses.replace(FIT, steps=6, eval_every=3)
-    solver = SolverConfig("heun", adaptive=False, dt0=0.5)
+    solver = SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored")  # quick to compile
     a = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
     b = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
     for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params), strict=True):
@@ -248,7 +248,7 @@ def test_shooting_and_init_settings_are_checked(traces):
 
 def test_depth_weighting_changes_what_the_fit_learns_and_is_checked(traces):
     train, validation, _ = traces
-    solver = SolverConfig("heun", adaptive=False, dt0=0.5)
+    solver = SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored")  # quick to compile
     config = dataclasses.replace(FIT, steps=6, eval_every=3, shooting_steps=2)
     plain = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
     deep = fit_surrogate(train, validation, SURROGATE, solver, dataclasses.replace(config, depth_weighting=3.0),

@@ -21,7 +21,7 @@ def tiny_vit():
 
 CONFIG = RunConfig(model="vit-digits", data=DataConfig(num_train=32, num_validation=16, num_test=16),
                    surrogate=SurrogateConfig(width=8, key_dim=4, mlp_width=8, num_knots=2),
-                   solver=SolverConfig(solver="heun", adaptive=False, dt0=0.5),
+                   solver=SolverConfig(solver="heun", adaptive=False, dt0=0.5, adjoint="stored"),  # quick to compile
                    fit=FitConfig(steps=6, batch_size=16, eval_every=3, patience=0))
 
 

@@ -70,7 +70,7 @@ def test_built_in_shapes_are_read_without_loading_weights():
 def test_a_registered_source_runs_through_the_pipeline_presets_and_cli(tiny_source):
     config = RunConfig(model=tiny_source, data=DataConfig(num_train=48, num_validation=16, num_test=32),
                        surrogate=SurrogateConfig(width=8, key_dim=4, value_rank=2, mlp_width=8, num_knots=2),
-                       solver=SolverConfig("heun", adaptive=False, dt0=0.5),
+                       solver=SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored"),  # quick to compile
                        fit=FitConfig(steps=4, batch_size=16, eval_every=2, patience=0))
     report = fit_and_measure(tiny_source, config, progress=False)
     assert report.config.model == tiny_source and report.config.surrogate.num_layers == TEACHER.num_layers

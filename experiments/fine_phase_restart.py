@@ -1,0 +1,109 @@
+"""Probe: is a finished fit still short of its optimum at the step it is measured with?
+
+The faithful preset ends with 150 steps on the solver's own step at the tail of one cosine schedule (the learning
+rate about 3 % of its peak, falling to 1 %). If block 5's last thousandth were a matter of training at that
+step, more steps there would find it. This probe starts from a finished fit's parameters (a folder written by
+`pdeflow fit`, with ``params.safetensors``) and, for each learning rate given, trains ``--steps`` more steps on
+the measured step with the fit's own settings (batch, buckets, hidden-state term, kernel rate, seed) and a fresh
+AdamW (warm-up, then cosine decay to 1 %), keeping the parameters of the lowest validation loss; then it measures
+the free-running surrogate on the fit's own held-out inputs, block by block, beside the starting parameters.
+
+    pdeflow fit --preset faithful --seed 1 --out runs/minilm-seed1
+    python -m experiments.fine_phase_restart runs/minilm-seed1 --learning-rates 1e-3 5e-5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from experiments.common import run_and_write
+
+
+def held_out_blocks(params, surrogate, solver, test, batch_size: int = 32) -> dict:
+    """``{"cosine": [L], "js": [L]}``: the free-running surrogate's maps against ``test``'s, mean per block."""
+    from pdeflow import metrics
+    from pdeflow.surrogate import predict_attention
+
+    fidelity = metrics.attention_fidelity(test.attention, predict_attention(params, surrogate, solver, test,
+                                                                            batch_size), test.mask)
+    return {name: [float(np.nanmean(fidelity[name][block])) for block in range(surrogate.num_layers)]
+            for name in ("cosine", "js")}
+
+
+def continue_fit(params, surrogate, solver, fit_config, splits, learning_rates, steps: int) -> dict:
+    """From ``params``, for each learning rate, ``steps`` more steps on ``solver`` (no shooting, no coarse step)
+    with ``fit_config``'s other settings; returns ``{"start": held_out_blocks, "arms": [{"learning_rate",
+    "best_step", "validation_kl": [...], "held_out": held_out_blocks}]}``."""
+    from pdeflow.fit import fit_surrogate
+
+    batch = min(fit_config.batch_size, splits.test.mask.shape[0])
+    result = {"steps": steps, "start": held_out_blocks(params, surrogate, solver, splits.test, batch), "arms": []}
+    for rate in learning_rates:
+        config = dataclasses.replace(fit_config, steps=steps, shooting_steps=0, coarse_steps=0, learning_rate=rate,
+                                     warmup_steps=min(fit_config.warmup_steps, steps - 1), patience=0,
+                                     eval_every=min(fit_config.eval_every, steps))
+        fitted = fit_surrogate(splits.train, splits.validation, surrogate, solver, config, params=params,
+                               progress=False)
+        result["arms"].append({"learning_rate": rate, "best_step": fitted.best_step,
+                               "validation_kl": [r["validation_kl"] for r in fitted.history],
+                               "held_out": held_out_blocks(fitted.params, surrogate, solver, splits.test, batch)})
+        print(f"learning rate {rate}: measured", file=sys.stderr, flush=True)
+    return result
+
+
+def summary(result: dict) -> str:
+    blocks = len(result["start"]["cosine"])
+    lines = [f"# More steps on the measured step, from a finished fit ({result['folder']})", "",
+             f"Held-out inputs of the fit ({result['held_out_inputs']}), the free-running surrogate; each arm "
+             f"{result['steps']} more steps, a fresh AdamW at the peak rate given (warm-up, cosine decay to 1 %).", "",
+             "| parameters | " + " | ".join(f"block {i}" for i in range(blocks)) + " | JS max (bits) | "
+             "validation KL (last) |", "|---|" + "---|" * (blocks + 2)]
+    rows = [("the fit's own", result["start"], "")]
+    rows += [(f"+ {result['steps']} steps at peak {arm['learning_rate']:g}", arm["held_out"],
+              f"{arm['validation_kl'][-1]:.5f}") for arm in result["arms"]]
+    for name, held_out, kl in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{c:.5f}" for c in held_out["cosine"])
+                     + f" | {max(held_out['js']):.4f} | {kl} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("folder", type=Path, help="a folder written by `pdeflow fit` (with params.safetensors)")
+    parser.add_argument("--learning-rates", nargs="+", type=float, default=[1e-3, 5e-5],
+                        help="peak learning rate of each arm")
+    parser.add_argument("--steps", type=int, default=150, help="steps of each arm")
+    parser.add_argument("--out", default="experiments/results/fine_phase_restart",
+                        help="output folder (written atomically)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    args = parser.parse_args(argv)
+    if not (args.folder / "params.safetensors").is_file():
+        parser.error(f"{args.folder} holds no params.safetensors: pass a folder written by `pdeflow fit`.")
+    if args.steps < 2 or min(args.learning_rates) <= 0:
+        parser.error("need --steps >= 2 and positive --learning-rates.")
+
+    def run() -> dict:
+        from pdeflow.fit import FitConfig
+        from pdeflow.report import load_surrogate
+        from pdeflow.sources import DataConfig, model_source_for
+
+        config = json.loads((args.folder / "config.json").read_text())
+        params, surrogate, solver = load_surrogate(args.folder)
+        splits = model_source_for(config["model"]).trace_splits(DataConfig(**config["data"]))
+        result = continue_fit(params, surrogate, solver, FitConfig(**config["fit"]), splits, args.learning_rates,
+                              args.steps)
+        return {"folder": str(args.folder), "model": config["model"], "preset": config.get("preset"),
+                "seed": config["fit"]["seed"], "held_out_inputs": int(splits.test.mask.shape[0]), **result}
+
+    return run_and_write(args.out, args.overwrite, run, summary, lambda result, out: None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
