@@ -20,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from experiments.common import run_and_write
 
@@ -30,10 +29,9 @@ def held_out_blocks(params, surrogate, solver, test, batch_size: int = 32) -> di
     from pdeflow import metrics
     from pdeflow.surrogate import predict_attention
 
-    fidelity = metrics.attention_fidelity(test.attention, predict_attention(params, surrogate, solver, test,
-                                                                            batch_size), test.mask)
-    return {name: [float(np.nanmean(fidelity[name][block])) for block in range(surrogate.num_layers)]
-            for name in ("cosine", "js")}
+    maps = predict_attention(params, surrogate, solver, test, batch_size)
+    summary = metrics.summarise(metrics.attention_fidelity(test.attention, maps, test.mask))
+    return {name: summary[name] for name in ("cosine", "js")}
 
 
 def continue_fit(params, surrogate, solver, fit_config, splits, learning_rates, steps: int) -> dict:
