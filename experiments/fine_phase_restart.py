@@ -20,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from experiments.common import run_and_write
 
 
