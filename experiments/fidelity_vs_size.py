@@ -125,14 +125,17 @@ def sweep_markdown(results: dict, target: float, fit: FitConfig, data: DataConfi
 def report_point(folder) -> dict:
     """A ``pdeflow fit`` output folder as a point of the figure: ``{"model", "label", "parameters",
     "mean_cosine", "min_cosine", "seconds"}`` (parameters used by the attention fit, held-out cosine of the
-    free-running surrogate, the fit's wall time)."""
+    free-running surrogate, the fit's wall time); the label is the preset's name (``"default"`` without one),
+    with the seed when it is not 0."""
     metrics_file = Path(folder) / "metrics.json"
     if not metrics_file.is_file():
         raise FileNotFoundError(f"{metrics_file} not found: --reports takes folders written by `pdeflow fit`.")
     found = FitMetrics.from_json(json.loads(metrics_file.read_text()))
     config = json.loads((Path(folder) / "config.json").read_text())
     cosine = list(found.held_out["pde"]["cosine"])
-    return {"model": config["model"], "label": found.preset or "default", "folder": str(folder),
+    seed = config.get("fit", {}).get("seed", 0)
+    label = (found.preset or "default") + (f" (seed {seed})" if seed else "")
+    return {"model": config["model"], "label": label, "folder": str(folder),
             "parameters": found.parameters.surrogate_used_by_attention_fit,
             "mean_cosine": float(np.mean(cosine)), "min_cosine": float(np.min(cosine)),
             "seconds": found.seconds.fit, "per_block": cosine}
@@ -167,14 +170,16 @@ def write_figure(results: dict, target: float, path, reports: list[dict] = ()) -
     models = sorted({point["model"] for point in reports})
     for point in reports:  # fits written by `pdeflow fit`: stars, named by their preset
         # the faithful fits sit side by side near the target: every other model's name goes to the star's left
-        left = point["label"] == "faithful" and models.index(point["model"]) % 2 == 1
+        left = point["label"].startswith("faithful") and models.index(point["model"]) % 2 == 1
         for row, x in ((axes, point["parameters"]), (time_axes, point["seconds"])):
             for ax, key in zip(row, ("mean_cosine", "min_cosine")):
                 ax.scatter([x], [point[key]], marker="*", s=160, color=colors[point["model"]], edgecolor="black",
                            zorder=3)
+                # another seed of a fit sits on its star (same size): its name goes above, to the left
+                above = "seed" in point["label"]
                 ax.annotate(f"{point['model']} {point['label']}", (x, point[key]), fontsize=7,
-                            xytext=(-5, -12) if left else (5, -10), ha="right" if left else "left",
-                            textcoords="offset points")
+                            xytext=(-5, 7) if above else (-5, -12) if left else (5, -10),
+                            ha="right" if left or above else "left", textcoords="offset points")
     for row, xlabel in ((axes, "surrogate parameters (attention fit)"), (time_axes, "fit wall time (s)")):
         for ax, title in zip(row, ("mean over blocks", "worst block")):
             ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target}")

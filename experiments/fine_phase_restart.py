@@ -7,6 +7,9 @@ step, more steps there would find it. This probe starts from a finished fit's pa
 the measured step with the fit's own settings (batch, buckets, hidden-state term, kernel rate, seed) and a fresh
 AdamW (warm-up, then cosine decay to 1 %), keeping the parameters of the lowest validation loss; then it measures
 the free-running surrogate on the fit's own held-out inputs, block by block, beside the starting parameters.
+With ``--cosine-weight w`` the arms train (and pick their best parameters) with ``w · (1 − cosine)`` of the maps
+added to the fit's loss (`pdeflow.fit.FitConfig.cosine_weight`): does the measure the headline is given in
+find what the KL leaves?
 
     pdeflow fit --preset faithful --seed 1 --out runs/minilm-seed1
     python -m experiments.fine_phase_restart runs/minilm-seed1 --learning-rates 1e-3 5e-5
@@ -33,22 +36,26 @@ def held_out_blocks(params, surrogate, solver, test, batch_size: int = 32) -> di
     return {name: summary[name] for name in ("cosine", "js")}
 
 
-def continue_fit(params, surrogate, solver, fit_config, splits, learning_rates, steps: int) -> dict:
+def continue_fit(params, surrogate, solver, fit_config, splits, learning_rates, steps: int,
+                 cosine_weight: float = 0.0) -> dict:
     """From ``params``, for each learning rate, ``steps`` more steps on ``solver`` (no shooting, no coarse step)
     with ``fit_config``'s other settings; returns ``{"start": held_out_blocks, "arms": [{"learning_rate",
-    "best_step", "validation_kl": [...], "held_out": held_out_blocks}]}``."""
+    "best_step", "validation_kl": [...], "validation_cosine": [...], "held_out": held_out_blocks}]}``; the arms
+    add ``cosine_weight`` times ``1 − cosine`` of the maps to the loss."""
     from pdeflow.fit import fit_surrogate
 
     batch = min(fit_config.batch_size, splits.test.mask.shape[0])
-    result = {"steps": steps, "start": held_out_blocks(params, surrogate, solver, splits.test, batch), "arms": []}
+    result = {"steps": steps, "cosine_weight": cosine_weight,
+              "start": held_out_blocks(params, surrogate, solver, splits.test, batch), "arms": []}
     for rate in learning_rates:
         config = dataclasses.replace(fit_config, steps=steps, shooting_steps=0, coarse_steps=0, learning_rate=rate,
                                      warmup_steps=min(fit_config.warmup_steps, steps - 1), patience=0,
-                                     eval_every=min(fit_config.eval_every, steps))
+                                     eval_every=min(fit_config.eval_every, steps), cosine_weight=cosine_weight)
         fitted = fit_surrogate(splits.train, splits.validation, surrogate, solver, config, params=params,
                                progress=False)
         result["arms"].append({"learning_rate": rate, "best_step": fitted.best_step,
                                "validation_kl": [r["validation_kl"] for r in fitted.history],
+                               "validation_cosine": [r["validation_cosine"] for r in fitted.history],
                                "held_out": held_out_blocks(fitted.params, surrogate, solver, splits.test, batch)})
         print(f"learning rate {rate}: measured", file=sys.stderr, flush=True)
     return result
@@ -58,7 +65,9 @@ def summary(result: dict) -> str:
     blocks = len(result["start"]["cosine"])
     lines = [f"# More steps on the measured step, from a finished fit ({result['folder']})", "",
              f"Held-out inputs of the fit ({result['held_out_inputs']}), the free-running surrogate; each arm "
-             f"{result['steps']} more steps, a fresh AdamW at the peak rate given (warm-up, cosine decay to 1 %).", "",
+             f"{result['steps']} more steps, a fresh AdamW at the peak rate given (warm-up, cosine decay to 1 %)"
+             + (f", with {result.get('cosine_weight', 0.0):g} × (1 − cosine) of the maps added to the loss."
+                if result.get("cosine_weight") else "."), "",
              "| parameters | " + " | ".join(f"block {i}" for i in range(blocks)) + " | JS max (bits) | "
              "validation KL (last) |", "|---|" + "---|" * (blocks + 2)]
     rows = [("the fit's own", result["start"], "")]
@@ -77,14 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rates", nargs="+", type=float, default=[1e-3, 5e-5],
                         help="peak learning rate of each arm")
     parser.add_argument("--steps", type=int, default=150, help="steps of each arm")
+    parser.add_argument("--cosine-weight", type=float, default=0.0,
+                        help="weight of 1 - cosine of the maps in the arms' loss (FitConfig.cosine_weight)")
     parser.add_argument("--out", default="experiments/results/fine_phase_restart",
                         help="output folder (written atomically)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     if not (args.folder / "params.safetensors").is_file():
         parser.error(f"{args.folder} holds no params.safetensors: pass a folder written by `pdeflow fit`.")
-    if args.steps < 2 or min(args.learning_rates) <= 0:
-        parser.error("need --steps >= 2 and positive --learning-rates.")
+    if args.steps < 2 or min(args.learning_rates) <= 0 or args.cosine_weight < 0:
+        parser.error("need --steps >= 2, positive --learning-rates and --cosine-weight >= 0.")
 
     def run() -> dict:
         from pdeflow.fit import FitConfig
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         params, surrogate, solver = load_surrogate(args.folder)
         splits = model_source_for(config["model"]).trace_splits(DataConfig(**config["data"]))
         result = continue_fit(params, surrogate, solver, FitConfig(**config["fit"]), splits, args.learning_rates,
-                              args.steps)
+                              args.steps, args.cosine_weight)
         return {"folder": str(args.folder), "model": config["model"], "preset": config.get("preset"),
                 "seed": config["fit"]["seed"], "held_out_inputs": int(splits.test.mask.shape[0]), **result}
 

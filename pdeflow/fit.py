@@ -1,7 +1,8 @@
 """Fitting the attention-PDE surrogate to a transformer's trace with optax.
 
 The loss is the mean over blocks, heads and real query rows of ``KL(transformer ‖ PDE)``, plus
-``hidden_weight`` times the relative error of the read-out PDE states against the hidden states.
+``hidden_weight`` times the relative error of the read-out PDE states against the hidden states, plus
+``cosine_weight`` times ``1 − cosine`` of the maps (the held-out figure's own measure).
 One jit-compiled step, vmapped over the batch; early stopping on a validation split.
 
 A fit may open with a multiple-shooting phase (``shooting_steps``): every unit interval is solved from the
@@ -38,7 +39,7 @@ from pdeflow.data.batches import (
     next_batch,
     token_lengths,
 )
-from pdeflow.losses import depth_weights, shooting_losses, surrogate_losses
+from pdeflow.losses import depth_weights, per_input_cosine_gap, shooting_losses, surrogate_losses
 from pdeflow.models.trace import Trace, check_trace
 from pdeflow.optim import OptimizerConfig
 from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
@@ -90,6 +91,11 @@ class FitConfig:
             (scaled to mean 1; `pdeflow.losses.depth_weights`), so deeper blocks, where the free-running
             solve drifts most, count more; 0 weighs every block alike. Validation and the reported figures
             stay unweighted.
+        cosine_weight: weight of ``1 − cosine`` of the free-running maps (each head's map over the real tokens,
+            as the held-out figure measures it; `pdeflow.losses.per_input_cosine_gap`) in the free-running
+            phase's loss and in the validation loss that picks the best parameters. KL weighs every query row's
+            distribution alike in log space; the cosine weighs the maps' large entries most, so the two can
+            disagree at the margin. 0 (default): the KL and the hidden-state term alone.
         length_buckets: group training batches by length into this many buckets (quantiles of the training
             inputs' lengths) and trim each batch's padding to its bucket's length, so short inputs stop paying
             for the longest; the step compiles once per bucket, all before the first step. 1: every batch keeps
@@ -122,6 +128,7 @@ class FitConfig:
     kernel_lr_scale: float = 1.0
     shooting_kernel_lr_scale: float = 0.0
     depth_weighting: float = 0.0
+    cosine_weight: float = 0.0
     coarse_steps: int = 0
     coarse_factor: int = 2
 
@@ -139,9 +146,9 @@ class FitConfig:
             raise ValueError(f"coarse_factor must be an integer >= 2 (a coarse step is that many fine ones); got "
                              f"{self.coarse_factor!r}.")
         if min(self.kernel_lr_scale, self.shooting_kernel_lr_scale, self.continuity_weight,
-               self.depth_weighting) < 0 or not self.shooting_learning_rate > 0:
-            raise ValueError("need kernel_lr_scale, shooting_kernel_lr_scale, continuity_weight, depth_weighting "
-                             ">= 0 and shooting_learning_rate > 0.")
+               self.depth_weighting, self.cosine_weight) < 0 or not self.shooting_learning_rate > 0:
+            raise ValueError("need kernel_lr_scale, shooting_kernel_lr_scale, continuity_weight, depth_weighting, "
+                             "cosine_weight >= 0 and shooting_learning_rate > 0.")
         if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("steps, batch_size and eval_every must be positive.")
         if self.checkpoint_every < 0:
@@ -203,10 +210,11 @@ def parameter_groups(params: dict) -> dict:
 class FitLoss:
     """The fit's training loss on one batch, ``(params, trace, laplacians) -> (loss, aux)``: the mean attention
     KL (blocks weighted by ``block_weights`` if given) plus ``hidden_weight`` times the relative hidden error of
-    the free-running solve, or, with ``shooting``, plus ``continuity_weight`` times the continuity error of the
-    multiple-shooting solve. ``aux``: the mean ``kl`` and ``hidden_error`` (the continuity error when shooting),
-    the solves' ``ok`` ``(B,)``, ``finite_times`` and ``num_steps``. A frozen dataclass, so equal losses compile
-    one step (`pdeflow.train_loop.make_train_step`)."""
+    the free-running solve and ``cosine_weight`` times its maps' mean ``1 − cosine`` (the same block weights),
+    or, with ``shooting``, plus ``continuity_weight`` times the continuity error of the multiple-shooting solve.
+    ``aux``: the mean ``kl`` and ``hidden_error`` (the continuity error when shooting), the solves' ``ok``
+    ``(B,)``, ``finite_times`` and ``num_steps``. A frozen dataclass, so equal losses compile one step
+    (`pdeflow.train_loop.make_train_step`)."""
 
     surrogate: SurrogateConfig
     solver: SolverConfig
@@ -214,6 +222,7 @@ class FitLoss:
     continuity_weight: float = 1.0
     block_weights: tuple[float, ...] | None = None
     shooting: bool = False
+    cosine_weight: float = 0.0
 
     @classmethod
     def from_config(cls, surrogate: SurrogateConfig, solver: SolverConfig, config: FitConfig,
@@ -222,7 +231,7 @@ class FitLoss:
         block_weights = None if config.depth_weighting == 0 else \
             tuple(depth_weights(surrogate.num_layers, config.depth_weighting).tolist())  # static: hashable
         return cls(surrogate, solver, float(config.hidden_weight), float(config.continuity_weight), block_weights,
-                   shooting)
+                   shooting, float(config.cosine_weight))
 
     def __call__(self, params, trace: Trace, laplacians):
         block_weights = None if self.block_weights is None else jnp.asarray(self.block_weights,
@@ -236,6 +245,9 @@ class FitLoss:
             kl, hidden_error, out = surrogate_losses(params, self.surrogate, self.solver, trace, laplacians,
                                                      block_weights)
             loss = kl.mean() + self.hidden_weight * hidden_error.mean()
+            if self.cosine_weight:  # static: a fit without the term compiles the step it always did
+                loss = loss + self.cosine_weight * per_input_cosine_gap(trace.attention, out.log_attention,
+                                                                        trace.mask, block_weights).mean()
             ok, finite, steps = out.ok, out.finite_times, out.num_steps
         return loss, {"kl": kl.mean(), "hidden_error": hidden_error.mean(), "ok": ok, "finite_times": finite,
                       "num_steps": steps}
@@ -254,7 +266,8 @@ def make_fit_step(surrogate: SurrogateConfig, solver: SolverConfig, config: FitC
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _eval_losses(surrogate, solver, params, trace, laplacians):
     kl, hidden_error, out = surrogate_losses(params, surrogate, solver, trace, laplacians)
-    return kl, hidden_error, out.ok, out.finite_times
+    gap = per_input_cosine_gap(trace.attention, out.log_attention, trace.mask)
+    return kl, hidden_error, gap, out.ok, out.finite_times
 
 
 def sharded_batch(trace: Trace, index, mesh: Mesh | None, surrogate: SurrogateConfig,
@@ -271,17 +284,18 @@ def sharded_batch(trace: Trace, index, mesh: Mesh | None, surrogate: SurrogateCo
 
 
 def evaluate_losses(params, surrogate: SurrogateConfig, solver: SolverConfig, trace: Trace,
-                    batch_size: int, mesh: Mesh | None = None) -> tuple[float, float]:
-    """Mean attention KL and relative hidden error over every input of ``trace`` (fixed-size batches, split
-    over ``mesh`` if given)."""
-    kls, errors = [], []
+                    batch_size: int, mesh: Mesh | None = None) -> tuple[float, float, float]:
+    """Mean attention KL, relative hidden error and ``1 − cosine`` of the maps (`per_input_cosine_gap`) over
+    every input of ``trace`` (fixed-size batches, split over ``mesh`` if given)."""
+    kls, errors, gaps = [], [], []
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):
         batch, laplacians = sharded_batch(trace, index, mesh, surrogate)
-        kl, error, ok, finite = _eval_losses(surrogate, solver, params, batch, laplacians)
+        kl, error, gap, ok, finite = _eval_losses(surrogate, solver, params, batch, laplacians)
         raise_if_failed(ok, finite, surrogate.num_layers, solver, "validation")
         kls.append(to_host(kl)[:keep])
         errors.append(to_host(error)[:keep])
-    return float(np.concatenate(kls).mean()), float(np.concatenate(errors).mean())
+        gaps.append(to_host(gap)[:keep])
+    return tuple(float(np.concatenate(x).mean()) for x in (kls, errors, gaps))
 
 
 def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, solver: SolverConfig = SolverConfig(),
@@ -423,10 +437,11 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
     def evaluate(step: int, info: dict) -> dict:
         nonlocal stopped_early
         shooting = shooting_at(step)
-        val_kl, val_hidden = evaluate_losses(state.params, surrogate, solver, validation, batch_size, mesh)
-        val_loss = val_kl + config.hidden_weight * val_hidden
+        val_kl, val_hidden, val_gap = evaluate_losses(state.params, surrogate, solver, validation, batch_size, mesh)
+        val_loss = val_kl + config.hidden_weight * val_hidden + config.cosine_weight * val_gap
         record = {"step": step, "train_loss": float(np.mean(state.running)), "validation_kl": val_kl,
-                  "validation_hidden_error": val_hidden, "validation_loss": val_loss,
+                  "validation_hidden_error": val_hidden, "validation_cosine": 1.0 - val_gap,
+                  "validation_loss": val_loss,
                   "solver_steps": int(info["num_steps"]), "phase": "shooting" if shooting else "free"}
         state.running = []
         state.history.append(record)

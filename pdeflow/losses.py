@@ -29,6 +29,23 @@ def per_input_attention_kl(attention: Array, log_attention: Array, mask: Array,
     return jnp.tensordot(w, per_block, 1) / w.sum()
 
 
+def per_input_cosine_gap(attention: Array, log_attention: Array, mask: Array,
+                         block_weights: Array | None = None) -> Array:
+    """``1 − cosine`` of the two maps over the real ``n × n`` block (the held-out figure's cosine,
+    `pdeflow.metrics`), per input, averaged over heads and blocks (weighted by ``block_weights (L,)`` if given):
+    ``attention``, ``log_attention`` ``(L, B, H, N, N)``, ``mask (B, N)`` -> ``(B,)``. Padded rows and columns
+    are left out, so a trimmed or padded batch gives the same figure."""
+    real = (mask[:, :, None] & mask[:, None, :])[None, :, None]  # (1, B, 1, N, N)
+    p = jnp.where(real, attention, 0.0)
+    q = jnp.where(real, jnp.exp(log_attention), 0.0)
+    cosine = jnp.sum(p * q, (-2, -1)) / jnp.sqrt(jnp.sum(p * p, (-2, -1)) * jnp.sum(q * q, (-2, -1)) + 1e-30)
+    per_block = 1.0 - cosine.mean(-1)  # (L, B)
+    if block_weights is None:
+        return per_block.mean(0)
+    w = jnp.asarray(block_weights, per_block.dtype)
+    return jnp.tensordot(w, per_block, 1) / w.sum()
+
+
 def depth_weights(num_layers: int, depth_weighting: float) -> np.ndarray:
     """Block weights ``(L,)`` rising linearly with depth, ``1 + depth_weighting · l / (L − 1)``, scaled to mean 1
     (all ones for ``depth_weighting = 0`` or one block)."""

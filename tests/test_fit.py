@@ -21,9 +21,9 @@ def test_tiny_fit_lowers_its_loss_and_beats_uniform_on_held_out_inputs(traces):
     train, validation, test = traces
     solver = SolverConfig()
     initial = init_surrogate(jax.random.PRNGKey(FIT.seed), SURROGATE, train.hidden[0][train.mask])
-    before, _ = evaluate_losses(initial, SURROGATE, solver, test, 16)
+    before, _, _ = evaluate_losses(initial, SURROGATE, solver, test, 16)
     result = fit_surrogate(train, validation, SURROGATE, solver, FIT, progress=False)
-    after, _ = evaluate_losses(result.params, SURROGATE, solver, test, 16)
+    after, _, _ = evaluate_losses(result.params, SURROGATE, solver, test, 16)
     assert after < 0.7 * before, (before, after)
     val = [h["validation_kl"] for h in result.history]
     assert val[-1] < val[0]
@@ -197,7 +197,7 @@ def test_coarse_steps_train_on_the_coarser_solve_then_end_on_the_solver_as_given
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(params_at["mixed", 6]["residual"]["w2"], params_at["coarse", 6]["residual"]["w2"])
     for record in mixed.history:  # validated on the fine solve, the coarse fit on its own
-        kl, _ = evaluate_losses(params_at["mixed", record["step"]], SURROGATE, fine, validation, config.batch_size)
+        kl, _, _ = evaluate_losses(params_at["mixed", record["step"]], SURROGATE, fine, validation, config.batch_size)
         np.testing.assert_allclose(record["validation_kl"], kl, rtol=1e-5)
     assert mixed.history[0]["validation_kl"] != coarse_fit.history[0]["validation_kl"]
 
@@ -257,3 +257,24 @@ def test_depth_weighting_changes_what_the_fit_learns_and_is_checked(traces):
     assert not np.allclose(plain.params["kernel"]["query"], deep.params["kernel"]["query"])
     with pytest.raises(ValueError, match="depth_weighting"):
         FitConfig(depth_weighting=-1.0)
+
+
+def test_cosine_weight_changes_what_the_fit_learns_and_picks_by_its_validation_loss(traces):
+    train, validation, _ = traces
+    solver = SolverConfig("heun", adaptive=False, dt0=0.5, adjoint="stored")  # quick to compile
+    config = dataclasses.replace(FIT, steps=6, eval_every=3)
+    plain = fit_surrogate(train, validation, SURROGATE, solver, config, progress=False)
+    weighted = fit_surrogate(train, validation, SURROGATE, solver, dataclasses.replace(config, cosine_weight=2.0),
+                             progress=False)
+    assert not np.allclose(plain.params["kernel"]["query"], weighted.params["kernel"]["query"])
+    for record in plain.history + weighted.history:
+        assert 0.0 < record["validation_cosine"] < 1.0
+    for record in plain.history:  # the cosine is recorded but weighs nothing by default
+        assert record["validation_loss"] == pytest.approx(record["validation_kl"]
+                                                          + FIT.hidden_weight * record["validation_hidden_error"])
+    for record in weighted.history:
+        assert record["validation_loss"] == pytest.approx(
+            record["validation_kl"] + FIT.hidden_weight * record["validation_hidden_error"]
+            + 2.0 * (1.0 - record["validation_cosine"]))
+    with pytest.raises(ValueError, match="cosine_weight"):
+        FitConfig(cosine_weight=-0.5)

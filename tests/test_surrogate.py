@@ -98,6 +98,31 @@ def test_held_out_predictions_read_the_transformer_only_at_the_input(setup):
                            predict_attention(params, CONFIG, SOLVER, batch, 8))
 
 
+def test_cosine_gap_is_one_minus_the_held_out_cosine_and_ignores_padding(setup):
+    from pdeflow import metrics
+    from pdeflow.losses import per_input_cosine_gap
+    params, batch, laplacians = setup
+    out = surrogate_forward(params, CONFIG, SOLVER, batch.hidden[0], laplacians, batch.mask)
+    gap = per_input_cosine_gap(batch.attention, out.log_attention, batch.mask)
+    cosine = metrics.attention_fidelity(batch.attention, np.exp(out.log_attention), batch.mask)["cosine"]  # (L, B, H)
+    np.testing.assert_allclose(gap, 1.0 - cosine.mean((0, 2)), rtol=1e-4, atol=1e-6)
+    assert float(gap.min()) > 1e-4  # a surrogate at its random start: the maps differ
+    np.testing.assert_allclose(per_input_cosine_gap(batch.attention, jnp.log(batch.attention), batch.mask), 0.0,
+                               atol=1e-6)  # the transformer's own maps
+    # extra padding (a padded key column with mass in the prediction, a padded query row) changes nothing
+
+    def pad(x, value):
+        return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, 1), (0, 1)], constant_values=value)
+
+    padded = per_input_cosine_gap(pad(batch.attention, 0.5), pad(out.log_attention, 0.0),
+                                  jnp.pad(batch.mask, [(0, 0), (0, 1)]))
+    np.testing.assert_allclose(padded, gap, rtol=1e-6)
+    weights = jnp.arange(1.0, CONFIG.num_layers + 1.0)
+    per_block = 1.0 - cosine.mean(2)  # (L, B)
+    np.testing.assert_allclose(per_input_cosine_gap(batch.attention, out.log_attention, batch.mask, weights),
+                               (np.asarray(weights)[:, None] * per_block).sum(0) / float(weights.sum()), rtol=1e-4)
+
+
 def test_depth_weights_rise_with_depth_and_average_one():
     from pdeflow.losses import depth_weights
     w = depth_weights(6, 2.0)

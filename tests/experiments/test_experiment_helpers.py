@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from experiments.cross_modality import config_for, table_markdown
@@ -42,3 +44,15 @@ def test_cross_modality_keeps_one_budget_and_buckets_only_token_chains():
     assert text.fit.length_buckets == 4 and image.fit.length_buckets == 1
     assert image.fit.steps == text.fit.steps and image.surrogate.state_norm == "layer"
     assert config_for("minilm", text) == text
+
+
+def test_report_points_of_the_committed_faithful_fits_name_their_seed_and_worst_block():
+    from experiments.fidelity_vs_size import report_point
+
+    folders = Path(__file__).resolve().parents[2] / "experiments" / "results" / "faithful_preset"
+    seed0, seed1 = (report_point(folders / name) for name in ("minilm", "minilm-seed1"))
+    assert (seed0["label"], seed1["label"]) == ("faithful", "faithful (seed 1)")
+    assert seed0["min_cosine"] == min(seed0["per_block"]) and seed0["min_cosine"] >= 0.98  # block 5, 0.98008
+    assert 0.979 < seed1["min_cosine"] < 0.98  # block 5, 0.97946: the seed that misses the target
+    with pytest.raises(FileNotFoundError, match="--reports takes folders written by `pdeflow fit`"):
+        report_point(folders)
