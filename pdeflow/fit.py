@@ -91,6 +91,10 @@ class FitConfig:
             (scaled to mean 1; `pdeflow.losses.depth_weights`), so deeper blocks, where the free-running
             solve drifts most, count more; 0 weighs every block alike. Validation and the reported figures
             stay unweighted.
+        decay_kernel: whether ``weight_decay`` also applies to the kernel group (query/key maps, position bias,
+            projection, read-out: `KERNEL_GROUPS`), which the transformer's own weights start; False decays only the
+            dynamics (value corrections, residual MLP, coefficients), the parameters a fit's generalisation gap
+            lies in (`experiments.generalisation_gap`).
         cosine_weight: weight of ``1 − cosine`` of the free-running maps (each head's map over the real tokens,
             as the held-out figure measures it; `pdeflow.losses.per_input_cosine_gap`) in the free-running
             phase's loss and in the validation loss that picks the best parameters. KL weighs every query row's
@@ -128,6 +132,7 @@ class FitConfig:
     kernel_lr_scale: float = 1.0
     shooting_kernel_lr_scale: float = 0.0
     depth_weighting: float = 0.0
+    decay_kernel: bool = True
     cosine_weight: float = 0.0
     coarse_steps: int = 0
     coarse_factor: int = 2
@@ -171,7 +176,8 @@ class FitConfig:
             (self.learning_rate, self.steps - self.shooting_steps, self.kernel_lr_scale)
         return OptimizerConfig(learning_rate, steps, self.warmup_steps, self.weight_decay, self.clip_norm,
                                end_fraction=0.01, group_lr_scales=(("kernel", scale), ("dynamics", 1.0)),
-                               group_labels=parameter_groups)
+                               group_labels=parameter_groups,
+                               decayed_groups=None if self.decay_kernel else ("dynamics",))
 
 
 def coarse_needs_fixed_steps(coarse_steps: int) -> str:

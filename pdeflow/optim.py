@@ -48,6 +48,8 @@ class OptimizerConfig:
             ``group_labels``. Empty (or every scale 1): one AdamW over all parameters.
         group_labels: ``params -> labels`` (the pytree `optax.multi_transform` takes); needed with
             ``group_lr_scales``. A module-level function, so equal configs compare equal.
+        decayed_groups: the labels of the groups that ``weight_decay`` applies to (None: every group). A group
+            left out keeps its AdamW without decay. Needs ``group_lr_scales`` naming every label.
     """
 
     learning_rate: float
@@ -58,6 +60,7 @@ class OptimizerConfig:
     end_fraction: float = 0.0
     group_lr_scales: tuple[tuple[str, float], ...] = ()
     group_labels: Callable | None = None
+    decayed_groups: tuple[str, ...] | None = None
 
     def __post_init__(self):
         check_finite_numbers(self)
@@ -70,6 +73,12 @@ class OptimizerConfig:
             raise ValueError(f"group learning-rate scales must be >= 0; got {self.group_lr_scales}.")
         if self.group_lr_scales and self.group_labels is None:
             raise ValueError("group_lr_scales needs group_labels (params -> the label of each parameter).")
+        if self.decayed_groups is not None:
+            object.__setattr__(self, "decayed_groups", tuple(self.decayed_groups))
+            labels = {label for label, _ in self.group_lr_scales}
+            if not labels or set(self.decayed_groups) - labels:
+                raise ValueError(f"decayed_groups {list(self.decayed_groups)} must name groups of group_lr_scales "
+                                 f"({sorted(labels)}).")
 
     def make(self) -> optax.GradientTransformation:
         """The optax transformation. Equal configs give the same object, so a jit-compiled step that takes it as
@@ -79,15 +88,16 @@ class OptimizerConfig:
 
 @functools.cache
 def _make(config: OptimizerConfig) -> optax.GradientTransformation:
-    def adamw(scale: float) -> optax.GradientTransformation:
+    def adamw(scale: float, label: str | None = None) -> optax.GradientTransformation:
         if scale == 0:
             return optax.set_to_zero()
-        return _adamw(config.learning_rate * scale, config.warmup_steps, config.total_steps, config.weight_decay,
-                      config.end_fraction)
+        decays = config.decayed_groups is None or label in config.decayed_groups
+        return _adamw(config.learning_rate * scale, config.warmup_steps, config.total_steps,
+                      config.weight_decay if decays else 0.0, config.end_fraction)
 
-    if all(scale == 1 for _, scale in config.group_lr_scales):
+    if all(scale == 1 for _, scale in config.group_lr_scales) and config.decayed_groups is None:
         groups = adamw(1.0)
     else:
-        groups = optax.multi_transform({label: adamw(scale) for label, scale in config.group_lr_scales},
+        groups = optax.multi_transform({label: adamw(scale, label) for label, scale in config.group_lr_scales},
                                        config.group_labels)
     return groups if config.clip_norm is None else optax.chain(optax.clip_by_global_norm(config.clip_norm), groups)

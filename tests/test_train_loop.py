@@ -1,5 +1,6 @@
 """The shared optimiser config, step and loop (`pdeflow.optim`, `pdeflow.train_loop`), on toy problems."""
 
+import dataclasses
 import os
 import signal
 
@@ -143,6 +144,26 @@ def test_group_scales_hold_or_slow_their_group():
                                                           start())
         np.testing.assert_allclose(updates["w"], plain["w"], rtol=1e-6)  # the other group: full rate
         np.testing.assert_allclose(updates["b"], scale * plain["b"], rtol=1e-6)
+
+
+def test_decayed_groups_decay_only_the_groups_named():
+    def labels(params):
+        return {name: "kept" if name == "b" else "decayed" for name in params}
+
+    grads = {"w": jnp.zeros(3), "b": jnp.asarray(0.0)}  # no gradient: what moves the parameters is the decay
+    config = OptimizerConfig(0.1, 10, weight_decay=0.5, group_lr_scales=(("kept", 1.0), ("decayed", 1.0)),
+                             group_labels=labels, decayed_groups=("decayed",))
+    optimizer = config.make()
+    params = {"w": jnp.asarray([1.0, -2.0, 3.0]), "b": jnp.asarray(4.0)}
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    assert float(jnp.abs(updates["b"])) == 0.0
+    np.testing.assert_allclose(updates["w"], -0.1 * 0.5 * params["w"], rtol=1e-5)  # lr · decay · w at step 0
+    every = dataclasses.replace(config, decayed_groups=None).make()
+    assert float(every.update(grads, every.init(params), params)[0]["b"]) == pytest.approx(-0.1 * 0.5 * 4.0)
+    with pytest.raises(ValueError, match="decayed_groups"):
+        OptimizerConfig(0.1, 10, group_lr_scales=(("kept", 1.0),), group_labels=labels, decayed_groups=("other",))
+    free = FitConfig(steps=10, weight_decay=0.1, decay_kernel=False).optimizer()
+    assert free.decayed_groups == ("dynamics",) and FitConfig().optimizer().decayed_groups is None
 
 
 def test_the_fit_config_builds_its_phases_optimizers():
