@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-from pathlib import Path
 
-from experiments.common import run_and_write
+from experiments.common import check_fit_folder, fit_folder_parser, load_fit, run_and_write
 
 
 def held_out_blocks(params, surrogate, solver, test, batch_size: int = 32) -> dict:
@@ -87,9 +85,7 @@ def summary(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a folder written by `pdeflow fit` (with params.safetensors)")
+    parser = fit_folder_parser(__doc__, "experiments/results/fine_phase_restart")
     parser.add_argument("--learning-rates", nargs="+", type=float, default=[1e-3, 5e-5],
                         help="peak learning rate of each arm")
     parser.add_argument("--steps", type=int, default=150, help="steps of each arm")
@@ -99,23 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the arms' AdamW weight decay (default: the fit's own)")
     parser.add_argument("--decay-kernel", action=argparse.BooleanOptionalAction, default=True,
                         help="decay the kernel group too (--no-decay-kernel: the dynamics alone)")
-    parser.add_argument("--out", default="experiments/results/fine_phase_restart",
-                        help="output folder (written atomically)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
-    if not (args.folder / "params.safetensors").is_file():
-        parser.error(f"{args.folder} holds no params.safetensors: pass a folder written by `pdeflow fit`.")
+    check_fit_folder(parser, args.folder)
     if args.steps < 2 or min(args.learning_rates) <= 0 or args.cosine_weight < 0 or (args.weight_decay or 0) < 0:
         parser.error("need --steps >= 2, positive --learning-rates, --cosine-weight >= 0 and --weight-decay >= 0.")
 
     def run() -> dict:
         from pdeflow.fit import FitConfig
-        from pdeflow.report import load_surrogate
-        from pdeflow.sources import DataConfig, model_source_for
 
-        config = json.loads((args.folder / "config.json").read_text())
-        params, surrogate, solver = load_surrogate(args.folder)
-        splits = model_source_for(config["model"]).trace_splits(DataConfig(**config["data"]))
+        config, params, surrogate, solver, splits = load_fit(args.folder)
         result = continue_fit(params, surrogate, solver, FitConfig(**config["fit"]), splits, args.learning_rates,
                               args.steps, args.cosine_weight, args.weight_decay, args.decay_kernel)
         return {"folder": str(args.folder), "model": config["model"], "preset": config.get("preset"),

@@ -14,14 +14,11 @@ has adapted to the surrogate's own states rather than the transformer's.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from experiments.common import run_and_write
+from experiments.common import check_fit_folder, fit_folder_parser, load_fit, run_and_write
 
 SPLITS = ("train", "validation", "test")
 
@@ -102,27 +99,16 @@ def summary(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a folder written by `pdeflow fit` (with params.safetensors)")
+    parser = fit_folder_parser(__doc__, "experiments/results/generalisation_gap")
     parser.add_argument("--train-inputs", type=int, default=256, help="training inputs measured (the first ones)")
     parser.add_argument("--long-tokens", type=int, default=35, help="an input this long or longer counts as long")
-    parser.add_argument("--out", default="experiments/results/generalisation_gap",
-                        help="output folder (written atomically)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
-    if not (args.folder / "params.safetensors").is_file():
-        parser.error(f"{args.folder} holds no params.safetensors: pass a folder written by `pdeflow fit`.")
+    check_fit_folder(parser, args.folder)
     if args.train_inputs < 1 or args.long_tokens < 2:
         parser.error("need --train-inputs >= 1 and --long-tokens >= 2.")
 
     def run() -> dict:
-        from pdeflow.report import load_surrogate
-        from pdeflow.sources import DataConfig, model_source_for
-
-        config = json.loads((args.folder / "config.json").read_text())
-        params, surrogate, solver = load_surrogate(args.folder)
-        splits = model_source_for(config["model"]).trace_splits(DataConfig(**config["data"]))
+        config, params, surrogate, solver, splits = load_fit(args.folder)
         return {"folder": str(args.folder), "model": config["model"], "preset": config.get("preset"),
                 "seed": config["fit"]["seed"],
                 **measure(params, surrogate, solver, splits, args.train_inputs, args.long_tokens)}

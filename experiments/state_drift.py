@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import run_and_write
+from experiments.common import check_fit_folder, run_and_write
 
 BATCH = 16
 
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     args = parser.parse_args(argv)
     for folder in args.folders:
-        if not (folder / "params.safetensors").is_file():
-            parser.error(f"{folder} holds no params.safetensors: pass a folder written by `pdeflow fit`.")
+        check_fit_folder(parser, folder)
 
     def run() -> dict:
         cache: dict = {}
