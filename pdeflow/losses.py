@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from pdeflow.metrics import attention_kl
+from pdeflow.metrics import attention_kl, map_cosine
 from pdeflow.models.trace import Trace
 from pdeflow.pde import attention_pde
 from pdeflow.pde.attention_pde import SurrogateConfig
@@ -23,6 +23,11 @@ def per_input_attention_kl(attention: Array, log_attention: Array, mask: Array,
     ``(L, B, H, N, N)``, ``mask (B, N)`` -> ``(B,)``."""
     per_block = jax.vmap(lambda p, q, m: attention_kl(p, q, m).mean(-1), in_axes=(1, 1, 0), out_axes=1)(
         attention, log_attention, mask)  # (L, B)
+    return _mean_over_blocks(per_block, block_weights)
+
+
+def _mean_over_blocks(per_block: Array, block_weights: Array | None) -> Array:
+    """``(L, B) -> (B,)``: the mean over blocks, weighted by ``block_weights (L,)`` if given."""
     if block_weights is None:
         return per_block.mean(0)
     w = jnp.asarray(block_weights, per_block.dtype)
@@ -38,12 +43,7 @@ def per_input_cosine_gap(attention: Array, log_attention: Array, mask: Array,
     real = (mask[:, :, None] & mask[:, None, :])[None, :, None]  # (1, B, 1, N, N)
     p = jnp.where(real, attention, 0.0)
     q = jnp.where(real, jnp.exp(log_attention), 0.0)
-    cosine = jnp.sum(p * q, (-2, -1)) / jnp.sqrt(jnp.sum(p * p, (-2, -1)) * jnp.sum(q * q, (-2, -1)) + 1e-30)
-    per_block = 1.0 - cosine.mean(-1)  # (L, B)
-    if block_weights is None:
-        return per_block.mean(0)
-    w = jnp.asarray(block_weights, per_block.dtype)
-    return jnp.tensordot(w, per_block, 1) / w.sum()
+    return _mean_over_blocks(1.0 - map_cosine(p, q).mean(-1), block_weights)  # (L, B) -> (B,)
 
 
 def depth_weights(num_layers: int, depth_weighting: float) -> np.ndarray:

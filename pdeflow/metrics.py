@@ -50,9 +50,15 @@ def _js_rows(p: Array, q: Array) -> Array:
     return jnp.maximum(0.5 * (_kl_rows(p, log_mid) + _kl_rows(q, log_mid)) / jnp.log(2.0), 0.0)
 
 
+def map_cosine(p: Array, q: Array) -> Array:
+    """Cosine similarity of two maps ``(..., N, N)`` over their last two axes -> ``(...)`` (entries outside the
+    real ``n × n`` block must be zero in one of them)."""
+    return jnp.sum(p * q, (-2, -1)) / jnp.sqrt(jnp.sum(p * p, (-2, -1)) * jnp.sum(q * q, (-2, -1)) + 1e-30)
+
+
 def _cosine(p: Array, q: Array, mask: Array, top_k: Array) -> Array:
     """Cosine similarity of the two maps over the real ``n × n`` block."""
-    return jnp.sum(p * q, (-2, -1)) / jnp.sqrt(jnp.sum(p * p, (-2, -1)) * jnp.sum(q * q, (-2, -1)) + 1e-30)
+    return map_cosine(p, q)
 
 
 def _js(p: Array, q: Array, mask: Array, top_k: Array) -> Array:
