@@ -174,6 +174,10 @@ def test_a_preset_sets_the_defaults_and_explicit_options_win():
     assert config == dataclasses.replace(preset, fit=dataclasses.replace(preset.fit, steps=500),
                                          surrogate=dataclasses.replace(preset.surrogate, width=48))
     assert config.preset == "faithful" and config.surrogate.varying == ("value", "residual")
+    # a boolean the preset turns off (text: the kernel undecayed) is turned back on by its flag
+    text = cli.run_config_from_args(cli.parse_args(["fit", "--preset", "faithful", "--decay-kernel"]))
+    assert (text.fit.weight_decay, text.fit.decay_kernel) == (0.05, True)
+    assert not cli.run_config_from_args(cli.parse_args(["fit", "--preset", "faithful"])).fit.decay_kernel
 
 
 def test_a_checkpoint_folder_the_user_had_is_refused_before_any_work(tmp_path, capsys):
