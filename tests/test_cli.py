@@ -176,7 +176,7 @@ def test_a_preset_sets_the_defaults_and_explicit_options_win():
     assert config.preset == "faithful" and config.surrogate.varying == ("value", "residual")
     # a boolean the preset turns off (text: the kernel undecayed) is turned back on by its flag
     text = cli.run_config_from_args(cli.parse_args(["fit", "--preset", "faithful", "--decay-kernel"]))
-    assert (text.fit.weight_decay, text.fit.decay_kernel) == (0.05, True)
+    assert (text.fit.weight_decay, text.fit.decay_kernel) == (0.1, True)
     assert not cli.run_config_from_args(cli.parse_args(["fit", "--preset", "faithful"])).fit.decay_kernel
 
 

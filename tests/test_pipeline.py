@@ -109,7 +109,7 @@ def test_presets_are_full_width_for_each_model():
     assert text.surrogate.field_backward == image.surrogate.field_backward == "autodiff"
     assert (text.surrogate.mlp_width, image.surrogate.mlp_width) == (768, 192)  # twice the width
     # text: weight decay on the dynamics alone (the kernel, started from the transformer's, undecayed); images none
-    assert (text.fit.weight_decay, image.fit.weight_decay) == (0.05, 0.0)
+    assert (text.fit.weight_decay, image.fit.weight_decay) == (0.1, 0.0)
     assert not text.fit.decay_kernel and not image.fit.decay_kernel
     with pytest.raises(ValueError, match="--no-adaptive"):  # refused before anything is traced
         dataclasses.replace(text, solver=SolverConfig())
