@@ -165,7 +165,7 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     # (coarse then fine: 0.973 -> 0.975 in the time 800 steps took on the fine step alone; the fine steps' gain is
     # in within 100 steps): 0.979 and JS <= 0.020 on every block in 25 minutes unsplit, 0.980 (0.97998) and 0.018
     # split in 1,778 s (1,650 steps), 0.98008 and 0.018 with 1,790 in the same step budget
-    # (seed 0; seed 1: 0.97946, so 0.98 is not met reliably). Not images: 4,200 of
+    # (seed 0; seed 1: 0.97946, below 0.98 without the decay below). Not images: 4,200 of
     # 5,000 steps on the step 0.5 gave the ViT 0.966 for 0.965 but moved 0.004 re-solved (0.001)
     # text: weight decay 0.1 on the dynamics alone (value corrections, residual MLP, coefficients; not the kernel,
     # started from the transformer's): block 5 0.98008 -> 0.98039 (0.05) -> 0.98070 (0.1) with seed 0 and
