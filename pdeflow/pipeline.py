@@ -125,9 +125,9 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     twice the step, ``coarse_steps``, the rest on the step it is measured with), a residual MLP twice the width,
     on every input that is not held out (`ModelSource.all_training_data`: for MiniLM every pydoc sentence,
     ``extra_training_sentences``), for text with weight decay on the dynamics alone (``weight_decay=0.1``,
-    ``decay_kernel=False``); images take a finer step and more steps. About 30 minutes for MiniLM and 17
-    for the ViT (once trained) on 2 cores. The shape comes from the source (`ModelSource.shape`, read without
-    loading weights).
+    ``decay_kernel=False``); images take a finer step and more steps. On 2 cores 30–40 minutes for MiniLM (37
+    measured on an Intel Xeon host, about 30 estimated on an AMD EPYC one) and 17–20 for the ViT (once trained).
+    The shape comes from the source (`ModelSource.shape`, read without loading weights).
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {list(PRESETS)}.")
