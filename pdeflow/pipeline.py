@@ -125,8 +125,10 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     twice the step, ``coarse_steps``, the rest on the step it is measured with), a residual MLP twice the width,
     on every input that is not held out (`ModelSource.all_training_data`: for MiniLM every pydoc sentence,
     ``extra_training_sentences``), for text with weight decay on the dynamics alone (``weight_decay=0.1``,
-    ``decay_kernel=False``); images take a finer step and more steps. On 2 cores 30–40 minutes for MiniLM (37
-    measured on an Intel Xeon host, about 30 estimated on an AMD EPYC one) and 17–20 for the ViT (once trained).
+    ``decay_kernel=False``), and for text the field's matrix products in bfloat16 (``compute_dtype``: float32
+    accumulation, the state and the solver in float32); images take a finer step and more steps. On 2 cores 25–26
+    minutes for MiniLM (measured on an Intel Xeon host with AMX; in float32, ``compute_dtype="float32"``, 37 there and
+    about 30 estimated on an AMD EPYC host) and 17–20 for the ViT (once trained).
     The shape comes from the source (`ModelSource.shape`, read without loading weights).
     """
     if name not in PRESETS:
@@ -147,7 +149,12 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     surrogate = SurrogateConfig(width=width, key_dim=shape.head_dim, value_rank=shape.head_dim,
                                 mlp_width=2 * width, state_norm=source.block_input_norm,
                                 residual_norm="rms", varying=("value", "residual"), depth_time="blockwise",
-                                held_maps=True, splitting="lie" if text else "none")
+                                held_maps=True, splitting="lie" if text else "none",
+                                compute_dtype="bfloat16" if text else "float32")
+    # text: the field's products in bfloat16 (float32 accumulation, state, softmax and solver): MiniLM's block 5
+    # 0.98070 -> 0.98054 (seed 0) and 0.98037 -> 0.98021 (seed 1), every block >= 0.98 and JS <= 0.02 with both, in
+    # 1,568 s and 1,508 s wall on an Intel Xeon host with AMX instead of 2,217 s and 2,495 s (the coarse step x0.80).
+    # Not measured on images (the ViT has no wall-time target; its products are a quarter of MiniLM's width)
     # text: each interval split, its token mixing first, then its residual MLP (as block l's attention comes before
     # its feed-forward network): MiniLM's worst block 0.9786 -> 0.9798 at the same 1,500 steps and cost a step, every
     # block up by 0.0001-0.0012, validation KL 0.0324 -> 0.0299. Not images: the ViT's worst block 0.976 -> 0.964

@@ -37,3 +37,5 @@ def test_each_case_removes_what_its_name_says():
     assert cases["coarse step"][1].dt0 == solver.dt0 * fit_config.coarse_factor
     assert cases["fine step"][1].dt0 == solver.dt0
     assert cases["shooting step"][3] and not cases["coarse step"][3]
+    other = {"float32": "bfloat16", "bfloat16": "float32"}[surrogate.compute_dtype]
+    assert cases[f"coarse step, {other} products"][0].compute_dtype == other
