@@ -153,7 +153,7 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
                                 compute_dtype="bfloat16" if text else "float32")
     # text: the field's products in bfloat16 (float32 accumulation, state, softmax and solver): MiniLM's block 5
     # 0.98070 -> 0.98054 (seed 0) and 0.98037 -> 0.98021 (seed 1), every block >= 0.98 and JS <= 0.02 with both, in
-    # 1,568 s and 1,508 s wall on an Intel Xeon host with AMX instead of 2,217 s and 2,495 s (the coarse step x0.80).
+    # 1,561 s and 1,508 s wall on an Intel Xeon host with AMX instead of 2,217 s and 2,495 s (the coarse step x0.80).
     # Not measured on images (the ViT has no wall-time target; its products are a quarter of MiniLM's width)
     # text: each interval split, its token mixing first, then its residual MLP (as block l's attention comes before
     # its feed-forward network): MiniLM's worst block 0.9786 -> 0.9798 at the same 1,500 steps and cost a step, every
