@@ -27,7 +27,7 @@ import numpy as np
 from jax import Array
 
 from pdeflow.models import relative_position
-from pdeflow.pde import basis, terms
+from pdeflow.pde import basis, low_precision, terms
 from pdeflow.pde.geometry import ChainGeometry, TokenGeometry, geometry_fields, geometry_of
 from pdeflow.pde.solve import SolverConfig, solve
 from pdeflow.validation import check_finite_numbers
@@ -83,7 +83,8 @@ class SurrogateConfig:
         position_buckets: buckets of the ``"t5"`` family.
         causal: keys after the query are masked out (fitting a causal model); on a token chain only.
         compute_dtype: the dtype of the vector field's matrix products. ``"float32"`` (default) or ``"bfloat16"``:
-            operands rounded to bfloat16, products accumulated in float32 (tensor cores on a GPU). The state,
+            operands rounded to bfloat16, products accumulated in float32 (tensor cores on a GPU, AMX on an Intel
+            CPU); the backward's products too, with the cotangent rounded to bfloat16. The state,
             the softmax, the coefficients and the solver stay in float32 either way; bfloat16 keeps about 3
             significant digits per product, so expect attention maps within about 1e-2 of float32's.
         depth_time: how the parameters that vary in depth-time (kernel, coefficients, the ``varying`` groups) change
@@ -354,12 +355,12 @@ def normalise_state(u: Array, norm: str) -> Array:
     return u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + 1e-6)
 
 
-def _product(config: SurrogateConfig, spec: str, *operands: Array) -> Array:
-    """``jnp.einsum(spec, *operands)`` with the operands in ``config.compute_dtype`` and a float32 result."""
+def _product(config: SurrogateConfig, spec: str, x: Array, y: Array) -> Array:
+    """``jnp.einsum(spec, x, y)`` with the operands in ``config.compute_dtype`` and a float32 result; in a low
+    precision its backward's products are in that dtype too (`pdeflow.pde.low_precision`)."""
     if config.compute_dtype == "float32":
-        return jnp.einsum(spec, *operands)
-    dtype = jnp.dtype(config.compute_dtype)
-    return jnp.einsum(spec, *(x.astype(dtype) for x in operands), preferred_element_type=jnp.float32)
+        return jnp.einsum(spec, x, y)
+    return low_precision.product(spec, x, y, config.compute_dtype)
 
 
 def relative_positions(n: int, max_distance: int) -> np.ndarray:

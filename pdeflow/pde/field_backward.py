@@ -92,7 +92,8 @@ def _transposed_product(config: SurrogateConfig, small: Array, maps: Array) -> A
     small_t, maps = _in_compute_dtype(config, jnp.swapaxes(small, -1, -2), maps)
     batch = tuple(range(maps.ndim - 2))
     out = jax.lax.dot_general(jax.lax.optimization_barrier(small_t), maps,
-                              (((maps.ndim - 1,), (maps.ndim - 2,)), (batch, batch)))
+                              (((maps.ndim - 1,), (maps.ndim - 2,)), (batch, batch)),
+                              preferred_element_type=_accumulation(config))
     return jax.lax.optimization_barrier(out)
 
 
@@ -105,24 +106,33 @@ def _rows_product(config: SurrogateConfig, small_t: Array, big: Array) -> Array:
     lead = small_t.shape[:-2]
     rows, columns = _in_compute_dtype(config, small_t.reshape(-1, big.shape[0] * big.shape[1]),
                                       big.reshape(-1, big.shape[-1]))
-    out = jax.lax.dot_general(jax.lax.optimization_barrier(rows), columns, (((1,), (0,)), ((), ())))
+    out = jax.lax.dot_general(jax.lax.optimization_barrier(rows), columns, (((1,), (0,)), ((), ())),
+                              preferred_element_type=_accumulation(config))
+    if config.compute_dtype != "float32":  # kept from folding a transpose of the result into the product: XLA:CPU
+        out = jax.lax.optimization_barrier(out)  # runs that layout in a kernel without bfloat16 products
     return out.reshape(lead + (big.shape[-1],))
 
 
 def _in_compute_dtype(config: SurrogateConfig, *operands: Array) -> tuple[Array, ...]:
-    """The backward's operands: as they are for float32; for a low-precision compute dtype rounded to it and
-    multiplied in their own dtype (float32), which is a bfloat16 product with float32 accumulation to
-    round-off (a product of two bfloat16 numbers is exact in float32). XLA:CPU runs some layouts of a
+    """The backward's operands: as they are for float32; for a low-precision compute dtype in that dtype, and
+    multiplied with float32 accumulation (``preferred_element_type``). XLA:CPU runs some layouts of a
     ``bf16 × bf16 → f32`` product in a kernel that does not implement it ("Unsupported element type for
-    DotThunk"), so the backward does not ask for one."""
+    DotThunk"): the optimisation barriers of `_transposed_product` and `_rows_product` keep XLA from choosing
+    them."""
     if config.compute_dtype == "float32":
         return operands
-    return tuple(x.astype(config.compute_dtype).astype(x.dtype) for x in operands)
+    return tuple(x.astype(config.compute_dtype) for x in operands)
+
+
+def _accumulation(config: SurrogateConfig):
+    """The products' result dtype: float32 for a low-precision compute dtype, else the operands' own (float64 in the
+    tests that check the backward in float64)."""
+    return None if config.compute_dtype == "float32" else jnp.float32
 
 
 def _backward_product(config: SurrogateConfig, spec: str, *operands: Array) -> Array:
     """``jnp.einsum(spec, *operands)`` with the operands rounded to ``config.compute_dtype`` (`_in_compute_dtype`)."""
-    return jnp.einsum(spec, *_in_compute_dtype(config, *operands))
+    return jnp.einsum(spec, *_in_compute_dtype(config, *operands), preferred_element_type=_accumulation(config))
 
 
 def _custom_field(config: SurrogateConfig, n: int):
