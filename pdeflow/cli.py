@@ -124,7 +124,7 @@ def build_parser(fit_defaults: dict | None = None) -> argparse.ArgumentParser:
                      help="start from a named preset's settings for --model (pdeflow.pipeline.preset_config; "
                           "'default': width 64 started from the transformer's weights, with the hidden-state term, "
                           "800 steps, text in 4 length buckets, ~6 min for MiniLM; 'faithful': the full-width "
-                          "surrogate fitted by multiple shooting then free-running, ~25-30 min on 2 cores for "
+                          "surrogate fitted by multiple shooting then free-running, ~20-26 min on 2 cores for "
                           "MiniLM, ~38 for the ViT); options given explicitly override it (the defaults shown "
                           "below are the plain RunConfig's, before the preset)")
     fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),

@@ -126,9 +126,10 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     on every input that is not held out (`ModelSource.all_training_data`: for MiniLM every pydoc sentence,
     ``extra_training_sentences``), for text with weight decay on the dynamics alone (``weight_decay=0.1``,
     ``decay_kernel=False``), and for text the field's matrix products in bfloat16 (``compute_dtype``: float32
-    accumulation, the state and the solver in float32); images take a finer step and more steps. On 2 cores 25–26
-    minutes for MiniLM (measured on an Intel Xeon host with AMX; in float32, ``compute_dtype="float32"``, 37 there and
-    about 30 estimated on an AMD EPYC host) and about 38 for the ViT (once trained; 8,000 steps).
+    accumulation, the backward's products too; the state and the solver in float32); images take a finer step and
+    more steps. On 2 cores 20 minutes for MiniLM (measured on an AMD EPYC host; 25–26 on an Intel Xeon host with AMX
+    before the backward's products were bfloat16, 37 there in float32, ``compute_dtype="float32"``) and about 38 for
+    the ViT (once trained; 8,000 steps, on the Intel host).
     The shape comes from the source (`ModelSource.shape`, read without loading weights).
     """
     if name not in PRESETS:
@@ -151,7 +152,9 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
                                 residual_norm="rms", varying=("value", "residual"), depth_time="blockwise",
                                 held_maps=True, splitting="lie" if text else "none",
                                 compute_dtype="bfloat16" if text else "float32")
-    # text: the field's products in bfloat16 (float32 accumulation, state, softmax and solver): MiniLM's block 5
+    # text: the field's products in bfloat16, the backward's too since 2026-12-06 (MiniLM's block 5 0.98056 and 0.98018
+    # in 1,193 s and 1,180 s wall on an AMD EPYC host, the coarse step x0.82 there). Before that, the forward's alone
+    # (float32 accumulation, state, softmax and solver): MiniLM's block 5
     # 0.98070 -> 0.98054 (seed 0) and 0.98037 -> 0.98021 (seed 1), every block >= 0.98 and JS <= 0.02 with both, in
     # 1,561 s and 1,508 s wall on an Intel Xeon host with AMX instead of 2,217 s and 2,495 s (the coarse step x0.80).
     # Not measured on images (the ViT has no wall-time target; its products are a quarter of MiniLM's width)

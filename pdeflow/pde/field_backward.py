@@ -26,9 +26,9 @@ fusion that forms ``dS``, not a copy.
 
 The parameters are evaluated at depth-time ``t`` (the basis contraction, the coefficients' softplus) outside
 the custom VJP, by ordinary autodiff: their gradients (to the knots, and to ``t``) follow from those of the
-evaluated parameters. In bfloat16 the forward's products are `attention_pde._product`'s; the backward rounds
-both operands of each product to bfloat16 (autodiff rounds only the forward's operand) and multiplies them in
-float32, which equals a bfloat16 product with float32 accumulation (XLA:CPU lacks that kernel for some layouts).
+evaluated parameters. In bfloat16 the forward's products are `attention_pde._product`'s; the backward's products
+round both operands (the cotangent included) to bfloat16 and accumulate in float32, as autodiff's backward of
+`attention_pde._product` does (`pdeflow.pde.low_precision`).
 
 Covers the built-in terms (diffusion, attention, residual) in any combination, every token geometry (chain,
 patch grid with prefix tokens, causal), padding masks, every position family, both compute dtypes and

@@ -52,7 +52,7 @@ def test_report_points_of_the_committed_faithful_fits_name_their_seed_and_worst_
     folders = Path(__file__).resolve().parents[2] / "experiments" / "results" / "faithful_preset"
     seed0, seed1 = (report_point(folders / name) for name in ("minilm", "minilm-seed1"))
     assert (seed0["label"], seed1["label"]) == ("faithful", "faithful (seed 1)")
-    assert seed0["min_cosine"] == min(seed0["per_block"]) and seed0["min_cosine"] >= 0.98  # block 5, 0.98054 (bfloat16)
-    assert seed1["min_cosine"] == min(seed1["per_block"]) and seed1["min_cosine"] >= 0.98  # block 5, 0.98021
+    assert seed0["min_cosine"] == min(seed0["per_block"]) and seed0["min_cosine"] >= 0.98  # block 5, 0.98056
+    assert seed1["min_cosine"] == min(seed1["per_block"]) and seed1["min_cosine"] >= 0.98  # block 5, 0.98018
     with pytest.raises(FileNotFoundError, match="--reports takes folders written by `pdeflow fit`"):
         report_point(folders)
