@@ -16,27 +16,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from pdeflow.machine import cpu_model
 from pdeflow.store import write_text_atomically
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _cpu_model() -> str:
-    """The CPU's model name with its family/model numbers and its widest vector units: two hosts that both call
-    themselves "AMD EPYC" can differ twofold in matmul peak (e.g. full-width AVX-512 or not)."""
-    fields = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    if "model name" not in fields:
-        return platform.processor() or "unknown"
-    flags = set(fields.get("flags", "").split())
-    units = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return (f"{fields['model name']} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}; "
-            f"{' '.join(units) or 'no AVX2'})")
 
 
 def matmul_precision() -> str:
@@ -56,7 +39,7 @@ def machine_label() -> dict:
     device = jax.devices()[0]
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
             "device": f"{device.platform}:{device.device_kind}", "devices": jax.device_count(),
-            "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(), "jax": jax.__version__, "diffrax": diffrax.__version__,
             "equinox": equinox.__version__, "optax": optax.__version__,
             "xla_flags": os.environ.get("XLA_FLAGS", ""),

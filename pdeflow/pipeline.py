@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from pdeflow import metrics
+from pdeflow import machine, metrics
 from pdeflow.fit import FitConfig, FitResult, coarse_needs_fixed_steps, fit_surrogate
 from pdeflow.information.depth import attention_entropy_along_depth
 from pdeflow.information.entropy import attention_entropy
@@ -363,7 +363,7 @@ def _fit_and_measure(config: RunConfig, splits: Splits, describe: dict, blocks: 
         source_details={k: v for k, v in describe.items() if k not in ("model", "inputs", "parameters")},
         fidelity=fidelity, fit=FitSummary.from_result(result), preset=config.preset,
         seconds=Timings(trace=traced - started, fit=fitted - traced, evaluate=time.perf_counter() - fitted,
-                        total=time.perf_counter() - started),
+                        total=time.perf_counter() - started, machine=machine.label()),
         coefficients=coefficient_curves(result.params, surrogate),
         attention_entropy=AttentionEntropy("bits, mean over real query rows of the held-out inputs, per head",
                                            transformer_entropy, times, pde_entropy),

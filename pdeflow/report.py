@@ -121,8 +121,9 @@ def summary_markdown(metrics: FitMetrics | Mapping, registry: Mapping[str, Metri
     if metrics.seconds is not None:
         seconds = metrics.seconds
         preset = f"Preset `{metrics.preset}`. " if metrics.preset else ""
+        where = f" on {seconds.machine}" if seconds.machine else ""
         lines += [f"{preset}Wall time {seconds.total:.0f} s (trace {seconds.trace:.0f} s, fit "
-                  f"{seconds.fit:.0f} s, evaluation {seconds.evaluate:.0f} s).", ""]
+                  f"{seconds.fit:.0f} s, evaluation {seconds.evaluate:.0f} s){where}.", ""]
     for metric in measured_metrics(metrics.held_out, registry):
         lines += [f"## {metric.heading}", ""] + fidelity_table(metrics.held_out, metric.name) + [""]
     lines += ["## notes", ""] + [f"- {note}" for note in metrics.notes] + [""]

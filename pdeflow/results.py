@@ -80,19 +80,24 @@ class ParameterCounts:
 
 @dataclasses.dataclass(frozen=True)
 class Timings:
-    """Wall time of each stage of a run, in seconds."""
+    """Wall time of each stage of a run, in seconds, and the machine it ran on (`pdeflow.machine.label`; ``""``:
+    not recorded, as in reports written before 2026-12-06)."""
 
     trace: float
     fit: float
     evaluate: float
     total: float
+    machine: str = ""
 
     @classmethod
     def from_json(cls, data: Mapping) -> Timings:
-        return _fields_from(cls, data)
+        return _fields_from(cls, {"machine": ""} | dict(data))
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.machine:
+            del out["machine"]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The main job on the image side: fit the surrogate to a (tiny) ViT on the digits, measured on held-out digits."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -57,6 +58,9 @@ def test_fit_vit_reports_the_pde_beside_every_baseline_and_ablation(tiny_vit, tm
 
     params, loaded, _ = load_surrogate(out)
     assert loaded == surrogate  # grid and prefix tokens survive the JSON round trip
+    # the wall time names the machine it was measured on, in metrics.json and in summary.md
+    machine = json.loads((out / "metrics.json").read_text())["seconds"]["machine"]
+    assert machine and f"s) on {machine}." in (out / "summary.md").read_text()
     assert np.asarray(params["kernel"]["position_bias"]).shape[-1] == surrogate.num_position_buckets
 
 

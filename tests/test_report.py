@@ -139,3 +139,11 @@ def test_a_report_of_a_record_writes_the_metrics_it_was_read_from(tmp_path):
     assert (out / "metrics.json").read_text() == path.read_text()
     assert (out / "summary.md").read_text() == (path.parent / "summary.md").read_text()
     assert _same(report.load_surrogate(out))
+
+
+def test_the_summary_names_the_machine_beside_the_wall_time():
+    data = json.loads(COMMITTED[0].read_text())
+    data["seconds"] = {"trace": 1.0, "fit": 2.0, "evaluate": 3.0, "total": 6.0, "machine": "Some CPU, 2 cores"}
+    assert "Wall time 6 s (trace 1 s, fit 2 s, evaluation 3 s) on Some CPU, 2 cores." in report.summary_markdown(data)
+    data["seconds"].pop("machine")
+    assert "evaluation 3 s)." in report.summary_markdown(data)

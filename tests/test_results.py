@@ -101,3 +101,12 @@ def test_optional_parts_are_left_out_when_absent():
     for key in ("vit", "seconds", "attention_entropy"):
         data.pop(key, None)
     assert list(FitMetrics.from_json(data).to_json()) == list(data)
+
+
+def test_timings_record_the_machine_and_older_reports_without_it_still_read():
+    timed = Timings(1.0, 2.0, 3.0, 6.5, machine="Some CPU (family 1 model 2; avx2), 2 cores; jax 0.0 on cpu")
+    assert Timings.from_json(json.loads(json.dumps(timed.to_json()))) == timed
+    older = {"trace": 1.0, "fit": 2.0, "evaluate": 3.0, "total": 6.5}  # metrics.json before 2026-12-06
+    assert Timings.from_json(older).machine == "" and Timings.from_json(older).to_json() == older
+    with pytest.raises(ValueError, match="Timings needs the keys"):
+        Timings.from_json(older | {"hours": 1.0})
