@@ -13,11 +13,12 @@ are low-precision products with float32 accumulation, as the forward is.
 
 The field calls these products under ``vmap`` over a batch, where a custom VJP's backward is batched as it is:
 the cotangent of a weight shared by the batch would be computed input by input, ``(B, r, m)``, and then summed
-(measured: ×7 slower than one product). Each cotangent product is therefore a `jax.custom_batching.custom_vmap`
-function that sees which operands are batched: when its primal is not batched but the cotangent is, it
-contracts the batch axis inside the one product and returns the sum, unbatched, which is the cotangent the
-batched backward would have summed to. Under nested ``vmap`` each level applies the same rule (a batch of
-inputs inside a vmap over intervals, or a batch of weights).
+(measured: 55 ms against 3.8 ms for one MLP product's forward+backward at the faithful fit's shape). Each
+cotangent product is therefore a `jax.custom_batching.custom_vmap` function that sees which operands are
+batched: when its primal is not batched but the cotangent is, it contracts the batch axis inside the one
+product and returns the sum, unbatched, which is the cotangent the batched backward would have summed to. Under
+nested ``vmap`` each level applies the same rule (a batch of inputs inside a vmap over intervals, or a batch of
+weights).
 """
 
 from __future__ import annotations
