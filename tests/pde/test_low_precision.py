@@ -120,9 +120,9 @@ def test_the_fields_bfloat16_gradient_takes_only_bfloat16_products():
     def pullback(p, v, t):
         return jax.vjp(lambda q, w: batch_vector_field(config, t, w, (q, laplacians, mask)), p, v)[1](v)
 
-    float_field = jax.make_jaxpr(lambda p, v: pullback(p, v, 0.5))(params, u)
+    with_vjp = jax.make_jaxpr(lambda p, v: pullback(p, v, 0.5))(params, u)
     forward = jax.make_jaxpr(lambda p, v: batch_vector_field(config, 0.5, v, (p, laplacians, mask)))(params, u)
-    field_dots = [d for d in _dot_operand_dtypes(float_field.jaxpr) if "bfloat16" in d]
+    vjp_dots = [d for d in _dot_operand_dtypes(with_vjp.jaxpr) if "bfloat16" in d]
     forward_dots = [d for d in _dot_operand_dtypes(forward.jaxpr) if "bfloat16" in d]
-    assert all(d == ("bfloat16", "bfloat16") for d in field_dots)
-    assert len(field_dots) == 3 * len(forward_dots) > 0  # each product and its two cotangent products
+    assert all(d == ("bfloat16", "bfloat16") for d in vjp_dots)
+    assert len(vjp_dots) == 3 * len(forward_dots) > 0  # each product and its two cotangent products
