@@ -177,8 +177,11 @@ def _custom_field(config: SurrogateConfig, n: int):
             attention = jax.nn.softmax(logits + jnp.where(allowed, 0.0, -1e9)[:, None], axis=-1)  # (B, H, N, N)
             mean_map = attention.mean(1)
             mixing = alpha * mean_map if mixing is None else mixing + alpha * mean_map
-            z = mm("bnr,hrv->bhnv", u, value["down"])
-            low = mm("bhij,bhjv->bhiv", attention, z)
+            # every head's down-projection in one product, token-major (B, N, H, v), as `terms` computes it
+            value_rank = value["down"].shape[-1]
+            down = value["down"].transpose(1, 0, 2).reshape(width, heads * value_rank)
+            z = mm("bnr,rc->bnc", u, down).reshape(batch, n, heads, value_rank)
+            low = mm("bhij,bjhv->bhiv", attention, z)
             part = mm("bhiv,hvr->bir", low, value["up"]) / heads - u
             du = du + alpha * part
             saved.update(x=x, matrix=matrix, q=q, k=k, attention=attention, mean_map=mean_map, z=z, low=low,
@@ -238,7 +241,7 @@ def _custom_field(config: SurrogateConfig, n: int):
             down_bar = _rows_product(config, z_bar_t.transpose(1, 2, 0, 3), u).transpose(0, 2, 1)  # (H, r, v)
             u_bar = u_bar + bmm("bhvn,hrv->bnr", z_bar_t, value["down"])
             # the maps' cotangent: the mixing's (α/H)·dM on every head plus the value path's rank-v outer product
-            maps_bar = bmm("bhiv,bhjv->bhij", low_bar, z) + (alpha / heads) * mixing_bar[:, None]
+            maps_bar = bmm("bhiv,bjhv->bhij", low_bar, z) + (alpha / heads) * mixing_bar[:, None]
             # the softmax: dS = A ⊙ (dA − rowsum(dA ⊙ A))
             logits_bar = attention * (maps_bar - jnp.sum(maps_bar * attention, axis=-1, keepdims=True))
             q_bar = bmm("bhij,bhjk->bhik", logits_bar, k)

@@ -1,0 +1,227 @@
+"""Where a compiled solve spends its time, operation by operation: ``jax.profiler`` over the solve that
+`benchmarks.solver_throughput` times, each XLA operation's time summed over the run, beside the matrix-product
+FLOPs its compiled HLO holds, as GFLOP/s and as a fraction of the matmul peak measured in the same run.
+
+    python -m benchmarks.solve_profile                          # B, N, r, H, L = 32, 128, 384, 12, 6; rk4, dt 0.5
+    python -m benchmarks.solve_profile --mode forward+backward  # with the stored adjoint
+    python -m benchmarks.solve_profile --size 32,48,64,12,6 --top 20
+
+The solver benchmark gives one number for the whole solve (its fraction of the peak); this one says which
+operations hold the rest: a product far below the peak, a softmax or a copy with no product at all. Each
+operation is named by XLA (``ynn_fusion.7``, ``dot.111``, ``transpose_copy_fusion.2``) and described by the
+JAX operations it was compiled from (``nr,rc->nc`` for an einsum, ``exp``, ``transpose``). Operations run
+concurrently on several cores, so their times can add up to more than the solve's wall time; shares are of
+that sum. A product that XLA hands to its thread pool without waiting (seen in the backward pass: an Eigen dot
+whose operand is transposed) shows only part of its time, so it appears faster than the peak; such rows are
+marked, and the operations running beside it are slowed by it instead. Writes a labelled JSON to
+``benchmarks/results/`` and one row of its history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.reporting import machine_label, matmul_peak, write_result
+from benchmarks.solver_throughput import benchmark_config, field_flops, readout_flops
+from pdeflow.pde import SolverConfig, init_surrogate
+from pdeflow.pde.solve import STAGES
+from pdeflow.surrogate import surrogate_forward, token_laplacians
+
+MODES = ("forward", "forward+backward")
+
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%([\w.\-]+) \(")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\w+)\[([\d,]*)\]\S* ([\w\-]+)\((.*)$")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+
+
+def _dims(text: str) -> list[int]:
+    return [int(d) for d in text.split(",") if d]
+
+
+def _field(rest: str, name: str) -> list[int]:
+    found = re.search(name + r"=\{([\d,]*)\}", rest)
+    return _dims(found.group(1)) if found else []
+
+
+def _short_name(op_name: str) -> str:
+    """The last part of a JAX ``op_name`` that says what the operation computes: ``vmap(nr,rc->nc)/dot_general``
+    -> ``nr,rc->nc``; ``…/vmap()/exp`` -> ``exp``."""
+    parts = [p for p in op_name.split("/") if p]
+    if not parts:
+        return ""
+    spec = re.search(r"([a-z]+,[a-z]+->[a-z]+)", parts[-2] if len(parts) > 1 else "")
+    return spec.group(1) if spec and parts[-1] == "dot_general" else parts[-1]
+
+
+def hlo_operations(hlo_text: str) -> dict[str, dict]:
+    """``{instruction: {"flops": matrix-product FLOPs of one execution, "what": sorted short op names}}`` for every
+    instruction of a compiled module's text (``compiled.as_text()``): a dot counts ``2 · |output| · |contracted|``,
+    a fusion the dots of the computation it calls (nested fusions included); ``what`` names the JAX operations
+    it was made from (`_short_name`)."""
+    shapes, computation_of, calls, dots, names = {}, {}, {}, {}, {}
+    computation = None
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group(1)
+            continue
+        found = _INSTRUCTION.match(line)
+        if not found or computation is None:
+            continue
+        name, _, dims, op, rest = found.groups()
+        shapes[name] = _dims(dims)
+        computation_of[name] = computation
+        op_name = _OP_NAME.search(rest)
+        names[name] = _short_name(op_name.group(1)) if op_name else ""
+        called = re.search(r"calls=%([\w.\-]+)", rest)
+        if called and op == "fusion":
+            calls[name] = called.group(1)
+        if op == "dot":
+            operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
+            dots[name] = (operands[0] if operands else None, _field(rest, "lhs_contracting_dims"))
+
+    members = collections.defaultdict(list)
+    for name, computation in computation_of.items():
+        members[computation].append(name)
+
+    def flops(name: str, depth: int = 0) -> int:
+        if name in dots:
+            lhs, contracting = dots[name]
+            lhs_shape = shapes.get(lhs, [])
+            contracted = math.prod(lhs_shape[d] for d in contracting if d < len(lhs_shape))
+            return 2 * math.prod(shapes[name]) * contracted
+        if name in calls and depth < 8:
+            return sum(flops(member, depth + 1) for member in members[calls[name]])
+        return 0
+
+    def what(name: str, depth: int = 0) -> set[str]:
+        if name in calls and depth < 8:
+            inner = set()
+            for member in members[calls[name]]:
+                if member in dots or member in calls:
+                    inner |= what(member, depth + 1)
+            if inner:
+                return inner
+        return {names[name]} if names.get(name) else set()
+
+    return {name: {"flops": flops(name), "what": sorted(what(name))} for name in shapes}
+
+
+def trace_durations(trace_folder: str | Path, names) -> tuple[dict[str, float], dict[str, int]]:
+    """Seconds and executions of each XLA operation in ``names`` summed over a ``jax.profiler`` trace written with
+    ``create_perfetto_trace=True``."""
+    found = sorted(Path(trace_folder).rglob("*.trace.json.gz"))
+    if not found:
+        raise FileNotFoundError(f"no perfetto trace under {trace_folder}; was the profiler run with "
+                                "create_perfetto_trace=True?")
+    events = json.loads(gzip.decompress(found[-1].read_bytes()))["traceEvents"]
+    seconds, counts = collections.defaultdict(float), collections.Counter()
+    for event in events:
+        name = event.get("name")
+        if event.get("ph") == "X" and name in names and "dur" in event:
+            seconds[name] += event["dur"] * 1e-6
+            counts[name] += 1
+    return dict(seconds), dict(counts)
+
+
+def profile_solve(batch: int, n: int, width: int, heads: int, layers: int, solver: SolverConfig, mode: str,
+                  repeats: int, peak: float) -> tuple[list[dict], dict]:
+    """Profile ``repeats`` runs of the solve (after a compiling one); rows per XLA operation, most time first,
+    and the run's totals."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    config = benchmark_config(width, heads, layers)
+    params = init_surrogate(jax.random.PRNGKey(0), config)
+    rng = np.random.default_rng(0)
+    hidden0 = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
+    mask = jnp.ones((batch, n), bool)
+    laplacians = token_laplacians(mask)
+
+    def forward(p, hidden0, laplacians, mask):
+        return jnp.sum(surrogate_forward(p, config, solver, hidden0, laplacians, mask).log_attention[..., 0])
+
+    fn = jax.jit(forward if mode == "forward" else jax.grad(forward))
+    args = (params, hidden0, laplacians, mask)
+    operations = hlo_operations(fn.lower(*args).compile().as_text())
+    jax.block_until_ready(fn(*args))
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder, create_perfetto_trace=True):
+            walls = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                walls.append(time.perf_counter() - start)
+        seconds, counts = trace_durations(folder, operations)
+    total = sum(seconds.values())
+    rows = []
+    for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
+        flops = operations[name]["flops"] * counts[name] / repeats
+        per_solve = spent / repeats
+        rows.append({"B": batch, "N": n, "r": width, "H": heads, "L": layers, "mode": mode, "op": name,
+                     "what": operations[name]["what"], "executions_per_solve": counts[name] / repeats,
+                     "seconds_per_solve": per_solve, "share_of_op_time": spent / total,
+                     "gflop_per_solve": flops / 1e9, "gflop_per_s": flops / per_solve / 1e9 if per_solve else 0.0,
+                     "of_matmul_peak": flops / per_solve / 1e9 / peak if per_solve else 0.0})
+        rows[-1]["partly_traced"] = rows[-1]["of_matmul_peak"] > 1.0  # faster than the peak: not all its time
+    steps = round(layers / solver.dt0)
+    factor = 1 if mode == "forward" else {"recursive": 4, "stored": 3, "backsolve": 4, "discrete": 4}[solver.adjoint]
+    counted = batch * (factor * steps * STAGES[solver.solver] * field_flops(config, n)
+                       + (1 if mode == "forward" else 3) * readout_flops(config, n))
+    wall = float(np.median(walls))
+    totals = {"wall_s": wall, "op_seconds": total / repeats, "counted_gflop": counted / 1e9,
+              "hlo_product_gflop": sum(row["gflop_per_solve"] for row in rows),
+              "fraction_of_matmul_peak": counted / wall / 1e9 / peak}
+    return rows, totals
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="32,128,384,12,6", help="B,N,r,H,L")
+    parser.add_argument("--solver", default="rk4:0.5", help="SOLVER:DT (fixed steps of DT)")
+    parser.add_argument("--mode", default="forward", choices=MODES)
+    parser.add_argument("--adjoint", default="stored", help="the adjoint of forward+backward")
+    parser.add_argument("--repeats", type=int, default=3, help="profiled solves (after a compiling one)")
+    parser.add_argument("--top", type=int, default=15, help="operations printed (all are written)")
+    parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    batch, n, width, heads, layers = (int(x) for x in args.size.split(","))
+    name, dt = args.solver.split(":")
+    solver = SolverConfig(solver=name, adaptive=False, dt0=float(dt), adjoint=args.adjoint)
+    peak = matmul_peak()
+    label = machine_label()
+    print(f"{label['device']} ({label['cpu']}, {label['cpu_count']} cores)  matmul peak (float32, same run): "
+          f"{peak:.1f} GFLOP/s", flush=True)
+    rows, totals = profile_solve(batch, n, width, heads, layers, solver, args.mode, args.repeats, peak)
+    print(f"B={batch} N={n} r={width} H={heads} L={layers} {args.solver} {args.mode}: {1e3 * totals['wall_s']:.1f} ms "
+          f"a solve, {100 * totals['fraction_of_matmul_peak']:.1f}% of the peak (the solver benchmark's FLOP count); "
+          f"operations' times summed {1e3 * totals['op_seconds']:.1f} ms", flush=True)
+    print(f"  {'operation':34s} {'ms/solve':>9s} {'share':>6s} {'runs':>5s} {'GFLOP':>7s} {'GFLOP/s':>8s} "
+          f"{'of peak':>7s}  made from")
+    for row in rows[:args.top]:
+        print(f"  {row['op'][:34]:34s} {1e3 * row['seconds_per_solve']:9.2f} {100 * row['share_of_op_time']:5.1f}% "
+              f"{row['executions_per_solve']:5.0f} {row['gflop_per_solve']:7.2f} {row['gflop_per_s']:8.1f} "
+              f"{100 * row['of_matmul_peak']:6.1f}%  {', '.join(row['what'])[:60]}"
+              + ("  [partly traced: runs on the pool]" if row["partly_traced"] else ""))
+    rest = rows[args.top:]
+    if rest:
+        print(f"  {len(rest)} more operations: {1e3 * sum(r['seconds_per_solve'] for r in rest):.2f} ms "
+              f"({100 * sum(r['share_of_op_time'] for r in rest):.1f}%)")
+    path = write_result("solve_profile", {**label, "matmul_peak_gflop_per_s": peak}, rows, args.out,
+                        solve=totals)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
