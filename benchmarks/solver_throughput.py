@@ -35,6 +35,16 @@ from pdeflow.surrogate import surrogate_forward, token_laplacians
 DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r, H, L
 
 
+# forward+backward's work in forwards, counting a vector-Jacobian product as two: "recursive" re-runs each step's
+# forward in the backward pass (1 + 1 + 2 = 4), "backsolve" re-solves the state backwards beside the adjoint
+# (1 + 1 + 2 = 4, on the forward's step count), "discrete" recomputes each step's stages from its saved start
+# (1 + 1 + 2 = 4), and so does "stored": it keeps every step's start and its stages' inputs, but diffrax runs a
+# step's stages in a checkpointed loop whose backward recomputes each stage's forward before its VJP (seen in the
+# compiled backward: the query/key product once more per stage, `benchmarks.solve_profile`). Counted as 3 until
+# 2026-12-06, which understated its share of the peak by a quarter
+FLOP_FACTORS = {"recursive": 4, "backsolve": 4, "discrete": 4, "stored": 4}
+
+
 def benchmark_config(width: int, heads: int, layers: int, compute_dtype: str = "float32") -> SurrogateConfig:
     """The surrogate timed at a size ``(r, H, L)`` here and by the peer: state width r = d, key rank r / H, a knot
     per layer."""
@@ -127,11 +137,7 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     steps = int(out[1] if mode == "forward" else out[0][1])
     # per input, accepted steps only (rejected adaptive steps are not counted)
     evaluations = steps * STAGES[solver.solver]
-    # forward+backward, counting a vector-Jacobian product as two forwards: "recursive" re-runs each step's
-    # forward in the backward pass (1 + 1 + 2 = 4 forwards' work), "stored" keeps it (1 + 2 = 3), "backsolve"
-    # re-solves the state backwards beside the adjoint (1 + 1 + 2 = 4, on the forward's step count), "discrete"
-    # recomputes each step's stages from its saved start (1 + 1 + 2 = 4)
-    factor = 1 if mode == "forward" else {"recursive": 4, "stored": 3, "backsolve": 4, "discrete": 4}[solver.adjoint]
+    factor = 1 if mode == "forward" else FLOP_FACTORS[solver.adjoint]
     # the maps read out after the solve are timed too, so they are counted (plain autodiff: 3 forwards' work)
     readout_factor = 1 if mode == "forward" else 3
     per_field, per_readout = field_flops(config, n), readout_flops(config, n)

@@ -71,8 +71,9 @@ class SolverConfig:
         adjoint: ``"recursive"`` (differentiate through the solver with recursive checkpointing: memory
             O(√max_steps) states, every step's forward recomputed in the backward pass), ``"backsolve"``
             (solve the adjoint ODE backwards in time; O(1) memory, less exact) or ``"stored"`` (fixed steps
-            only: the steps of diffrax's solver run in a ``lax.scan`` whose reverse pass keeps every stage's
-            intermediates, so nothing is recomputed; memory grows with the number of steps) or ``"discrete"``
+            only: the steps of diffrax's solver run in a ``lax.scan`` whose reverse pass keeps every step's
+            start and its stages' inputs, so no step is re-solved; diffrax's stage loop is checkpointed, so each
+            stage's forward is recomputed before its VJP; memory grows with the number of steps) or ``"discrete"``
             (fixed steps only: `pdeflow.pde.fixed_step`'s hand-written discrete adjoint, the same exact gradient
             from one reverse scan that recomputes each step's stages from its saved start state; memory one
             state per step).
