@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.reporting import machine_label, matmul_peak, write_result
-from benchmarks.solver_throughput import FLOP_FACTORS, benchmark_config, field_flops, readout_flops
-from pdeflow.pde import SolverConfig, init_surrogate
+from benchmarks.solver_throughput import FLOP_FACTORS, field_flops, readout_flops, solve_inputs
+from pdeflow.pde import SolverConfig
 from pdeflow.pde.solve import STAGES
-from pdeflow.surrogate import surrogate_forward, token_laplacians
+from pdeflow.surrogate import surrogate_forward
 
 MODES = ("forward", "forward+backward")
 
@@ -142,12 +142,7 @@ def profile_solve(batch: int, n: int, width: int, heads: int, layers: int, solve
     and the run's totals."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    config = benchmark_config(width, heads, layers)
-    params = init_surrogate(jax.random.PRNGKey(0), config)
-    rng = np.random.default_rng(0)
-    hidden0 = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
-    mask = jnp.ones((batch, n), bool)
-    laplacians = token_laplacians(mask)
+    config, params, hidden0, laplacians, mask = solve_inputs(batch, n, width, heads, layers)
 
     def forward(p, hidden0, laplacians, mask):
         return jnp.sum(surrogate_forward(p, config, solver, hidden0, laplacians, mask).log_attention[..., 0])

@@ -114,15 +114,21 @@ def field_vjp_seconds(batch, n, width, heads, layers, compute_dtype: str = "floa
     return float(np.median(times))
 
 
-def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, repeats: int, peak: float,
-             compute_dtype: str = "float32", field_vjp_s: float | None = None) -> dict:
-    """One case timed; ``field_vjp_s`` (`field_vjp_seconds`) gives forward+backward cases their overhead."""
+def solve_inputs(batch, n, width, heads, layers, compute_dtype: str = "float32") -> tuple:
+    """``(config, params, hidden0 (B, N, r), laplacians, mask)`` of the case timed at ``(B, N, r, H, L)``: seeded
+    parameters and random states, every token real."""
     config = benchmark_config(width, heads, layers, compute_dtype)
     params = init_surrogate(jax.random.PRNGKey(0), config)
     rng = np.random.default_rng(0)
     hidden0 = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
     mask = jnp.ones((batch, n), bool)
-    laplacians = token_laplacians(mask)
+    return config, params, hidden0, token_laplacians(mask), mask
+
+
+def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, repeats: int, peak: float,
+             compute_dtype: str = "float32", field_vjp_s: float | None = None) -> dict:
+    """One case timed; ``field_vjp_s`` (`field_vjp_seconds`) gives forward+backward cases their overhead."""
+    config, params, hidden0, laplacians, mask = solve_inputs(batch, n, width, heads, layers, compute_dtype)
 
     def forward(p, hidden0, laplacians, mask):
         out = surrogate_forward(p, config, solver, hidden0, laplacians, mask)
