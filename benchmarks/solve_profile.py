@@ -36,7 +36,7 @@ import numpy as np
 from benchmarks.reporting import machine_label, matmul_peak, write_result
 from benchmarks.solver_throughput import FLOP_FACTORS, field_flops, readout_flops, solve_inputs
 from pdeflow.pde import SolverConfig
-from pdeflow.pde.solve import STAGES
+from pdeflow.pde.solve import ADJOINTS, STAGES
 from pdeflow.surrogate import surrogate_forward
 
 MODES = ("forward", "forward+backward")
@@ -188,14 +188,20 @@ def main(argv=None) -> None:
     parser.add_argument("--size", default="32,128,384,12,6", help="B,N,r,H,L")
     parser.add_argument("--solver", default="rk4:0.5", help="SOLVER:DT (fixed steps of DT)")
     parser.add_argument("--mode", default="forward", choices=MODES)
-    parser.add_argument("--adjoint", default="stored", help="the adjoint of forward+backward")
+    parser.add_argument("--adjoint", default="stored", choices=list(ADJOINTS), help="the adjoint of forward+backward")
     parser.add_argument("--repeats", type=int, default=3, help="profiled solves (after a compiling one)")
     parser.add_argument("--top", type=int, default=15, help="operations printed (all are written)")
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
-    batch, n, width, heads, layers = (int(x) for x in args.size.split(","))
-    name, dt = args.solver.split(":")
-    solver = SolverConfig(solver=name, adaptive=False, dt0=float(dt), adjoint=args.adjoint)
+    try:
+        batch, n, width, heads, layers = (int(x) for x in args.size.split(","))
+    except ValueError:
+        parser.error(f"--size takes five integers B,N,r,H,L (e.g. 32,128,384,12,6); got {args.size!r}")
+    name, _, dt = args.solver.partition(":")
+    try:
+        solver = SolverConfig(solver=name, adaptive=False, dt0=float(dt), adjoint=args.adjoint)
+    except ValueError as error:
+        parser.error(f"--solver takes SOLVER:DT with fixed steps (e.g. rk4:0.5); got {args.solver!r}: {error}")
     peak = matmul_peak()
     label = machine_label()
     print(f"{label['device']} ({label['cpu']}, {label['cpu_count']} cores)  matmul peak (float32, same run): "

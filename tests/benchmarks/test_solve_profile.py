@@ -93,3 +93,11 @@ def test_short_names_give_the_einsum_or_the_last_operation():
     assert solve_profile._short_name("jit(f)/while/body/vmap(nr,rc->nc)/dot_general") == "nr,rc->nc"
     assert solve_profile._short_name("jit(f)/vmap()/exp") == "exp"
     assert solve_profile._short_name("") == ""
+
+
+@pytest.mark.parametrize("argv, says", [(["--size", "1,2"], "five integers"), (["--solver", "rk4"], "SOLVER:DT"),
+                                        (["--solver", "nope:0.5"], "SOLVER:DT")])
+def test_the_command_line_says_what_to_fix(argv, says, capsys):
+    with pytest.raises(SystemExit):
+        solve_profile.main(argv + ["--out", "unused"])
+    assert says in capsys.readouterr().err
