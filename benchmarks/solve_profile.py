@@ -50,7 +50,7 @@ def _dims(text: str) -> list[int]:
     return [int(d) for d in text.split(",") if d]
 
 
-def _field(rest: str, name: str) -> list[int]:
+def _dims_attribute(rest: str, name: str) -> list[int]:
     found = re.search(name + r"=\{([\d,]*)\}", rest)
     return _dims(found.group(1)) if found else []
 
@@ -90,7 +90,7 @@ def hlo_operations(hlo_text: str) -> dict[str, dict]:
             calls[name] = called.group(1)
         if op == "dot":
             operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
-            dots[name] = (operands[0] if operands else None, _field(rest, "lhs_contracting_dims"))
+            dots[name] = (operands[0] if operands else None, _dims_attribute(rest, "lhs_contracting_dims"))
 
     members = collections.defaultdict(list)
     for name, computation in computation_of.items():

@@ -363,6 +363,13 @@ def _product(config: SurrogateConfig, spec: str, x: Array, y: Array) -> Array:
     return low_precision.product(spec, x, y, config.compute_dtype)
 
 
+def heads_matrix(maps: Array) -> Array:
+    """Per-head maps ``(H, r, c)`` as one ``(r, H·c)`` matrix, head ``h``'s columns at ``h·c … (h+1)·c``: every head's
+    product with a state ``(N, r)`` in one ``(N, r) × (r, H·c)`` product, its result read as ``(N, H, c)``."""
+    heads, width, columns = maps.shape
+    return maps.transpose(1, 0, 2).reshape(width, heads * columns)
+
+
 def relative_positions(n: int, max_distance: int) -> np.ndarray:
     """``(N, N)`` indices ``clip(j − i, −R, R) + R`` into the position bias of a token chain."""
     return ChainGeometry().position_index(n, max_distance)
@@ -383,13 +390,12 @@ def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     """The kernel's logits at time ``t`` on states ``u`` ``(N, r)``: ``(H, N, N)``, with padded keys (and, if
     causal, later keys) lowered by 1e9."""
     theta = at_time(params, config, "kernel", t)
-    heads, width, rank = config.num_heads, config.width, config.key_dim
+    heads, rank = config.num_heads, config.key_dim
     # one matmul for queries and keys of all heads: (N, r) @ (r, 2·H·k); the logits' 1/√k scales the (small)
     # query map rather than the (H, N, N) logits
     scale = 1.0 / math.sqrt(rank)
     maps = jnp.concatenate([theta["query"] * scale, theta["key"]], axis=-1)  # (H, r, 2k)
-    qk = _product(config, "nr,rc->nc", normalise_state(u, config.state_norm),
-                  maps.transpose(1, 0, 2).reshape(width, 2 * heads * rank))
+    qk = _product(config, "nr,rc->nc", normalise_state(u, config.state_norm), heads_matrix(maps))
     qk = qk.reshape(-1, heads, 2 * rank)
     q = qk[..., :rank].transpose(1, 0, 2) + scale * theta["query_bias"][:, None, :]
     k = qk[..., rank:].transpose(1, 0, 2)

@@ -166,7 +166,7 @@ def _custom_field(config: SurrogateConfig, n: int):
             theta, value = groups["kernel"], groups["value"]
             x = pde.normalise_state(u, config.state_norm)
             maps = jnp.concatenate([theta["query"] * scale, theta["key"]], axis=-1)  # (H, r, 2k)
-            matrix = maps.transpose(1, 0, 2).reshape(width, 2 * heads * rank)
+            matrix = pde.heads_matrix(maps)
             qk = mm("bnr,rc->bnc", x, matrix).reshape(batch, n, heads, 2 * rank)
             q = qk[..., :rank].transpose(0, 2, 1, 3) + scale * theta["query_bias"][None, :, None, :]
             k = qk[..., rank:].transpose(0, 2, 1, 3)
@@ -178,9 +178,7 @@ def _custom_field(config: SurrogateConfig, n: int):
             mean_map = attention.mean(1)
             mixing = alpha * mean_map if mixing is None else mixing + alpha * mean_map
             # every head's down-projection in one product, token-major (B, N, H, v), as `terms` computes it
-            value_rank = value["down"].shape[-1]
-            down = value["down"].transpose(1, 0, 2).reshape(width, heads * value_rank)
-            z = mm("bnr,rc->bnc", u, down).reshape(batch, n, heads, value_rank)
+            z = mm("bnr,rc->bnc", u, pde.heads_matrix(value["down"])).reshape(batch, n, heads, -1)
             low = mm("bhij,bjhv->bhiv", attention, z)
             part = mm("bhiv,hvr->bir", low, value["up"]) / heads - u
             du = du + alpha * part

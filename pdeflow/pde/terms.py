@@ -228,8 +228,8 @@ def _attention_parts(x: TermInputs) -> TermParts:
     heads, rank = value["down"].shape[0], value["down"].shape[-1]
     # every head's down-projection in one (N, r) × (r, H·v) product, left token-major (N, H, v): the per-head form
     # (H products of (N, r) × (r, v)) ran at a third of the rate and copied u transposed at every evaluation
-    down = value["down"].transpose(1, 0, 2).reshape(u.shape[-1], heads * rank)
-    low_rank = mm("hij,jhv->hiv", maps, mm("nr,rc->nc", u, down).reshape(u.shape[0], heads, rank))
+    down = mm("nr,rc->nc", u, pde.heads_matrix(value["down"])).reshape(u.shape[0], heads, rank)
+    low_rank = mm("hij,jhv->hiv", maps, down)
     return TermParts(mixing=maps.mean(0), pointwise=mm("hiv,hvr->ir", low_rank, value["up"]) / config.num_heads - u)
 
 
