@@ -145,12 +145,13 @@ def profile_solve(batch: int, n: int, width: int, heads: int, layers: int, solve
     config, params, hidden0, laplacians, mask = solve_inputs(batch, n, width, heads, layers)
 
     def forward(p, hidden0, laplacians, mask):
-        return jnp.sum(surrogate_forward(p, config, solver, hidden0, laplacians, mask).log_attention[..., 0])
+        out = surrogate_forward(p, config, solver, hidden0, laplacians, mask)
+        return jnp.sum(out.log_attention[..., 0]), out.num_steps
 
-    fn = jax.jit(forward if mode == "forward" else jax.grad(forward))
+    fn = jax.jit(forward if mode == "forward" else jax.grad(forward, has_aux=True))
     args = (params, hidden0, laplacians, mask)
     operations = hlo_operations(fn.lower(*args).compile().as_text())
-    jax.block_until_ready(fn(*args))
+    steps = int(jax.block_until_ready(fn(*args))[1])  # the solve's own count
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder, create_perfetto_trace=True):
             walls = []
@@ -164,15 +165,14 @@ def profile_solve(batch: int, n: int, width: int, heads: int, layers: int, solve
     for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
         flops = operations[name]["flops"] * counts[name] / repeats
         per_solve = spent / repeats
+        rate = flops / per_solve / 1e9 if per_solve else 0.0
         rows.append({"B": batch, "N": n, "r": width, "H": heads, "L": layers, "mode": mode, "op": name,
                      "what": operations[name]["what"], "executions_per_solve": counts[name] / repeats,
                      "seconds_per_solve": per_solve, "share_of_op_time": spent / total,
-                     "gflop_per_solve": flops / 1e9, "gflop_per_s": flops / per_solve / 1e9 if per_solve else 0.0,
-                     "of_matmul_peak": flops / per_solve / 1e9 / peak if per_solve else 0.0})
-        # far faster than the peak (a square product's rate, which a well-shaped product can pass by a little): not
-        # all of its time is in the trace
-        rows[-1]["partly_traced"] = rows[-1]["of_matmul_peak"] > 1.5
-    steps = round(layers / solver.dt0)
+                     "gflop_per_solve": flops / 1e9, "gflop_per_s": rate, "of_matmul_peak": rate / peak,
+                     # far faster than the peak (a square product's rate, which a well-shaped product can pass by
+                     # a little): not all of its time is in the trace
+                     "partly_traced": rate / peak > 1.5})
     factor = 1 if mode == "forward" else FLOP_FACTORS[solver.adjoint]
     counted = batch * (factor * steps * STAGES[solver.solver] * field_flops(config, n)
                        + (1 if mode == "forward" else 3) * readout_flops(config, n))
