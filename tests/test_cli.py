@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,15 @@ def test_help_documents_every_option():
                  "--resume", "--checkpoints", "--checkpoint-every", "--devices", "--host-devices", "--model"):
         assert flag in out.stdout
     assert "attention-PDE" in out.stdout
+    # the defaults shown are the default preset's, which `pdeflow fit` runs, not the bare config classes'
+    steps = re.search(r"--steps STEPS\s+maximum number of optimiser steps\. \(default: (\d+)\)", out.stdout)
+    assert steps and int(steps.group(1)) == cli.preset_config("default").fit.steps == 800
+    backward = re.search(r"\n  --field-backward \{autodiff,custom\}\n.*?\(default: (\w+)\)", out.stdout, re.S)
+    assert backward and backward.group(1) == "custom"
+    vit = subprocess.run([sys.executable, "-m", "pdeflow", "fit", "--model", "vit-digits", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    buckets = re.search(r"\n  --length-buckets LENGTH_BUCKETS\n.*?\(default: (\d+)\)", vit, re.S)
+    assert buckets and buckets.group(1) == "1"  # the ViT's preset: a patch grid has one length
 
 
 def test_every_option_gets_its_whole_attribute_text():
