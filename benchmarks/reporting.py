@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import resource
@@ -59,6 +60,35 @@ def matmul_peak(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def memory_bandwidth(megabytes: float = 256, repeats: int = 10) -> float:
+    """GB/s of an element-wise pass over a ``megabytes`` float32 array on the default device (read once, written
+    once, 16 passes in one compiled loop; best of ``repeats``): the rate an operation that moves as many bytes and
+    does no arithmetic reaches — from the caches for small arrays, from memory for arrays far larger."""
+    x = jnp.arange(int(megabytes * 2**20) // 4, dtype=jnp.float32)
+    passes = 16  # in one compiled loop, as a solve's operations run: the call's overhead spread over them
+    f = jax.jit(lambda x: jax.lax.fori_loop(0, passes, lambda _, y: y * 0.5 + 1.0, x))
+    f(x).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * passes * x.nbytes / best / 1e9
+
+
+def bandwidth_curve(megabytes=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256), repeats: int = 5) -> dict[int, float]:
+    """``{bytes moved: GB/s}`` of `memory_bandwidth` at each array size (an element-wise pass over an array of
+    ``m`` MB moves ``2m`` MB)."""
+    return {int(2 * m * 2**20): memory_bandwidth(m, repeats) for m in megabytes}
+
+
+def bandwidth_at(curve: dict[int, float], moved: float) -> float:
+    """The rate of ``curve`` (`bandwidth_curve`) for an operation that moves ``moved`` bytes: that of the
+    measured pass whose bytes are nearest on a log scale."""
+    nearest = min(curve, key=lambda size: abs(math.log(size) - math.log(max(moved, 1.0))))
+    return curve[nearest]
 
 
 def peak_memory_bytes() -> int:

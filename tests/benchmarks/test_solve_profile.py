@@ -44,6 +44,21 @@ def test_a_fusion_counts_the_dots_of_the_computation_it_calls():
     assert operations["ynn_fusion"]["flops"] == 2 * 4 * 3 * 6
     assert operations["ynn_fusion"]["what"] == ["ik,kj->ij"]
     assert operations["a"]["flops"] == 0
+    # its memory traffic: both float32 operands read and its output written, once each
+    assert operations["ynn_fusion"]["bytes"] == 4 * (4 * 6 + 6 * 3 + 4 * 3)
+
+
+def test_traffic_counts_each_operand_by_its_element_type():
+    text = "\n".join([
+        "ENTRY %main (a: bf16[8,16], b: pred[8,16]) -> f32[8,16] {",
+        "  %a = bf16[8,16]{1,0} parameter(0)",
+        "  %b = pred[8,16]{1,0} parameter(1)",
+        '  ROOT %select_fusion = f32[8,16]{1,0} fusion(%a, %b), kind=kLoop, calls=%fused, '
+        'metadata={op_name="jit(f)/select_n"}',
+        "}",
+    ])
+    operations = solve_profile.hlo_operations(text)
+    assert operations["select_fusion"] == {"flops": 0, "bytes": 8 * 16 * (2 + 1 + 4), "what": ["select_n"]}
 
 
 def test_trace_durations_sum_each_named_operation(tmp_path):
@@ -87,6 +102,36 @@ def test_a_toy_solve_is_profiled_and_its_products_are_the_counted_work(mode):
     assert totals["hlo_product_gflop"] >= (totals["counted_gflop"] - exponentials / 1e9) * 0.999
     with pytest.raises(ValueError, match="mode must be one of"):
         solve_profile.profile_solve(batch, n, width, heads, layers, solver, "backward", 1, 100.0)
+
+
+def test_each_operation_gets_its_bound_from_its_products_or_its_bytes():
+    batch, n, width, heads, layers = 2, 6, 8, 2, 2
+    solver = SolverConfig(solver="rk4", adaptive=False, dt0=0.5)
+    peak, bandwidth = 100.0, {2**20: 5.0, 2**26: 10.0}  # GB/s by bytes moved
+    rows, totals = solve_profile.profile_solve(batch, n, width, heads, layers, solver, "forward", repeats=1,
+                                               peak=peak, bandwidth=bandwidth)
+    for row in rows:  # a toy solve's operations move far less than 8 MB: the smaller pass's rate
+        assert row["pass_gb_per_s"] == 5.0
+        assert row["bound_seconds_per_solve"] == pytest.approx(
+            max(row["gflop_per_solve"] / peak, row["gb_per_solve"] / 5.0))
+        assert row["gb_per_solve"] > 0  # every operation reads or writes something
+        assert row["of_bound"] == pytest.approx(row["bound_seconds_per_solve"] / row["seconds_per_solve"])
+    # the state moves at every stage: at least one copy of (B, N, r) float32 read per stage's operations
+    assert sum(row["gb_per_solve"] for row in rows) >= 16 * batch * n * width * 4 / 1e9
+    assert totals["bound_s"] == pytest.approx(sum(row["bound_seconds_per_solve"] for row in rows))
+    assert totals["bound_fraction_of_matmul_peak"] == pytest.approx(
+        totals["counted_gflop"] / totals["bound_s"] / peak)
+    without = solve_profile.profile_solve(batch, n, width, heads, layers, solver, "forward", 1, peak)[0]
+    assert "bound_seconds_per_solve" not in without[0]
+
+
+def test_the_bandwidth_curve_is_read_at_the_nearest_size_on_a_log_scale():
+    from benchmarks.reporting import bandwidth_at, bandwidth_curve
+    curve = bandwidth_curve(megabytes=(0.25, 4), repeats=2)
+    assert sorted(curve) == [2**19, 2**23] and all(0.1 < rate < 1e5 for rate in curve.values())
+    made = {2**19: 1.0, 2**23: 2.0}
+    assert bandwidth_at(made, 2**18) == bandwidth_at(made, 2**21 - 1) == 1.0  # 2**21 is the log-midpoint
+    assert bandwidth_at(made, 2**22) == bandwidth_at(made, 2**40) == 2.0
 
 
 def test_short_names_give_the_einsum_or_the_last_operation():
