@@ -53,13 +53,18 @@ def matmul_peak(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float
     # random operands: a GPU multiplies constant ones or zeros measurably faster (less switching power)
     a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32).astype(dtype)
     f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
-    f(a).block_until_ready()
+    return 2 * size**3 / best_seconds(f, a, repeats) / 1e9
+
+
+def best_seconds(f, x, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls ``f(x)`` after one that compiles it."""
+    f(x).block_until_ready()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        f(a).block_until_ready()
+        f(x).block_until_ready()
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return best
 
 
 def memory_bandwidth(megabytes: float = 256, repeats: int = 10) -> float:
@@ -69,18 +74,12 @@ def memory_bandwidth(megabytes: float = 256, repeats: int = 10) -> float:
     x = jnp.arange(int(megabytes * 2**20) // 4, dtype=jnp.float32)
     passes = 16  # in one compiled loop, as a solve's operations run: the call's overhead spread over them
     f = jax.jit(lambda x: jax.lax.fori_loop(0, passes, lambda _, y: y * 0.5 + 1.0, x))
-    f(x).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f(x).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * passes * x.nbytes / best / 1e9
+    return 2 * passes * x.nbytes / best_seconds(f, x, repeats) / 1e9
 
 
 def bandwidth_curve(megabytes=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256), repeats: int = 5) -> dict[int, float]:
-    """``{bytes moved: GB/s}`` of `memory_bandwidth` at each array size (an element-wise pass over an array of
-    ``m`` MB moves ``2m`` MB)."""
+    """``{bytes one pass moves: GB/s}`` of `memory_bandwidth` at each array size (a pass over an array of ``m`` MB
+    moves ``2m`` MB)."""
     return {int(2 * m * 2**20): memory_bandwidth(m, repeats) for m in megabytes}
 
 
