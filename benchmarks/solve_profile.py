@@ -247,14 +247,14 @@ def main(argv=None) -> None:
     print(f"B={batch} N={n} r={width} H={heads} L={layers} {args.solver} {args.mode}: {1e3 * totals['wall_s']:.1f} ms "
           f"a solve, {100 * totals['fraction_of_matmul_peak']:.1f}% of the peak (the solver benchmark's FLOP count); "
           f"operations' times summed {1e3 * totals['op_seconds']:.1f} ms; every operation at its bound (products at "
-          f"the peak, bytes at the bandwidth): {1e3 * totals['bound_s']:.1f} ms, "
+          f"the peak, bytes at a pass's rate): {1e3 * totals['bound_s']:.1f} ms, "
           f"{100 * totals['bound_fraction_of_matmul_peak']:.1f}% of the peak", flush=True)
     print(f"  {'operation':34s} {'ms/solve':>9s} {'share':>6s} {'runs':>5s} {'GFLOP':>7s} {'GFLOP/s':>8s} "
-          f"{'of peak':>7s} {'GB/s':>6s} {'of bw':>6s} {'of bound':>8s}  made from")
+          f"{'of peak':>7s} {'GB/s':>6s} {'of pass':>7s} {'of bound':>8s}  made from")
     for row in rows[:args.top]:
         print(f"  {row['op'][:34]:34s} {1e3 * row['seconds_per_solve']:9.2f} {100 * row['share_of_op_time']:5.1f}% "
               f"{row['executions_per_solve']:5.0f} {row['gflop_per_solve']:7.2f} {row['gflop_per_s']:8.1f} "
-              f"{100 * row['of_matmul_peak']:6.1f}% {row['gb_per_s']:6.1f} {100 * row['of_bandwidth']:5.0f}% "
+              f"{100 * row['of_matmul_peak']:6.1f}% {row['gb_per_s']:6.1f} {100 * row['of_bandwidth']:6.0f}% "
               f"{100 * row['of_bound']:7.0f}%  {', '.join(row['what'])[:60]}"
               + ("  [partly traced: runs on the pool]" if row["partly_traced"] else ""))
     rest = rows[args.top:]

@@ -389,14 +389,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ``--model``, so that options given explicitly win, and ``pdeflow fit --help`` shows those values as the
     defaults."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    asks_help = [a for a in argv if a in ("-h", "--help")]
-    # the first pass only finds the command, model and preset; help waits for the preset's values
-    first = build_parser().parse_args([a for a in argv if a not in ("-h", "--help")] if asks_help and "fit" in argv
-                                      else argv)
+    # a first pass finds the command, model and preset; for fit without --help, so that help shows the preset's values
+    first = build_parser().parse_args([a for a in argv if a not in ("-h", "--help")] if "fit" in argv else argv)
     if first.command == "fit":  # a checkpoint folder's preset is read from its config and its inputs' count
         source = model_source_for(first.model, texts=first.texts, images=first.images)
         return build_parser(preset_defaults(preset_config(first.preset, source))).parse_args(argv)
-    return build_parser().parse_args(argv) if asks_help else first
+    return build_parser().parse_args(argv) if "fit" in argv else first  # "fit" was an option's value
 
 
 def main(argv: list[str] | None = None) -> int:
