@@ -46,11 +46,11 @@ def test_help_documents_every_option():
     steps = re.search(r"--steps STEPS\s+maximum\s+number\s+of\s+optimiser\s+steps\.\s+\(default:\s+(\d+)\)",
                       out.stdout)  # whitespace as the terminal's width wraps it
     assert steps and int(steps.group(1)) == cli.preset_config("default").fit.steps == 800
-    backward = re.search(r"\n  --field-backward \{autodiff,custom\}\n.*?\(default: (\w+)\)", out.stdout, re.S)
+    backward = re.search(r"\n  --field-backward \{autodiff,custom\}\n.*?\(default:\s+(\w+)\)", out.stdout, re.S)
     assert backward and backward.group(1) == "custom"
     vit = subprocess.run([sys.executable, "-m", "pdeflow", "fit", "--model", "vit-digits", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    buckets = re.search(r"\n  --length-buckets LENGTH_BUCKETS\n.*?\(default: (\d+)\)", vit, re.S)
+    buckets = re.search(r"\n  --length-buckets LENGTH_BUCKETS\n.*?\(default:\s+(\d+)\)", vit, re.S)
     assert buckets and buckets.group(1) == "1"  # the ViT's preset: a patch grid has one length
 
 
