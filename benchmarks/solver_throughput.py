@@ -93,18 +93,14 @@ def time_call(fn, *args, repeats: int):
 def field_vjp_seconds(batch, n, width, heads, layers, compute_dtype: str = "float32", repeats: int = 10) -> float:
     """Median seconds of one field evaluation with its VJP (every weight and the state), at ``t = 0.5``, on the
     inputs `run_case` solves from."""
-    config = benchmark_config(width, heads, layers, compute_dtype)
-    params = init_surrogate(jax.random.PRNGKey(0), config)
-    rng = np.random.default_rng(0)
-    u = jnp.asarray(rng.normal(size=(batch, n, width)), jnp.float32)
-    mask = jnp.ones((batch, n), bool)
+    config, params, u, laplacians, mask = solve_inputs(batch, n, width, heads, layers, compute_dtype)
 
     @jax.jit
     def vjp(params, u, laplacians, mask, cotangent):
         field = lambda p, x: attention_pde.batch_vector_field(config, jnp.float32(0.5), x, (p, laplacians, mask))  # noqa: E731
         return jax.vjp(field, params, u)[1](cotangent)
 
-    args = (params, u, token_laplacians(mask), mask, u)
+    args = (params, u, laplacians, mask, u)
     jax.block_until_ready(vjp(*args))
     times = []
     for _ in range(repeats):

@@ -155,7 +155,7 @@ def _custom_field(config: SurrogateConfig, n: int):
 
     def forward(u, coefs, groups, laplacians, mask):
         """``(du, residuals)``, the operations of `attention_pde.vector_field` over the batch."""
-        batch, _, width = u.shape
+        batch = u.shape[0]
         diffusion, alpha, beta = coefs[0], coefs[1], coefs[2]
         saved = {}
         du = jnp.zeros_like(u)
