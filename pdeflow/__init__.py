@@ -5,12 +5,14 @@ Packages by job: ``models`` (traced transformers -> `Trace`), ``data`` (inputs t
 ``metrics`` (fidelity and baselines), ``information`` (entropies, logit lens, mutual information),
 ``sources`` (the models pdeflow fits, each with its inputs and token grid, in a registry), ``pipeline`` (the main
 job as one call, `fit_and_measure`), ``studies`` (the entropy lens of LM families, the ViT's information
-plane), ``report`` and ``store`` (files and figures), ``cli`` (the ``pdeflow`` command).
+plane), ``report`` and ``store`` (files and figures), ``cli`` (the ``pdeflow`` command). Importing it sets glibc's
+allocator to keep freed memory (`pdeflow.host_memory`; ``PDEFLOW_MALLOC=system`` to leave it).
 """
 
 import logging
 
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
+from pdeflow.host_memory import keep_freed_memory
 from pdeflow.models import Trace, load_minilm, load_pretrained
 from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
 from pdeflow.pipeline import (
@@ -24,6 +26,10 @@ from pdeflow.pipeline import (
     preset_config,
 )
 from pdeflow.sources import ModelSource, model_source, register_source
+
+# XLA:CPU's per-call buffers reuse freed memory instead of faulting in fresh pages (`pdeflow.host_memory`;
+# PDEFLOW_MALLOC=system leaves glibc's defaults)
+keep_freed_memory()
 
 # progress lines (`pdeflow.train_loop`) are the caller's to show: the CLI does when it shows no progress bar
 logging.getLogger("pdeflow").addHandler(logging.NullHandler())

@@ -250,6 +250,8 @@ class FitLoss:
         else:
             kl, hidden_error, out = surrogate_losses(params, self.surrogate, self.solver, trace, laplacians,
                                                      block_weights)
+            if not self.hidden_weight:  # static: reported, not differentiated (its gradient would be times 0)
+                hidden_error = jax.lax.stop_gradient(hidden_error)
             loss = kl.mean() + self.hidden_weight * hidden_error.mean()
             if self.cosine_weight:  # static: a fit without the term compiles the step it always did
                 loss = loss + self.cosine_weight * per_input_cosine_gap(trace.attention, out.log_attention,

@@ -1,0 +1,50 @@
+"""The C allocator, set so that XLA:CPU's per-call buffers reuse memory instead of faulting fresh pages in.
+
+XLA:CPU allocates a compiled call's temporaries (tens to hundreds of MB for a fit step) with ``malloc`` at the
+start of every call and frees them at its end. glibc serves a request above its mmap threshold (which adapts, up
+to 32 MiB) with a fresh ``mmap`` and hands it back to the kernel on ``free``, so every call touches each page of
+those buffers for the first time: on a 2-core AMD EPYC, 41,000 page faults and 80 ms of kernel time in each
+step of the default fit (0.31 s). `keep_freed_memory` raises glibc's mmap and trim thresholds to 2 GiB: those
+buffers then come from the heap and stay there for the next call (the same step: 100 faults, 0.25 s, the same
+numbers to the bit). The process's resident memory then stays at its peak instead of shrinking between calls.
+
+`import pdeflow` calls it once; ``PDEFLOW_MALLOC=system`` in the environment leaves glibc's defaults. Requests
+made from XLA's worker threads come from per-thread heaps of at most 64 MiB, so a larger buffer allocated there
+is still mapped afresh each call (glibc has no setting for that).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+THRESHOLD_BYTES = 2**31 - 1  # mallopt takes an int: the largest it accepts
+ENVIRONMENT_VARIABLE = "PDEFLOW_MALLOC"
+
+
+def keep_freed_memory(threshold_bytes: int = THRESHOLD_BYTES) -> bool:
+    """Serve allocations below ``threshold_bytes`` from glibc's heap and keep freed memory there (``mallopt``
+    of ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD``). Returns whether it was applied: False where the C library
+    is not glibc (macOS, musl) or ``PDEFLOW_MALLOC=system`` is set."""
+    if os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower() == "system":
+        return False
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold_bytes)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                        threshold_bytes))
+
+
+def _glibc():
+    """The process's C library if it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``), else None."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 (glibc only)
+        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    except (OSError, AttributeError):
+        return None
+    return libc
