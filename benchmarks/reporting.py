@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from pdeflow import host_memory
 from pdeflow.machine import cpu_model
 from pdeflow.store import write_text_atomically
 
@@ -43,7 +44,7 @@ def machine_label() -> dict:
             "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(), "jax": jax.__version__, "diffrax": diffrax.__version__,
             "equinox": equinox.__version__, "optax": optax.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "malloc": host_memory.setting(),
             "jax_default_matmul_precision": matmul_precision()}
 
 
@@ -179,8 +180,8 @@ def append_history(folder: str | os.PathLike, name: str, label: dict, numbers: d
     path = Path(folder) / "history.jsonl"
     versions = {key: label[key] for key in ("python", "jax", "diffrax", "equinox", "optax", "torch", "torchdiffeq")
                 if key in label}
-    machine = {key: label[key] for key in ("device", "devices", "cpu", "cpu_count", "machine", "xla_flags")
-               if key in label}
+    machine = {key: label[key] for key in ("device", "devices", "cpu", "cpu_count", "machine", "xla_flags",
+                                           "malloc") if key in label}
     row = {"benchmark": name, "commit": git_commit(), "date": label["date"], "machine": machine,
            "versions": versions, "headline": numbers, "file": result_file}
     return merge_history(path, [row])

@@ -23,19 +23,30 @@ M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 THRESHOLD_BYTES = 2**31 - 1  # mallopt takes an int: the largest it accepts
 ENVIRONMENT_VARIABLE = "PDEFLOW_MALLOC"
+_kept = False  # whether keep_freed_memory has set glibc in this process
 
 
 def keep_freed_memory(threshold_bytes: int = THRESHOLD_BYTES) -> bool:
     """Serve allocations below ``threshold_bytes`` from glibc's heap and keep freed memory there (``mallopt``
     of ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD``). Returns whether it was applied: False where the C library
     is not glibc (macOS, musl) or ``PDEFLOW_MALLOC=system`` is set."""
+    global _kept
     if os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower() == "system":
         return False
     libc = _glibc()
     if libc is None:
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold_bytes)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
-                                                                                        threshold_bytes))
+    _kept = bool(libc.mallopt(M_MMAP_THRESHOLD, threshold_bytes)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                         threshold_bytes))
+    return _kept
+
+
+def setting() -> str:
+    """The allocator in words, for a benchmark's label: ``"glibc, freed memory kept"``, ``"glibc defaults"`` or
+    ``"not glibc"``."""
+    if _glibc() is None:
+        return "not glibc"
+    return "glibc, freed memory kept" if _kept else "glibc defaults"
 
 
 def _glibc():
