@@ -45,6 +45,7 @@ def machine_label() -> dict:
             "python": platform.python_version(), "jax": jax.__version__, "diffrax": diffrax.__version__,
             "equinox": equinox.__version__, "optax": optax.__version__,
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "malloc": host_memory.setting(),
+            "cpu_async_dispatch": bool(jax.config.values.get("jax_cpu_enable_async_dispatch", True)),
             "jax_default_matmul_precision": matmul_precision()}
 
 
@@ -181,7 +182,7 @@ def append_history(folder: str | os.PathLike, name: str, label: dict, numbers: d
     versions = {key: label[key] for key in ("python", "jax", "diffrax", "equinox", "optax", "torch", "torchdiffeq")
                 if key in label}
     machine = {key: label[key] for key in ("device", "devices", "cpu", "cpu_count", "machine", "xla_flags",
-                                           "malloc") if key in label}
+                                           "malloc", "cpu_async_dispatch") if key in label}
     row = {"benchmark": name, "commit": git_commit(), "date": label["date"], "machine": machine,
            "versions": versions, "headline": numbers, "file": result_file}
     return merge_history(path, [row])

@@ -12,7 +12,7 @@ allocator to keep freed memory (`pdeflow.host_memory`; ``PDEFLOW_MALLOC=system``
 import logging
 
 from pdeflow.fit import FitConfig, FitResult, fit_surrogate
-from pdeflow.host_memory import keep_freed_memory
+from pdeflow.host_memory import dispatch_in_calling_thread, keep_freed_memory
 from pdeflow.models import Trace, load_minilm, load_pretrained
 from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
 from pdeflow.pipeline import (
@@ -27,9 +27,10 @@ from pdeflow.pipeline import (
 )
 from pdeflow.sources import ModelSource, model_source, register_source
 
-# XLA:CPU's per-call buffers reuse freed memory instead of faulting in fresh pages (`pdeflow.host_memory`;
-# PDEFLOW_MALLOC=system leaves glibc's defaults)
-keep_freed_memory()
+# XLA:CPU's per-call buffers reuse freed memory instead of faulting in fresh pages, and are allocated in the
+# calling thread, whose heap is the one kept (`pdeflow.host_memory`; PDEFLOW_MALLOC=system leaves both as they were)
+if keep_freed_memory():
+    dispatch_in_calling_thread()
 
 # progress lines (`pdeflow.train_loop`) are the caller's to show: the CLI does when it shows no progress bar
 logging.getLogger("pdeflow").addHandler(logging.NullHandler())
