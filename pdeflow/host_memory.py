@@ -4,7 +4,7 @@ XLA:CPU allocates a compiled call's temporaries (tens to hundreds of MB for a fi
 start of every call and frees them at its end. glibc serves a request above its mmap threshold (which adapts, up
 to 32 MiB) with a fresh ``mmap`` and hands it back to the kernel on ``free``, so every call touches each page of
 those buffers for the first time: on a 2-core AMD EPYC, 41,000 page faults and 80 ms of kernel time in each
-step of the default fit (0.31 s). `keep_freed_memory` raises glibc's mmap and trim thresholds to 2 GiB: those
+0.31 s step of `benchmarks.fit_throughput`. `keep_freed_memory` raises glibc's mmap and trim thresholds to 2 GiB: those
 buffers then come from the heap and stay there for the next call (the same step: 100 faults, 0.25 s, the same
 numbers to the bit). The process's resident memory then stays at its peak instead of shrinking between calls.
 
