@@ -6,7 +6,8 @@ Packages by job: ``models`` (traced transformers -> `Trace`), ``data`` (inputs t
 ``sources`` (the models pdeflow fits, each with its inputs and token grid, in a registry), ``pipeline`` (the main
 job as one call, `fit_and_measure`), ``studies`` (the entropy lens of LM families, the ViT's information
 plane), ``report`` and ``store`` (files and figures), ``cli`` (the ``pdeflow`` command). Importing it sets glibc's
-allocator to keep freed memory (`pdeflow.host_memory`; ``PDEFLOW_MALLOC=system`` to leave it).
+allocator to keep freed memory and has JAX run CPU computations in the calling thread (`pdeflow.host_memory`;
+``PDEFLOW_MALLOC=system`` leaves both).
 """
 
 import logging

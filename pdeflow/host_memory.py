@@ -4,9 +4,10 @@ XLA:CPU allocates a compiled call's temporaries (tens to hundreds of MB for a fi
 start of every call and frees them at its end. glibc serves a request above its mmap threshold (which adapts, up
 to 32 MiB) with a fresh ``mmap`` and hands it back to the kernel on ``free``, so every call touches each page of
 those buffers for the first time: on a 2-core AMD EPYC, 41,000 page faults and 80 ms of kernel time in each
-0.31 s step of `benchmarks.fit_throughput`. `keep_freed_memory` raises glibc's mmap and trim thresholds to 2 GiB: those
-buffers then come from the heap and stay there for the next call (the same step: 100 faults, 0.25 s, the same
-numbers to the bit). The process's resident memory then stays at its peak instead of shrinking between calls.
+0.31 s step of `benchmarks.fit_throughput`. `keep_freed_memory` raises glibc's mmap and trim thresholds to
+2 GiB: those buffers then come from the heap and stay there for the next call (the same step: 100 faults,
+0.25 s, the same numbers to the bit). The process's resident memory then stays at its peak instead of shrinking
+between calls.
 
 `import pdeflow` calls it once, and `dispatch_in_calling_thread`: requests made from XLA's worker threads come
 from per-thread heaps of at most 64 MiB, so a larger buffer allocated there would still be mapped afresh each call
@@ -17,7 +18,7 @@ from per-thread heaps of at most 64 MiB, so a larger buffer allocated there woul
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -46,9 +47,10 @@ def dispatch_in_calling_thread() -> bool:
     """Run XLA:CPU's computations in the thread that calls them (``jax_cpu_enable_async_dispatch = False``), so
     their temporaries come from the main heap that `keep_freed_memory` keeps: a call dispatched asynchronously runs
     on one of XLA's worker threads, whose heaps hold at most 64 MiB, and a larger buffer there is mapped afresh every
-    call (the faithful preset's step: 890,000 faults in 8 steps and 0.47 s a step, 340,000 and 0.43 s in the calling
-    thread). JAX reads the setting when it makes its CPU client, so it acts only if no computation has run yet.
-    Returns whether it was set (False with ``PDEFLOW_MALLOC=system`` or where `keep_freed_memory` does not apply)."""
+    call (the faithful preset's coarse step: 890,000 faults in 8 steps and 0.47 s a step; 340,000 and 0.43–0.44 s
+    in the calling thread). JAX reads the setting when it makes its CPU client, so it acts only if no computation
+    has run yet. Returns whether it was set (False with ``PDEFLOW_MALLOC=system`` or where `keep_freed_memory` does
+    not apply)."""
     if not _kept:
         return False
     import jax
@@ -65,11 +67,12 @@ def setting() -> str:
     return "glibc, freed memory kept" if _kept else "glibc defaults"
 
 
+@functools.cache
 def _glibc():
-    """The process's C library if it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``), else None."""
-    name = ctypes.util.find_library("c")
+    """The process's C library if it is glibc (its symbols have ``mallopt`` and ``gnu_get_libc_version``), else
+    None. Looked up among the symbols the process has loaded (no ``ldconfig`` run)."""
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 (glibc only)
         libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     except (OSError, AttributeError):
