@@ -30,8 +30,8 @@ from pdeflow.sources import ModelSource, model_source, register_source
 
 # XLA:CPU's per-call buffers reuse freed memory instead of faulting in fresh pages, and are allocated in the
 # calling thread, whose heap is the one kept (`pdeflow.host_memory`; PDEFLOW_MALLOC=system leaves both as they were)
-if keep_freed_memory():
-    dispatch_in_calling_thread()
+keep_freed_memory()
+dispatch_in_calling_thread()  # only where the memory is kept (it checks)
 
 # progress lines (`pdeflow.train_loop`) are the caller's to show: the CLI does when it shows no progress bar
 logging.getLogger("pdeflow").addHandler(logging.NullHandler())
