@@ -22,6 +22,7 @@ The peer is benchmark-only (never a dependency of the library):
     python -m benchmarks.peer_torchdiffeq                       # default grid, writes a JSON to results/
     python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --repeats 3
     python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --field-only   # one field evaluation, no solver
+    python -m benchmarks.peer_torchdiffeq --solvers rk4 --field-backward custom  # pdeflow's hand-written backward
 
 Both sides use every core of the machine (torch.set_num_threads(os.cpu_count()); XLA's CPU thread pool).
 """
@@ -78,8 +79,11 @@ def perturbed_params(config: SurrogateConfig, seed: int = 0) -> dict:
     return jax.tree_util.tree_unflatten(tree, leaves)
 
 
-def make_problem(batch: int, n: int, width: int, heads: int, layers: int, seed: int = 0):
-    config = benchmark_config(width, heads, layers)
+def make_problem(batch: int, n: int, width: int, heads: int, layers: int, seed: int = 0,
+                 field_backward: str = SurrogateConfig.field_backward):
+    """``(config, params, u0, mask, laplacians, probe)`` of one size; ``field_backward`` is pdeflow's backward of the
+    field (`SurrogateConfig.field_backward`: autodiff's VJP or the hand-written one), the peer's is autograd's."""
+    config = dataclasses.replace(benchmark_config(width, heads, layers), field_backward=field_backward)
     params = perturbed_params(config, seed)
     rng = np.random.default_rng(seed)
     u0 = rng.normal(size=(batch, n, width)).astype(np.float32)
@@ -176,12 +180,14 @@ def max_rel_difference(a: dict, b: dict) -> float:
 
 
 def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None,
-            torch_device: str = "cpu") -> list[dict]:
+            torch_device: str = "cpu", field_backward: str = SurrogateConfig.field_backward) -> list[dict]:
     """Solutions and gradients checked against the peer, then each mode timed. ``field_vjp_s``: the median time
     of one field + VJP, ``{"pdeflow": s, "torch": s}`` (`compare_field`), for the forward+backward overheads.
-    ``torch_device``: where the peer runs (pdeflow runs on JAX's default device)."""
+    ``torch_device``: where the peer runs (pdeflow runs on JAX's default device); ``field_backward``: pdeflow's
+    backward of the field (`make_problem`)."""
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
-    config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
+    config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers,
+                                                               field_backward=field_backward)
     field = TorchAttentionField(params, config, laplacians, mask, torch_device)
     torch_block = lambda out: synchronize(torch_device)  # noqa: E731
     rows = []
@@ -211,7 +217,8 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
     print(f"[{size} {case.solver}{' adaptive' if case.adaptive else f' dt={case.dt0}'}] max |y_pdeflow - y_torch| = "
           f"{solution_diff:.2e} (max |y| {scale:.2f}); gradients max rel diff {grad_rel_diff:.2e}; steps: pdeflow "
           f"{int(steps)}, torchdiffeq {torch_evaluations} field evaluations", flush=True)
-    common = {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": case.solver,
+    common = {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "field_backward": field_backward,
+              "solver": case.solver,
               "adaptive": case.adaptive, "dt0": case.dt0, "rtol": case.rtol, "atol": case.atol,
               "max_abs_solution_diff": solution_diff, "max_abs_solution": scale,
               "max_rel_gradient_diff": grad_rel_diff, "pdeflow_steps": int(steps),
@@ -266,11 +273,13 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
     return rows
 
 
-def compare_field(size: str, repeats: int, t: float = 2.5, torch_device: str = "cpu") -> list[dict]:
+def compare_field(size: str, repeats: int, t: float = 2.5, torch_device: str = "cpu",
+                  field_backward: str = SurrogateConfig.field_backward) -> list[dict]:
     """One evaluation of the field, and the field with its vector-Jacobian product (the cotangent of the
     state and of every weight), outside any solver: the framework's own cost, with no solver overhead."""
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
-    config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers)
+    config, params, u0, mask, laplacians, probe = make_problem(batch, n, width, heads, layers,
+                                                               field_backward=field_backward)
     field = TorchAttentionField(params, config, laplacians, mask, torch_device)
     torch_block = lambda out: synchronize(torch_device)  # noqa: E731
     # the batch and the cotangent are arguments of the compiled functions, not constants XLA could fold
@@ -312,7 +321,8 @@ def compare_field(size: str, repeats: int, t: float = 2.5, torch_device: str = "
                                    ("field+vjp", lambda: vjp_jax(params, u_j), vjp_torch)):
         jax_first, jax_s, jax_median = timed_with_median(jax_fn, max(repeats, 10), block)
         torch_first, torch_s, torch_median = timed_with_median(torch_fn, max(repeats, 10), torch_block)
-        rows.append({"B": batch, "N": n, "r": width, "H": heads, "L": layers, "mode": mode, "t": t,
+        rows.append({"B": batch, "N": n, "r": width, "H": heads, "L": layers, "field_backward": field_backward,
+                     "mode": mode, "t": t,
                      "max_abs_field_diff": value_diff, "max_rel_state_gradient_diff": grad_diff,
                      "pdeflow_compile_and_first_s": jax_first, "pdeflow_steady_s": jax_s,
                      "pdeflow_median_s": jax_median, "torch_first_s": torch_first, "torch_steady_s": torch_s,
@@ -332,6 +342,10 @@ def main(argv=None) -> None:
     parser.add_argument("--torch-device", default="cpu",
                         help="where the peer runs: cpu, or cuda on a GPU machine (pdeflow runs on JAX's default "
                              "device, which is the GPU there)")
+    parser.add_argument("--field-backward", default=SurrogateConfig.field_backward,
+                        choices=list(attention_pde.FIELD_BACKWARDS),
+                        help="pdeflow's backward of the field: autodiff's VJP (SurrogateConfig's default) or the "
+                             "hand-written one (the default preset's); the peer's is autograd's either way")
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -343,15 +357,16 @@ def main(argv=None) -> None:
                      torch_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
                      jax_default_matmul_precision=matmul_precision())
     print(f"{label['device']}  jax {label['jax']}  torch {torch.__version__}  torchdiffeq {torchdiffeq.__version__}  "
-          f"threads {torch.get_num_threads()}")
+          f"threads {torch.get_num_threads()}  pdeflow's field backward: {args.field_backward}")
     rows = []
     for size in args.sizes:
-        field_rows = compare_field(size, args.repeats, torch_device=args.torch_device)
+        field_rows = compare_field(size, args.repeats, torch_device=args.torch_device,
+                                   field_backward=args.field_backward)
         rows += field_rows
         vjp = next(row for row in field_rows if row["mode"] == "field+vjp")
         field_vjp_s = {"pdeflow": vjp["pdeflow_median_s"], "torch": vjp["torch_median_s"]}
         for solver in [] if args.field_only else args.solvers:
-            rows += compare(size, Case(solver), args.repeats, field_vjp_s, args.torch_device)
+            rows += compare(size, Case(solver), args.repeats, field_vjp_s, args.torch_device, args.field_backward)
         path = write_result("peer_torchdiffeq", label, rows, args.out)  # after each size: a late failure keeps it
     print(f"wrote {path}")
 

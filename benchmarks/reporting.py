@@ -129,12 +129,16 @@ def write_result(name: str, label: dict, rows: list, out: str | os.PathLike | No
 # the numbers a run is tracked by: ratios measured within the run (comparable across hosts and commits)
 HEADLINE_KEYS = ("speedup", "overhead", "fraction_of_matmul_peak", "steps_per_s", "xla_over_torch", "slope")
 CASE_KEYS = ("B", "N", "r", "H", "L", "solver", "dt0", "mode", "adjoint", "pdeflow_adjoint", "compute_dtype",
-             "product")
+             "field_backward", "product")
+# a case key at this value is left out of the case's name: the runs made before the key was recorded (all at that
+# value) and those made after stay one line in the history
+CASE_DEFAULTS = {"field_backward": "autodiff"}
 
 
 def headline(rows: list, extra: dict | None = None) -> dict:
     """``{case: {metric: value}}``: every number whose name holds one of ``HEADLINE_KEYS``, from each row (the case
-    named by its ``CASE_KEYS``, e.g. ``"B=32 N=48 r=64 solver=rk4 mode=forward+backward adjoint=discrete"``) and
+    named by its ``CASE_KEYS``, e.g. ``"B=32 N=48 r=64 solver=rk4 mode=forward+backward adjoint=discrete"``, less
+    those at their ``CASE_DEFAULTS`` value) and
     from the run's extra fields (one level of nesting: case ``"run"``)."""
     def metrics(record: dict) -> dict:
         return {key: float(value) for key, value in record.items()
@@ -143,7 +147,8 @@ def headline(rows: list, extra: dict | None = None) -> dict:
 
     out = {}
     for row in rows:
-        case = " ".join(f"{key}={row[key]}" for key in CASE_KEYS if row.get(key) is not None)
+        case = " ".join(f"{key}={row[key]}" for key in CASE_KEYS
+                        if row.get(key) is not None and row[key] != CASE_DEFAULTS.get(key))
         found = metrics(row)
         if found:
             out.setdefault(case or "run", {}).update(found)
