@@ -363,6 +363,21 @@ def _product(config: SurrogateConfig, spec: str, x: Array, y: Array) -> Array:
     return low_precision.product(spec, x, y, config.compute_dtype)
 
 
+def value_path_product(config: SurrogateConfig, maps: Array, down: Array) -> Array:
+    """Every head's maps times its values, ``o_h = A_h·z_h``: ``maps (H, N, N)``, ``down (N, H, v)`` (token-major,
+    as the down-projection's product leaves it) -> ``(H, N, v)``, or each with a leading batch axis, in
+    ``config.compute_dtype`` (`_product`).
+
+    The values are first laid out ``(..., H, v, N)``, so that the product contracts both operands on their minor
+    axis; the optimisation barrier keeps XLA from folding that small transpose back into the product. With the
+    token-major values XLA:CPU ran the product (a matrix times v = 4 columns per head) at a third of the speed:
+    0.64–0.72 against 0.25 ms at B, H, N, v = 32, 12, 48, 4, one field evaluation being about 3 ms."""
+    values = jax.lax.optimization_barrier(jnp.moveaxis(down, -3, -1))  # (..., H, v, N)
+    lead = "b" * (maps.ndim - 3)  # a batch axis, or none (one input, as under vmap)
+    spec = f"{lead}hij,{lead}hvj->{lead}hiv"
+    return _product(config, spec, maps, values)
+
+
 def heads_matrix(maps: Array) -> Array:
     """Per-head maps ``(H, r, c)`` as one ``(r, H·c)`` matrix, head ``h``'s columns at ``h·c … (h+1)·c``: every head's
     product with a state ``(N, r)`` in one ``(N, r) × (r, H·c)`` product, its result read as ``(N, H, c)``."""

@@ -179,7 +179,7 @@ def _custom_field(config: SurrogateConfig, n: int):
             mixing = alpha * mean_map if mixing is None else mixing + alpha * mean_map
             # every head's down-projection in one product, token-major (B, N, H, v), as `terms` computes it
             z = mm("bnr,rc->bnc", u, pde.heads_matrix(value["down"])).reshape(batch, n, heads, -1)
-            low = mm("bhij,bjhv->bhiv", attention, z)
+            low = pde.value_path_product(config, attention, z)
             part = mm("bhiv,hvr->bir", low, value["up"]) / heads - u
             du = du + alpha * part
             saved.update(x=x, matrix=matrix, q=q, k=k, attention=attention, mean_map=mean_map, z=z, low=low,

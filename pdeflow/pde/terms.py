@@ -229,7 +229,7 @@ def _attention_parts(x: TermInputs) -> TermParts:
     # every head's down-projection in one (N, r) × (r, H·v) product, left token-major (N, H, v): the per-head form
     # (H products of (N, r) × (r, v)) ran at a third of the rate and copied u transposed at every evaluation
     down = mm("nr,rc->nc", u, pde.heads_matrix(value["down"])).reshape(u.shape[0], heads, rank)
-    low_rank = mm("hij,jhv->hiv", maps, down)
+    low_rank = pde.value_path_product(config, maps, down)  # (H, N, v)
     return TermParts(mixing=maps.mean(0), pointwise=mm("hiv,hvr->ir", low_rank, value["up"]) / config.num_heads - u)
 
 

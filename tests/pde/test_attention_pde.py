@@ -12,6 +12,7 @@ from pdeflow.pde import (
     SolverConfig,
     SurrogateConfig,
     attention_kernel,
+    attention_pde,
     batch_vector_field,
     chain_laplacian,
     coefficients,
@@ -139,3 +140,28 @@ def test_a_state_wider_than_the_model_gets_a_full_projection():
     params = init_surrogate(jax.random.PRNGKey(0), dataclasses.replace(CONFIG, width=16))  # wider than d = 8
     assert params["projection"].shape == (8, 16) and params["readout"]["kernel"].shape == (16, 8)
     np.testing.assert_allclose(params["projection"] @ params["projection"].T, np.eye(8), atol=1e-5)
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_value_path_product_is_every_heads_maps_times_its_token_major_values(compute_dtype):
+    """``o_h = A_h·z_h`` from token-major values ``(N, H, v)``, one input or a batch, and its gradient: the plain
+    einsum's (the values are laid out head-major inside, which must not change what is computed)."""
+    config = SurrogateConfig(num_layers=2, num_heads=3, model_dim=8, width=8, key_dim=2, value_rank=2,
+                             compute_dtype=compute_dtype)
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    maps = jax.nn.softmax(jax.random.normal(keys[0], (4, 3, 5, 5)), axis=-1)  # (B, H, N, N)
+    down = jax.random.normal(keys[1], (4, 5, 3, 2))  # (B, N, H, v)
+    low = lambda x: x.astype(compute_dtype).astype(jnp.float32)  # noqa: E731
+    expected = jnp.einsum("bhij,bjhv->bhiv", low(maps), low(down))
+    tol = 1e-6 if compute_dtype == "float32" else 1e-5  # bfloat16 operands, float32 accumulation
+    np.testing.assert_allclose(attention_pde.value_path_product(config, maps, down), expected, atol=tol)
+    np.testing.assert_allclose(attention_pde.value_path_product(config, maps[1], down[1]), expected[1], atol=tol)
+    batched = jax.vmap(lambda m, d: attention_pde.value_path_product(config, m, d))(maps, down)
+    np.testing.assert_allclose(batched, expected, atol=tol)
+    if compute_dtype == "float32":
+        probe = jax.random.normal(jax.random.PRNGKey(4), expected.shape)
+        grads = jax.grad(lambda m, d: jnp.sum(probe * attention_pde.value_path_product(config, m, d)), (0, 1))(
+            maps, down)
+        reference = jax.grad(lambda m, d: jnp.sum(probe * jnp.einsum("bhij,bjhv->bhiv", m, d)), (0, 1))(maps, down)
+        for got, want in zip(grads, reference):
+            np.testing.assert_allclose(got, want, atol=1e-6)
