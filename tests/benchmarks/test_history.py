@@ -24,6 +24,15 @@ def test_headline_keeps_the_ratios_of_each_case_and_the_runs_summary():
         "run": {"speedup_pdeflow_over_peer": 1.1, "default_step.steps_per_s": 2.5}}
 
 
+def test_a_case_key_at_its_default_leaves_the_case_name_as_runs_before_it_had_it():
+    """A row timed with autodiff's field backward (the only one before rows recorded it) keeps its case's name;
+    one timed with the hand-written backward is a case of its own."""
+    autodiff, custom = ({**ROWS[1], "field_backward": backward} for backward in ("autodiff", "custom"))
+    assert reporting.headline([autodiff]) == reporting.headline(ROWS[1:])
+    assert reporting.headline([custom]) == {"B=32 N=48 r=64 mode=field field_backward=custom":
+                                            {"speedup_pdeflow_over_torch": 1.3}}
+
+
 def test_every_result_appends_one_labelled_row_and_a_resaved_run_keeps_one(tmp_path):
     reporting.write_result("peer_torchdiffeq", LABEL, ROWS, tmp_path)
     reporting.write_result("peer_torchdiffeq", LABEL, ROWS[:1], tmp_path)  # the same run saved again: replaced
