@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from benchmarks.reporting import machine_label, write_result
-from pdeflow import fit as fitting
+from pdeflow.fitting import fit as fitting
 from pdeflow.models.trace import Trace
 from pdeflow.pde.attention_pde import init_surrogate
 from pdeflow.pipeline import preset_config, surrogate_config_for

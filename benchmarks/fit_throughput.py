@@ -38,9 +38,9 @@ import numpy as np
 from benchmarks.reporting import machine_label, peak_memory_bytes, write_result
 from pdeflow import metrics
 from pdeflow.data.batches import next_batch
-from pdeflow.fit import FitConfig, fit_surrogate, make_fit_step, make_optimizer, sharded_batch, training_batches
+from pdeflow.fitting.fit import FitConfig, fit_surrogate, make_fit_step, make_optimizer, sharded_batch, training_batches
+from pdeflow.fitting.parallel import data_mesh, replicated
 from pdeflow.models.minilm import load_minilm
-from pdeflow.parallel import data_mesh, replicated
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pipeline import DataConfig, preset_config, surrogate_for, trace_sentence_splits
 from pdeflow.surrogate import predict_attention, token_laplacians

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from experiments.common import fit_sweep_parser
-from pdeflow.fit import FitConfig
+from pdeflow.fitting.fit import FitConfig
 from pdeflow.metrics import METRICS
 from pdeflow.pde import SurrogateConfig
 from pdeflow.pipeline import MODELS, DataConfig, RunConfig, fit_transformer, preset_config

@@ -31,7 +31,7 @@ import numpy as np
 
 from experiments.common import fit_sweep_parser
 from pdeflow import metrics
-from pdeflow.fit import FitConfig, fit_surrogate
+from pdeflow.fitting.fit import FitConfig, fit_surrogate
 from pdeflow.models.parameters import parameter_count
 from pdeflow.pde import SolverConfig, SurrogateConfig
 from pdeflow.pipeline import MODELS, DataConfig, surrogate_config_for

@@ -8,9 +8,10 @@ the measured step with the fit's own settings (batch, buckets, hidden-state term
 AdamW (warm-up, then cosine decay to 1 %), keeping the parameters of the lowest validation loss; then it measures
 the free-running surrogate on the fit's own held-out inputs, block by block, beside the starting parameters.
 With ``--cosine-weight w`` the arms train (and pick their best parameters) with ``w · (1 − cosine)`` of the maps
-added to the fit's loss (`pdeflow.fit.FitConfig.cosine_weight`): does the measure the headline is given in
+added to the fit's loss (`pdeflow.fitting.fit.FitConfig.cosine_weight`): does the measure the headline is given in
 find what the KL leaves? With ``--weight-decay w --no-decay-kernel`` they decay the dynamics alone
-(`pdeflow.fit.FitConfig.decay_kernel`): does regularising them narrow the gap between training and held-out inputs?
+(`pdeflow.fitting.fit.FitConfig.decay_kernel`): does regularising them narrow the gap between training and held-out
+inputs?
 
     pdeflow fit --preset faithful --seed 1 --out runs/minilm-seed1
     python -m experiments.fine_phase_restart runs/minilm-seed1 --learning-rates 1e-3 5e-5
@@ -42,7 +43,7 @@ def continue_fit(params, surrogate, solver, fit_config, splits, learning_rates, 
     "best_step", "validation_kl": [...], "validation_cosine": [...], "held_out": held_out_blocks}]}``; the arms
     add ``cosine_weight`` times ``1 − cosine`` of the maps to the loss and train with ``weight_decay`` (None: the
     fit's own) on every group, or on the dynamics alone without ``decay_kernel``."""
-    from pdeflow.fit import fit_surrogate
+    from pdeflow.fitting.fit import fit_surrogate
 
     batch = min(fit_config.batch_size, splits.test.mask.shape[0])
     decay = fit_config.weight_decay if weight_decay is None else weight_decay
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --steps >= 2, positive --learning-rates, --cosine-weight >= 0 and --weight-decay >= 0.")
 
     def run() -> dict:
-        from pdeflow.fit import FitConfig
+        from pdeflow.fitting.fit import FitConfig
 
         config, params, surrogate, solver, splits = load_fit(args.folder)
         result = continue_fit(params, surrogate, solver, FitConfig(**config["fit"]), splits, args.learning_rates,

@@ -30,15 +30,15 @@ import numpy as np
 
 from pdeflow import metrics
 from pdeflow.data.batches import fixed_size_batches, shuffled_batches
-from pdeflow.fit import FitConfig, fit_surrogate, make_optimizer
-from pdeflow.losses import per_input_attention_kl
+from pdeflow.fitting.fit import FitConfig, fit_surrogate, make_optimizer
+from pdeflow.fitting.losses import per_input_attention_kl
+from pdeflow.fitting.train_loop import make_train_step, train_loop
 from pdeflow.models.minilm import load_minilm
 from pdeflow.models.trace import Trace
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
 from pdeflow.pipeline import DataConfig, surrogate_for, trace_sentence_splits
 from pdeflow.store import check_output_dir, result_folder
 from pdeflow.surrogate import predict_attention
-from pdeflow.train_loop import make_train_step, train_loop
 
 KERNEL_PARAMETERS = ("projection", "kernel")  # what a teacher-forced fit uses and trains
 

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from pdeflow import metrics
-from pdeflow.fit import fit_surrogate
+from pdeflow.fitting.fit import fit_surrogate
 from pdeflow.pipeline import held_out_fidelity, preset_config, starting_params, surrogate_config_for
 from pdeflow.sources import model_source_for
 from pdeflow.store import write_text_atomically

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from pdeflow import fit
+from pdeflow.fitting import fit
 
 
 def _parameter_group(name: str, kernel_group=fit.parameter_group) -> str:

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.common import run_and_write
-from pdeflow.fit import FitConfig, evaluate_losses, fit_surrogate
+from pdeflow.fitting.fit import FitConfig, evaluate_losses, fit_surrogate
 from pdeflow.metrics import attention_kl
 from pdeflow.models.bert import parameter_count
 from pdeflow.models.rpe_transformer import RPETransformerConfig

@@ -1,7 +1,8 @@
 """pdeflow: fit attention-PDE surrogates to transformers, layer by layer, and measure information flow.
 
 Packages by job: ``models`` (traced transformers -> `Trace`), ``data`` (inputs that ship with the machine),
-``train`` (transformers trained here), ``pde`` (the attention-PDE and its solve), ``fit`` (optax fitting),
+``train`` (transformers trained here), ``pde`` (the attention-PDE and its solve), ``fitting`` (the fit
+with optax, its losses, checkpoints, devices and hosts),
 ``metrics`` (fidelity and baselines), ``information`` (entropies, logit lens, mutual information),
 ``sources`` (the models pdeflow fits, each with its inputs and token grid, in a registry), ``pipeline`` (the main
 job as one call, `fit_and_measure`), ``studies`` (the entropy lens of LM families, the ViT's information
@@ -12,7 +13,7 @@ allocator to keep freed memory and has JAX run CPU computations in the calling t
 
 import logging
 
-from pdeflow.fit import FitConfig, FitResult, fit_surrogate
+from pdeflow.fitting.fit import FitConfig, FitResult, fit_surrogate
 from pdeflow.host_memory import dispatch_in_calling_thread, keep_freed_memory
 from pdeflow.models import Trace, load_minilm, load_pretrained
 from pdeflow.pde import SolverConfig, SolverError, SurrogateConfig, init_surrogate
@@ -33,7 +34,7 @@ from pdeflow.sources import ModelSource, model_source, register_source
 keep_freed_memory()
 dispatch_in_calling_thread()  # only where the memory is kept (it checks)
 
-# progress lines (`pdeflow.train_loop`) are the caller's to show: the CLI does when it shows no progress bar
+# progress lines (`pdeflow.fitting.train_loop`) are the caller's to show: the CLI does when it shows no progress bar
 logging.getLogger("pdeflow").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"

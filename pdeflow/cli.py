@@ -17,7 +17,7 @@ import sys
 import typing
 from pathlib import Path
 
-from pdeflow.fit import INITS, FitConfig
+from pdeflow.fitting.fit import INITS, FitConfig
 from pdeflow.models.vit import ViTConfig
 from pdeflow.pde.attention_pde import (
     COMPUTE_DTYPES,
@@ -242,7 +242,7 @@ def info_config_from_args(args: argparse.Namespace) -> InfoPlaneConfig:
 @contextlib.contextmanager
 def progress_lines(enabled: bool):
     """While open (and ``enabled``), the ``pdeflow`` logger's INFO lines go to stderr, one per evaluation of a fit
-    or training loop (`pdeflow.train_loop`), with the time: what a run without a progress bar (stderr not a
+    or training loop (`pdeflow.fitting.train_loop`), with the time: what a run without a progress bar (stderr not a
     terminal, or ``--no-progress``) shows of its progress in a log file."""
     if not enabled:
         yield
@@ -410,17 +410,21 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = Path(args.checkpoints or f"{Path(args.out)}.checkpoints")
     try:
         if args.host_devices:
-            from pdeflow.parallel import use_host_devices
+            from pdeflow.fitting.parallel import use_host_devices
 
             try:
                 use_host_devices(args.host_devices)
             except RuntimeError as error:  # JAX started too early to split the CPU: a usage error
                 raise ValueError(str(error)) from error
-        from pdeflow import distributed
+        from pdeflow.fitting import distributed
 
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
         config = run_config_from_args(args)
-        from pdeflow.checkpoint import prepare_checkpoint_dir, remove_checkpoint_dir, remove_unused_checkpoint_dir
+        from pdeflow.fitting.checkpoint import (
+            prepare_checkpoint_dir,
+            remove_checkpoint_dir,
+            remove_unused_checkpoint_dir,
+        )
         from pdeflow.lock import folder_lock
         from pdeflow.pipeline import fit_transformer
         from pdeflow.report import check_output_dir, summary_markdown, write_report

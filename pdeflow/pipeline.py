@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from pdeflow import machine, metrics
-from pdeflow.fit import FitConfig, FitResult, coarse_needs_fixed_steps, fit_surrogate
+from pdeflow.fitting.fit import FitConfig, FitResult, coarse_needs_fixed_steps, fit_surrogate
 from pdeflow.information.depth import attention_entropy_along_depth
 from pdeflow.information.entropy import attention_entropy
 from pdeflow.models.block_weights import BlockWeights
@@ -278,7 +278,7 @@ def fit_and_measure(source: ModelSource | str, config: RunConfig | None = None, 
         config: the run's settings (default: the source's ``preset_config("default", source)``); ``config.model``
             is set to the source's name, the surrogate's L, H, d and token grid to the source's shape.
         progress: show progress bars.
-        checkpoint_dir, resume: passed to `pdeflow.fit.fit_surrogate` (checkpoints of the fit; the traces are
+        checkpoint_dir, resume: passed to `pdeflow.fitting.fit.fit_surrogate` (checkpoints of the fit; the traces are
             recomputed, deterministically, on resume).
     """
     started = time.perf_counter()

@@ -103,7 +103,7 @@ class Timings:
 @dataclasses.dataclass(frozen=True)
 class FitSummary:
     """How the fit went: the step whose parameters were kept, whether it stopped early, the last step run, and
-    the history of evaluations (one dict per evaluation, as `pdeflow.fit.FitResult.history` holds them)."""
+    the history of evaluations (one dict per evaluation, as `pdeflow.fitting.fit.FitResult.history` holds them)."""
 
     best_step: int
     stopped_early: bool
@@ -112,7 +112,7 @@ class FitSummary:
 
     @classmethod
     def from_result(cls, result) -> FitSummary:
-        """From a `pdeflow.fit.FitResult`."""
+        """From a `pdeflow.fitting.fit.FitResult`."""
         history = tuple(result.history)
         return cls(result.best_step, result.stopped_early, history[-1]["step"] if history else 0, history)
 

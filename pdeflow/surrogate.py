@@ -1,6 +1,6 @@
 """The surrogate over a batch: solve the attention-PDE for each input (vmap) and read out its maps.
 
-The fit's losses are in `pdeflow.losses`, the kernel's entropy along depth-time in `pdeflow.information.depth`.
+The fit's losses are in `pdeflow.fitting.losses`, the kernel's entropy along depth-time in `pdeflow.information.depth`.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def test_a_mask_that_is_not_boolean_or_0_1_is_named(seed, value):
 def test_an_integer_0_1_mask_masks_in_the_fit_and_never_indexes():
     import dataclasses
 
-    from pdeflow.fit import fit_surrogate
+    from pdeflow.fitting.fit import fit_surrogate
     from pdeflow.pde import SolverConfig
     from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 

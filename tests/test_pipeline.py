@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pdeflow.fit import FitConfig
+from pdeflow.fitting.fit import FitConfig
 from pdeflow.models.vit import ViTConfig
 from pdeflow.pde import SolverConfig, SurrogateConfig
 from pdeflow.pipeline import DataConfig, RunConfig, fit_vit, trace_digit_splits

@@ -55,7 +55,7 @@ def test_what_is_not_a_fits_metrics_is_refused_by_name():
         FitMetrics.from_json({**data, "splits": {"train": 1}})
 
 
-class _Result:  # what FitSummary.from_result reads of a pdeflow.fit.FitResult
+class _Result:  # what FitSummary.from_result reads of a pdeflow.fitting.fit.FitResult
     best_step = 4
     stopped_early = True
     history = [{"step": 2, "train_loss": np.float32(0.5), "phase": "free"},

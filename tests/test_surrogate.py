@@ -1,4 +1,4 @@
-"""Multiple shooting (`pdeflow.losses.shooting_losses`, `attention_pde.interval_ends`): the intervals solved
+"""Multiple shooting (`pdeflow.fitting.losses.shooting_losses`, `attention_pde.interval_ends`): the intervals solved
 from the states of a free-running solve are that solve, piece by piece."""
 
 import dataclasses
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.losses import per_input_attention_kl, shooting_losses
+from pdeflow.fitting.losses import per_input_attention_kl, shooting_losses
 from pdeflow.pde import SolverConfig, attention_pde
 from pdeflow.surrogate import surrogate_forward, token_laplacians
 from tests.tiny_teacher import SURROGATE, tiny_traces
@@ -100,7 +100,7 @@ def test_held_out_predictions_read_the_transformer_only_at_the_input(setup):
 
 def test_cosine_gap_is_one_minus_the_held_out_cosine_and_ignores_padding(setup):
     from pdeflow import metrics
-    from pdeflow.losses import per_input_cosine_gap
+    from pdeflow.fitting.losses import per_input_cosine_gap
     params, batch, laplacians = setup
     out = surrogate_forward(params, CONFIG, SOLVER, batch.hidden[0], laplacians, batch.mask)
     gap = per_input_cosine_gap(batch.attention, out.log_attention, batch.mask)
@@ -124,7 +124,7 @@ def test_cosine_gap_is_one_minus_the_held_out_cosine_and_ignores_padding(setup):
 
 
 def test_depth_weights_rise_with_depth_and_average_one():
-    from pdeflow.losses import depth_weights
+    from pdeflow.fitting.losses import depth_weights
     w = depth_weights(6, 2.0)
     np.testing.assert_allclose(w, np.array([1.0, 1.4, 1.8, 2.2, 2.6, 3.0]) / 2.0, rtol=1e-6)
     np.testing.assert_allclose(depth_weights(6, 0.0), np.ones(6))

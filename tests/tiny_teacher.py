@@ -4,7 +4,7 @@ data (no weights to download, seconds to make)."""
 import jax
 import numpy as np
 
-from pdeflow.fit import FitConfig
+from pdeflow.fitting.fit import FitConfig
 from pdeflow.models import BertConfig, BertEncoder
 from pdeflow.pde import SurrogateConfig
 

@@ -21,9 +21,10 @@ import numpy as np
 import optax
 
 from pdeflow.data.pydoc_corpus import corpus_vocabulary, encode, split_corpus
+from pdeflow.fitting.optim import OptimizerConfig
+from pdeflow.fitting.train_loop import make_train_step, train_loop
 from pdeflow.models.gpt import GPT, GPTConfig, gpt_forward, run_gpt
 from pdeflow.models.trace import Trace
-from pdeflow.optim import OptimizerConfig
 from pdeflow.store import (
     cache_root,
     check_params_match,
@@ -32,7 +33,6 @@ from pdeflow.store import (
     read_params_folder,
     save_params_folder,
 )
-from pdeflow.train_loop import make_train_step, train_loop
 from pdeflow.validation import check_finite_numbers
 
 # family name -> the GPTConfig fields that define it (everything but depth)

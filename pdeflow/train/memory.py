@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdeflow.fitting.optim import OptimizerConfig
+from pdeflow.fitting.train_loop import gradient_step
 from pdeflow.models.rpe_transformer import RPETransformer, RPETransformerConfig
-from pdeflow.optim import OptimizerConfig
 from pdeflow.tasks.sparse_memory import MemoryTask, normalised_mse, sample
-from pdeflow.train_loop import gradient_step
 
 TEST_STREAM = 2**31 - 1  # folded into a seed's key for its test set; training steps count up from 0
 

@@ -19,9 +19,10 @@ import numpy as np
 import optax
 
 from pdeflow.data.digits import digit_splits
+from pdeflow.fitting.optim import OptimizerConfig
+from pdeflow.fitting.train_loop import make_train_step, train_loop
 from pdeflow.models.trace import Trace
 from pdeflow.models.vit import ViT, ViTConfig, run_vit
-from pdeflow.optim import OptimizerConfig
 from pdeflow.store import (
     cache_root,
     check_params_match,
@@ -30,7 +31,6 @@ from pdeflow.store import (
     read_params_folder,
     save_params_folder,
 )
-from pdeflow.train_loop import make_train_step, train_loop
 from pdeflow.validation import check_finite_numbers
 
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.losses import surrogate_losses
+from pdeflow.fitting.losses import surrogate_losses
 from pdeflow.models.trace import Trace
 from pdeflow.pde import (
     SolverConfig,

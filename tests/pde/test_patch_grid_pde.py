@@ -73,7 +73,7 @@ def test_grid_surrogate_maps_are_row_stochastic_and_gradients_match_finite_diffe
         np.testing.assert_allclose(jnp.vdot(grad, direction), numeric, rtol=1e-6)
 
 def test_fit_refuses_a_trace_that_does_not_match_the_grid():
-    from pdeflow.fit import FitConfig, fit_surrogate
+    from pdeflow.fitting.fit import FitConfig, fit_surrogate
 
     rng = np.random.default_rng(0)
     attention = rng.dirichlet(np.ones(9), size=(2, 4, 2, 9)).astype(np.float32)

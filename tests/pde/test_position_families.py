@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.fit import FitConfig, evaluate_losses, fit_surrogate
+from pdeflow.fitting.fit import FitConfig, evaluate_losses, fit_surrogate
 from pdeflow.models import relative_position as rpe
 from pdeflow.models.rpe_transformer import RPETransformer, RPETransformerConfig
 from pdeflow.models.trace import Trace

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pdeflow import sources
-from pdeflow.fit import FitConfig
+from pdeflow.fitting.fit import FitConfig
 from pdeflow.models.parameters import parameter_count
 from pdeflow.pde import SolverConfig, SurrogateConfig
 from pdeflow.pipeline import RunConfig, fit_and_measure, preset_config

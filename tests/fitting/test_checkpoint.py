@@ -10,19 +10,19 @@ import jax
 import numpy as np
 import pytest
 
-from pdeflow.checkpoint import MARKER, FitCheckpointer
-from pdeflow.fit import fit_surrogate
+from pdeflow.fitting.checkpoint import MARKER, FitCheckpointer
+from pdeflow.fitting.fit import fit_surrogate
 from pdeflow.pde import SolverConfig
 from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 _FIT = """
 import dataclasses, json, os, signal, sys, threading, time
 import jax, numpy as np
-from pdeflow import fit as fitting
-from pdeflow.checkpoint import FitCheckpointer
-from pdeflow.fit import fit_surrogate
+from pdeflow.fitting import fit as fitting
+from pdeflow.fitting.checkpoint import FitCheckpointer
+from pdeflow.fitting.fit import fit_surrogate
 from pdeflow.pde import SolverConfig
 from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 mode, folder, out = sys.argv[1:4]
@@ -211,7 +211,7 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
 
 
 def test_a_checkpoint_folder_never_takes_what_pdeflow_did_not_write(tmp_path, monkeypatch):
-    from pdeflow.checkpoint import MARKER, prepare_checkpoint_dir, remove_checkpoint_dir
+    from pdeflow.fitting.checkpoint import MARKER, prepare_checkpoint_dir, remove_checkpoint_dir
 
     precious = tmp_path / "precious"
     (precious / "sub").mkdir(parents=True)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pdeflow import metrics
-from pdeflow.fit import FitConfig, evaluate_losses, fit_surrogate
+from pdeflow.fitting.fit import FitConfig, evaluate_losses, fit_surrogate
 from pdeflow.models import Trace
 from pdeflow.pde import SolverConfig, SolverError, init_surrogate
 from pdeflow.surrogate import predict_attention
@@ -60,7 +60,7 @@ def test_a_fit_that_explodes_stops_at_that_step_and_keeps_the_last_good_checkpoi
 
     import orbax.checkpoint as ocp
 
-    from pdeflow.checkpoint import FitCheckpointer
+    from pdeflow.fitting.checkpoint import FitCheckpointer
 
     train, validation, _ = traces
     config = dataclasses.replace(FIT, steps=30, learning_rate=30.0, warmup_steps=1, clip_norm=1e9,
@@ -113,7 +113,7 @@ def test_trimming_padding_leaves_the_losses_unchanged(traces):
     """Length bucketing trims a batch to its longest input: with fixed steps (whose solve does not depend on
     how many padded zeros the error norm averages over) the per-input losses must not change."""
     from pdeflow.data import token_lengths
-    from pdeflow.losses import surrogate_losses
+    from pdeflow.fitting.losses import surrogate_losses
     from pdeflow.surrogate import token_laplacians
 
     train = traces[0].take(np.arange(16))
@@ -133,8 +133,8 @@ def test_a_fit_of_the_maps_alone_reports_the_hidden_error_without_differentiatin
     """``hidden_weight = 0``: the loss and its gradient are the attention KL's alone, while ``aux`` still reports
     the hidden error; its backward is not in the step (a weight of 0 times it would still be computed), and a
     weight > 0 puts it back."""
-    from pdeflow.fit import FitLoss
-    from pdeflow.losses import surrogate_losses
+    from pdeflow.fitting.fit import FitLoss
+    from pdeflow.fitting.losses import surrogate_losses
     from pdeflow.surrogate import token_laplacians
 
     batch = traces[0].take(np.arange(8))

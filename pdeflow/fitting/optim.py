@@ -1,8 +1,8 @@
 """The one optimiser pdeflow trains and fits with: AdamW under a linear warm-up and a cosine decay.
 
 `OptimizerConfig` holds its settings and is the one place they become an optax transformation: every training
-config (`pdeflow.fit.FitConfig`, the trainers' configs in `pdeflow.train`) builds one from its own fields with
-its ``optimizer(...)`` method, and the step (`pdeflow.train_loop.make_train_step`) takes what ``make()`` gives.
+config (`pdeflow.fitting.fit.FitConfig`, the trainers' configs in `pdeflow.train`) builds one from its own fields with
+its ``optimizer(...)`` method, and the step (`pdeflow.fitting.train_loop.make_train_step`) takes what ``make()`` gives.
 """
 
 from __future__ import annotations

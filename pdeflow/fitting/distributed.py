@@ -1,7 +1,7 @@
 """Several processes (hosts) fitting together, through JAX's own distributed runtime.
 
 Every process runs the same command; `initialize` joins them (``jax.distributed.initialize``) before any
-computation, after which `pdeflow.parallel.data_mesh` spans the devices of every process and a fit splits
+computation, after which `pdeflow.fitting.parallel.data_mesh` spans the devices of every process and a fit splits
 its batch over all of them. The coordinator is process 0's ``host:port``.
 """
 

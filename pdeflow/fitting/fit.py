@@ -6,7 +6,7 @@ The loss is the mean over blocks, heads and real query rows of ``KL(transformer 
 One jit-compiled step, vmapped over the batch; early stopping on a validation split.
 
 A fit may open with a multiple-shooting phase (``shooting_steps``): every unit interval is solved from the
-transformer's own state entering it (`pdeflow.losses.shooting_losses`), so the dynamics learn each block
+transformer's own state entering it (`pdeflow.fitting.losses.shooting_losses`), so the dynamics learn each block
 from where it starts instead of through one long solve; the rest of the fit is on the free-running solve.
 With ``coarse_steps`` the first steps solve with a fixed step ``coarse_factor`` times the solver's (cheaper
 steps) and the rest with the solver as given, so the fit ends on the solve it is measured with. The
@@ -29,7 +29,6 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from pdeflow.checkpoint import FitCheckpointer, FitState, prepare_checkpoint_dir, restore_newest_intact
 from pdeflow.data.batches import (
     BucketedBatches,
     ShuffledBatches,
@@ -39,14 +38,15 @@ from pdeflow.data.batches import (
     next_batch,
     token_lengths,
 )
-from pdeflow.losses import depth_weights, per_input_cosine_gap, shooting_losses, surrogate_losses
+from pdeflow.fitting.checkpoint import FitCheckpointer, FitState, prepare_checkpoint_dir, restore_newest_intact
+from pdeflow.fitting.losses import depth_weights, per_input_cosine_gap, shooting_losses, surrogate_losses
+from pdeflow.fitting.optim import OptimizerConfig
+from pdeflow.fitting.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
+from pdeflow.fitting.train_loop import make_train_step, train_loop
 from pdeflow.models.trace import Trace, check_trace
-from pdeflow.optim import OptimizerConfig
-from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, replicated, shard_trace, to_host
 from pdeflow.pde.attention_pde import SurrogateConfig, init_surrogate
 from pdeflow.pde.solve import SolverConfig, SolverError
 from pdeflow.surrogate import raise_if_failed, token_laplacians
-from pdeflow.train_loop import make_train_step, train_loop
 from pdeflow.validation import check_finite_numbers
 
 INITS = ("random", "transformer")
@@ -70,7 +70,7 @@ class FitConfig:
         eval_every: steps between validation evaluations.
         patience: evaluations without improvement before stopping early (0 never stops early).
         seed: seeds initialisation and data order.
-        devices: how many devices the batch is split over (data parallel, `pdeflow.parallel`); 0 uses every
+        devices: how many devices the batch is split over (data parallel, `pdeflow.fitting.parallel`); 0 uses every
             device JAX sees. ``batch_size`` must be a multiple of it.
         checkpoint_every: steps between checkpoints when the fit is given a checkpoint folder (0: only at the
             end and on interruption).
@@ -88,7 +88,7 @@ class FitConfig:
         shooting_kernel_lr_scale: the same fraction in the shooting phase (the default 0 holds the kernel while
             the dynamics learn each interval: with ``init="transformer"`` its maps start as the blocks' own).
         depth_weighting: weight the blocks' attention KL in the training loss by ``1 + depth_weighting · l/(L−1)``
-            (scaled to mean 1; `pdeflow.losses.depth_weights`), so deeper blocks, where the free-running
+            (scaled to mean 1; `pdeflow.fitting.losses.depth_weights`), so deeper blocks, where the free-running
             solve drifts most, count more; 0 weighs every block alike. Validation and the reported figures
             stay unweighted.
         decay_kernel: whether ``weight_decay`` also applies to the kernel group (query/key maps, position bias,
@@ -96,7 +96,7 @@ class FitConfig:
             dynamics (value corrections, residual MLP, coefficients), the parameters a fit's generalisation gap
             lies in (`experiments.generalisation_gap`).
         cosine_weight: weight of ``1 − cosine`` of the free-running maps (each head's map over the real tokens,
-            as the held-out figure measures it; `pdeflow.losses.per_input_cosine_gap`) in the free-running
+            as the held-out figure measures it; `pdeflow.fitting.losses.per_input_cosine_gap`) in the free-running
             phase's loss and in the validation loss that picks the best parameters. KL weighs every query row's
             distribution alike in log space; the cosine weighs the maps' large entries most, so the two can
             disagree at the margin. 0 (default): the KL and the hidden-state term alone.
@@ -220,7 +220,7 @@ class FitLoss:
     or, with ``shooting``, plus ``continuity_weight`` times the continuity error of the multiple-shooting solve.
     ``aux``: the mean ``kl`` and ``hidden_error`` (the continuity error when shooting), the solves' ``ok``
     ``(B,)``, ``finite_times`` and ``num_steps``. A frozen dataclass, so equal losses compile one step
-    (`pdeflow.train_loop.make_train_step`)."""
+    (`pdeflow.fitting.train_loop.make_train_step`)."""
 
     surrogate: SurrogateConfig
     solver: SolverConfig
@@ -263,10 +263,10 @@ class FitLoss:
 
 def make_fit_step(surrogate: SurrogateConfig, solver: SolverConfig, config: FitConfig, shooting: bool = False):
     """The fit's jit-compiled step in its free-running (or shooting) phase:
-    ``(params, opt_state, trace, laplacians) -> (params, opt_state, info)`` (`pdeflow.train_loop.make_train_step`
-    on `FitLoss` and `make_optimizer`). It donates ``params`` and ``opt_state``, and keeps them unchanged when
-    a solve fails or the loss or a gradient is not finite (``info["good"]`` is then false). Equal settings give
-    the same function, compiled once."""
+    ``(params, opt_state, trace, laplacians) -> (params, opt_state, info)``
+    (`pdeflow.fitting.train_loop.make_train_step` on `FitLoss` and `make_optimizer`). It donates ``params`` and
+    ``opt_state``, and keeps them unchanged when a solve fails or the loss or a gradient is not finite
+    (``info["good"]`` is then false). Equal settings give the same function, compiled once."""
     return make_train_step(FitLoss.from_config(surrogate, solver, config, shooting), make_optimizer(config, shooting),
                            has_aux=True, keep_last_good=True, donate=True)
 
@@ -319,7 +319,7 @@ def fit_surrogate(train: Trace, validation: Trace, surrogate: SurrogateConfig, s
             at the principal directions of the training embeddings).
         progress: show a progress bar.
         on_eval: called with each validation record ``{"step", "train_loss", "validation_kl", ...}``.
-        checkpoint_dir: where to keep checkpoints (`pdeflow.checkpoint`): every ``config.checkpoint_every``
+        checkpoint_dir: where to keep checkpoints (`pdeflow.fitting.checkpoint`): every ``config.checkpoint_every``
             steps, at the end, and when the fit is interrupted (SIGINT/Ctrl-C: the step under way finishes,
             is saved, then ``KeyboardInterrupt`` is raised). None keeps none.
         resume: continue from the newest checkpoint in ``checkpoint_dir`` (if there is one) instead of

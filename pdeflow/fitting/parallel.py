@@ -4,7 +4,7 @@ The fit runs the same jit-compiled step on one device or many; XLA's SPMD partit
 collectives (the adaptive solver's error norm and the gradient are reduced over the whole batch). On a CPU,
 several host devices can be made with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (or
 `use_host_devices` before JAX starts); on accelerators the real devices are used. Several processes (hosts)
-fit together after `pdeflow.distributed.initialize`: every process holds the same data and builds the same
+fit together after `pdeflow.fitting.distributed.initialize`: every process holds the same data and builds the same
 global arrays, each placing the pieces its own devices hold.
 """
 

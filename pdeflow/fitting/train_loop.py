@@ -7,8 +7,9 @@ evaluate every ``k`` steps, checkpoint every ``k`` steps and at the end, stop ea
 one line per evaluation to the ``pdeflow`` logger, for runs whose output goes to a file), and on SIGINT (Ctrl-C)
 finish the step under way, checkpoint it and raise ``KeyboardInterrupt``.
 
-This module sits beside `pdeflow.optim` rather than in `pdeflow.train`: the surrogate fit (`pdeflow.fit`) uses
-it too, and importing the `pdeflow.train` package would load every transformer trainer with it.
+This module sits in `pdeflow.fitting`, beside `pdeflow.fitting.optim`, rather than in `pdeflow.train`: the surrogate
+fit (`pdeflow.fitting.fit`) uses it too, and importing the `pdeflow.train` package would load every transformer
+trainer with it (`pdeflow.fitting` itself imports none of its modules).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
 
     ``donate`` lets the step reuse the buffers of ``params`` and ``opt_state`` (they must not be read after the
     call). Equal arguments give the same jitted function (``loss_fn`` and ``optimizer`` compared by ``==``: make
-    the loss a frozen dataclass with ``__call__`` and the optimiser with `pdeflow.optim.OptimizerConfig.make`),
+    the loss a frozen dataclass with ``__call__`` and the optimiser with `pdeflow.fitting.optim.OptimizerConfig.make`),
     so a repeated or resumed fit reuses the compiled step. Its compiled name is ``train_step``.
     """
     return _make_train_step(loss_fn, optimizer, has_aux, keep_last_good, donate)
@@ -91,7 +92,7 @@ def train_loop(step: Callable[[int], Any], steps: int, *, start: int = 0, eval_e
 
     1. ``record = evaluate(i, info)`` if ``i`` is a multiple of ``eval_every`` or ``i == steps`` (skipped with
        ``eval_every = 0``); ``postfix(record)`` goes onto the progress bar and, with the step, into one line
-       logged at INFO to this module's logger (``pdeflow.train_loop``; the CLI shows it when it shows no bar);
+       logged at INFO to this module's logger (``pdeflow.fitting.train_loop``; the CLI shows it when it shows no bar);
     2. ``checkpoint(i)`` if ``i`` is a multiple of ``checkpoint_every`` (never with 0);
     3. ``report(record)`` if step ``i`` evaluated;
     4. on SIGINT received since the last step boundary: ``checkpoint(i)``, then ``KeyboardInterrupt("<name>

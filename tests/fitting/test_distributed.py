@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdeflow import distributed
+from pdeflow.fitting import distributed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_settings_come_from_arguments_or_the_environment(monkeypatch):
@@ -35,11 +35,11 @@ def test_settings_come_from_arguments_or_the_environment(monkeypatch):
 _PROCESS = """
 import dataclasses, json, sys
 import jax, numpy as np
-from pdeflow import distributed
+from pdeflow.fitting import distributed
 coordinator, process_id, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if coordinator != "-":
     distributed.initialize(coordinator, 2, process_id)
-from pdeflow.fit import fit_surrogate
+from pdeflow.fitting.fit import fit_surrogate
 from pdeflow.pde import SolverConfig
 from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 train, validation, _ = tiny_traces()

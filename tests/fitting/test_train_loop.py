@@ -1,4 +1,5 @@
-"""The shared optimiser config, step and loop (`pdeflow.optim`, `pdeflow.train_loop`), on toy problems."""
+"""The shared optimiser config, step and loop (`pdeflow.fitting.optim`, `pdeflow.fitting.train_loop`), on toy
+problems."""
 
 import dataclasses
 import os
@@ -10,9 +11,9 @@ import numpy as np
 import optax
 import pytest
 
-from pdeflow.fit import FitConfig, make_optimizer
-from pdeflow.optim import OptimizerConfig, warmup_cosine_adamw
-from pdeflow.train_loop import gradient_step, make_train_step, train_loop
+from pdeflow.fitting.fit import FitConfig, make_optimizer
+from pdeflow.fitting.optim import OptimizerConfig, warmup_cosine_adamw
+from pdeflow.fitting.train_loop import gradient_step, make_train_step, train_loop
 
 X = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
 Y = X @ np.array([1.0, -2.0, 0.5], np.float32) + 0.3
@@ -86,7 +87,7 @@ def test_every_evaluation_logs_one_line_with_the_step_and_the_postfix(caplog):
                    postfix=lambda record: {"loss": f"{record['loss']:.3f}"}, name="toy")
     assert [r.getMessage() for r in caplog.records] == ["toy: step 2 of 5, loss 0.500", "toy: step 4 of 5, loss 0.250",
                                                         "toy: step 5 of 5, loss 0.200"]
-    assert {r.name for r in caplog.records} == {"pdeflow.train_loop"}
+    assert {r.name for r in caplog.records} == {"pdeflow.fitting.train_loop"}
 
 
 def test_the_loop_resumes_from_a_step_and_stops_early():

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from pdeflow.parallel import batch_sharded, check_divisible, data_mesh, shard_trace
+from pdeflow.fitting.parallel import batch_sharded, check_divisible, data_mesh, shard_trace
 from tests.tiny_teacher import tiny_traces
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_one_device_mesh_keeps_shapes_and_values():
@@ -30,14 +30,14 @@ def test_mesh_and_batch_errors_name_the_fix():
     mesh = data_mesh(1)
     check_divisible(5, mesh)  # one device divides everything
     with pytest.raises(ValueError, match="devices must be 0"):
-        from pdeflow.fit import FitConfig
+        from pdeflow.fitting.fit import FitConfig
 
         FitConfig(devices=-1)
 
 
 _EIGHT_DEVICES = """
 import dataclasses, json, jax, numpy as np
-from pdeflow.fit import fit_surrogate
+from pdeflow.fitting.fit import fit_surrogate
 from pdeflow.pde import SolverConfig
 from tests.tiny_teacher import FIT, SURROGATE, tiny_traces
 assert jax.device_count() == 8, jax.devices()
