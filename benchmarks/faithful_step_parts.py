@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from benchmarks.reporting import machine_label, write_result
-from pdeflow.fitting import fit as fitting
+from pdeflow.fitting import fit as fit_module
 from pdeflow.models.trace import Trace
 from pdeflow.pde.attention_pde import init_surrogate
 from pdeflow.pipeline import preset_config, surrogate_config_for
@@ -57,8 +57,8 @@ def step_cases(surrogate, solver, fit_config) -> dict:
 
 def _compiled(surrogate, solver, fit_config, shooting, kind, batch, laplacians):
     if kind == "validation":
-        return lambda params: fitting._eval_losses(surrogate, solver, params, batch, laplacians)
-    loss = fitting.FitLoss.from_config(surrogate, solver, fit_config, shooting)
+        return lambda params: fit_module._eval_losses(surrogate, solver, params, batch, laplacians)
+    loss = fit_module.FitLoss.from_config(surrogate, solver, fit_config, shooting)
     value = lambda params: loss(params, batch, laplacians)[0]  # noqa: E731
     return jax.jit(jax.value_and_grad(value) if kind == "grad" else value)
 
@@ -77,7 +77,7 @@ def run(surrogate, solver, fit_config, batch_size: int, tokens: int, rounds: int
     for name, (case_surrogate, case_solver, case_fit, shooting, kind) in step_cases(surrogate, solver,
                                                                                   fit_config).items():
         params = init_surrogate(jax.random.PRNGKey(seed), case_surrogate)
-        batch, laplacians = fitting.sharded_batch(trace, np.arange(batch_size), None, case_surrogate)
+        batch, laplacians = fit_module.sharded_batch(trace, np.arange(batch_size), None, case_surrogate)
         function = _compiled(case_surrogate, case_solver, case_fit, shooting, kind, batch, laplacians)
         start = time.perf_counter()
         jax.block_until_ready(function(params))

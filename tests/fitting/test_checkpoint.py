@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _FIT = """
 import dataclasses, json, os, signal, sys, threading, time
 import jax, numpy as np
-from pdeflow.fitting import fit as fitting
+from pdeflow.fitting import fit as fit_module
 from pdeflow.fitting.checkpoint import FitCheckpointer
 from pdeflow.fitting.fit import fit_surrogate
 from pdeflow.pde import SolverConfig
@@ -36,13 +36,13 @@ def kill():
     os.kill(os.getpid(), signal.SIGKILL)
 if kind == "chaos":  # SIGKILL as step at[0] starts (steps count from the checkpoint it resumes from)
     step = [FitCheckpointer(folder).latest_step() or 0 if os.path.isdir(folder) else 0]
-    next_batch = fitting.next_batch
+    next_batch = fit_module.next_batch
     def counted(batches):
         step[0] += 1
         if step[0] == int(at[0]):
             kill()
         return next_batch(batches)
-    fitting.next_batch = counted
+    fit_module.next_batch = counted
 if kind == "killsave":  # SIGKILL at[1] ms into the save of step at[0]
     save = FitCheckpointer.save
     def timed(self, state, configs):
