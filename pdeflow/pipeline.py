@@ -126,11 +126,13 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     twice the step, ``coarse_steps``, the rest on the step it is measured with), a residual MLP twice the width,
     on every input that is not held out (`ModelSource.all_training_data`: for MiniLM every pydoc sentence,
     ``extra_training_sentences``), for text with weight decay on the dynamics alone (``weight_decay=0.1``,
-    ``decay_kernel=False``), and for text the field's matrix products in bfloat16 (``compute_dtype``: float32
-    accumulation, the backward's products too; the state and the solver in float32); images take a finer step and
-    more steps. On 2 cores 20 minutes for MiniLM (measured on an AMD EPYC host; 25–26 on an Intel Xeon host with AMX
-    before the backward's products were bfloat16, 37 there in float32, ``compute_dtype="float32"``) and about 38 for
-    the ViT (once trained; 8,000 steps, on the Intel host).
+    ``decay_kernel=False``), and for text the field's matrix products in bfloat16 where this machine multiplies
+    bfloat16 faster than float32 (`pdeflow.machine.fast_bfloat16`: a CPU with AVX-512 BF16 or AMX, a GPU; elsewhere
+    float32; ``compute_dtype``: float32 accumulation, the backward's products too; the state and the solver in
+    float32); images take a finer step and more steps. On 2 cores 20 minutes for MiniLM (measured on an AMD EPYC
+    host with AVX-512 BF16; 25–26 on an Intel Xeon host with AMX before the backward's products were bfloat16, 37
+    there in float32, ``compute_dtype="float32"``) and about 38 for the ViT (once trained; 8,000 steps, on the Intel
+    host).
     The shape comes from the source (`ModelSource.shape`, read without loading weights).
     """
     if name not in PRESETS:
@@ -155,7 +157,10 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
                                 mlp_width=2 * width, state_norm=source.block_input_norm,
                                 residual_norm="rms", varying=("value", "residual"), depth_time="blockwise",
                                 held_maps=True, splitting="lie" if text else "none",
-                                compute_dtype="bfloat16" if text else "float32")
+                                compute_dtype="bfloat16" if text and machine.fast_bfloat16() else "float32")
+    # text, where bfloat16 products are fast (`machine.fast_bfloat16`: a CPU with AVX-512 BF16 or AMX, a GPU): on an
+    # AMD EPYC with AVX2 alone the coarse step took 3.77 s in bfloat16 against 2.43 s in float32 (2026-12-07), so there
+    # the products stay float32 (block 5 in float32: 0.98070 and 0.98037 on an Intel host)
     # text: the field's products in bfloat16, the backward's too since 2026-12-06 (MiniLM's block 5 0.98056 and 0.98018
     # in 1,193 s and 1,180 s wall on an AMD EPYC host, the coarse step x0.82 there). Before that, the forward's alone
     # (float32 accumulation, state, softmax and solver): MiniLM's block 5

@@ -88,7 +88,8 @@ def test_a_fit_started_from_the_vit_keeps_block_0_exact_when_its_kernel_is_held(
     assert [h["phase"] for h in report.fit.history] == ["shooting", "free"]
 
 
-def test_presets_are_full_width_for_each_model():
+def test_presets_are_full_width_for_each_model(monkeypatch):
+    from pdeflow import machine
     from pdeflow.pipeline import preset_config
 
     for model, norm in (("minilm", "none"), ("vit-digits", "layer")):  # the default: width 64, from the model
@@ -117,8 +118,15 @@ def test_presets_are_full_width_for_each_model():
     # text: weight decay on the dynamics alone (the kernel, started from the transformer's, undecayed); images none
     assert (text.fit.weight_decay, image.fit.weight_decay) == (0.1, 0.0)
     assert not text.fit.decay_kernel and not image.fit.decay_kernel
-    # text: the field's products in bfloat16 (MiniLM in 25 minutes instead of 37 on an Intel host); images float32
-    assert (text.surrogate.compute_dtype, image.surrogate.compute_dtype) == ("bfloat16", "float32")
+    # text: the field's products in bfloat16 where the machine multiplies bfloat16 faster (MiniLM in 25 minutes
+    # instead of 37 on an Intel host with AMX), float32 where it does not (the coarse step x0.64 on an AVX2 host);
+    # images float32
+    for fast, dtype in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(machine, "fast_bfloat16", lambda fast=fast: fast)
+        assert (preset_config("faithful", "minilm").surrogate.compute_dtype,
+                preset_config("faithful", "vit-digits").surrogate.compute_dtype) == (dtype, "float32")
+    monkeypatch.undo()
+    assert text.surrogate.compute_dtype == ("bfloat16" if machine.fast_bfloat16() else "float32")
     with pytest.raises(ValueError, match="--no-adaptive"):  # refused before anything is traced
         dataclasses.replace(text, solver=SolverConfig())
     assert text.data.extra_training_sentences and not image.data.extra_training_sentences
