@@ -1,6 +1,7 @@
 """The machine a run took its time on, in words: wall times mean little without it (two hosts that both call
 themselves "AMD EPYC" can differ twofold in matmul peak, and an Intel Xeon with AMX runs bfloat16 products several
-times faster than one without)."""
+times faster than one without); and whether it multiplies bfloat16 faster than float32 (`fast_bfloat16`), which a
+preset reads to pick its products' dtype."""
 
 from __future__ import annotations
 
