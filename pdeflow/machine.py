@@ -36,7 +36,7 @@ def cpu_model() -> str:
     fields = _cpu_info()
     if "model name" not in fields:
         return platform.processor() or "unknown"
-    flags = cpu_flags()
+    flags = set(fields.get("flags", "").split())  # read once with the model's name, not again by `cpu_flags`
     units = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
     return (f"{fields['model name']} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}; "
             f"{' '.join(units) or 'no AVX2'})")
