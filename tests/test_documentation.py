@@ -17,8 +17,9 @@ PAGES = ["README.md", "CHANGELOG.md", "benchmarks/README.md"]
 
 
 def _slug(heading: str) -> str:
-    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip()).lower()
+    """GitHub's anchor for a Markdown heading: lower case, punctuation but hyphens and underscores dropped, spaces as
+    hyphens."""
+    text = heading.strip().lower()
     return re.sub(r"[^\w\- ]", "", text, flags=re.ASCII).replace(" ", "-")
 
 
@@ -46,6 +47,7 @@ def test_slugs_follow_github():
         "the-default-fits-step-against-the-issues-067-s"
     assert _slug("Maps × values with the values head-major") == "maps--values-with-the-values-head-major"
     assert _slug("A faithful fit: `pdeflow fit --preset faithful`") == "a-faithful-fit-pdeflow-fit---preset-faithful"
+    assert _slug("**Bold** `pdeflow.machine.fast_bfloat16`") == "bold-pdeflowmachinefast_bfloat16"
 
 
 @pytest.mark.parametrize("name", PAGES)
