@@ -45,6 +45,15 @@ def cpu_model() -> str:
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def jax_started() -> bool:
+    """Whether JAX has started its backends (made its devices) in this process; asking does not start them.
+    Settings read when they start (``XLA_FLAGS``' host device count, ``JAX_PLATFORMS``) no longer change anything
+    once this is true."""
+    from jax._src import xla_bridge  # JAX has no public way to ask this without starting its backends
+
+    return xla_bridge.backends_are_initialized()
+
+
 def fast_bfloat16() -> bool:
     """Whether bfloat16 matrix products run faster than float32 ones where this process computes: on a GPU or TPU,
     and on a CPU with bfloat16 dot-product instructions (``BFLOAT16_CPU_FLAGS``: AVX-512 BF16 or AMX). Without them
@@ -55,9 +64,7 @@ def fast_bfloat16() -> bool:
     Decided without starting JAX's backends (a preset is read before ``--host-devices`` and ``jax.distributed``
     act): from JAX's device once JAX has started, else from ``JAX_PLATFORMS`` where it names an accelerator first,
     else from the CPU's flags."""
-    from jax._src import xla_bridge
-
-    if xla_bridge.backends_are_initialized():
+    if jax_started():
         platform_name = jax.devices()[0].platform
     else:
         platform_name = (jax.config.jax_platforms or "cpu").split(",")[0]  # JAX_PLATFORMS, as JAX read it

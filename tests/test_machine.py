@@ -38,7 +38,8 @@ def test_bfloat16_speed_is_read_without_starting_jax():
     """A preset reads it before `--host-devices` and `jax.distributed` act, so it must not start JAX's backends; an
     accelerator named in JAX_PLATFORMS counts as fast."""
     code = ("from jax._src import xla_bridge; from pdeflow import machine; fast = machine.fast_bfloat16(); "
-            "assert not xla_bridge.backends_are_initialized(); print(fast)")
+            "assert not xla_bridge.backends_are_initialized() and not machine.jax_started(); print(fast); "
+            "import jax.numpy as jnp; jnp.zeros(1); assert machine.jax_started()")
     root = Path(__file__).resolve().parents[1]
     for platforms, expected in (("cpu", str(any(f in machine.cpu_flags() for f in machine.BFLOAT16_CPU_FLAGS))),
                                 ("cuda,cpu", "True")):

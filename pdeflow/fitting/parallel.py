@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from pdeflow.machine import jax_started
 from pdeflow.models.trace import Trace
 
 DATA_AXIS = "data"
@@ -26,9 +27,7 @@ def use_host_devices(count: int) -> None:
     array is made); raises ``RuntimeError`` if it is too late."""
     if count < 1:
         raise ValueError(f"need at least one host device; got {count}.")
-    from jax._src import xla_bridge
-
-    if xla_bridge.backends_are_initialized():
+    if jax_started():
         if jax.devices()[0].platform == "cpu" and jax.local_device_count() != count:
             raise RuntimeError(f"JAX already started with {jax.local_device_count()} CPU device(s); set "
                                f"XLA_FLAGS=--xla_force_host_platform_device_count={count} before starting Python.")
