@@ -15,7 +15,7 @@ from pdeflow.information.entropy import attention_entropy
 from pdeflow.models.trace import Trace
 from pdeflow.pde import attention_pde
 from pdeflow.pde.attention_pde import SurrogateConfig
-from pdeflow.pde.solve import FIXED_STEP_ADJOINTS, SolverConfig, SolverError
+from pdeflow.pde.solve import SolverConfig, SolverError
 from pdeflow.surrogate import token_laplacians
 
 
@@ -44,7 +44,8 @@ def attention_entropy_along_depth(params, config: SurrogateConfig, solver: Solve
     kernel at ``t`` is read on the state where ``t``'s interval starts (the maps the dynamics use there), so the
     entropy is constant over each interval."""
     times = tuple(np.linspace(0.0, config.num_layers, config.num_layers * points_per_layer + 1).tolist())
-    if solver.adjoint in FIXED_STEP_ADJOINTS:  # nothing is differentiated here, and these save on their steps only
+    if solver.adjoint in ("stored", "discrete") and not solver.adaptive:  # nothing is differentiated here, and these
+        # save on their steps only
         solver = dataclasses.replace(solver, adjoint="recursive")
     sums, count = 0.0, 0.0
     for index, keep in fixed_size_batches(trace.mask.shape[0], batch_size):

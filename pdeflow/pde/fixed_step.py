@@ -110,6 +110,30 @@ def _differentiable(leaf) -> bool:
     return jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
 
 
+@dataclasses.dataclass(frozen=True)
+class ArgsSplit:
+    """A pytree's leaves split into the floating-point ones (which get cotangents) and the others (integer and
+    boolean leaves, e.g. masks), and merged back: what a `jax.custom_vjp` solve takes its ``args`` as."""
+
+    treedef: object
+    differentiable: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, tree) -> ArgsSplit:
+        leaves, treedef = jax.tree.flatten(tree)
+        return cls(treedef, tuple(_differentiable(leaf) for leaf in leaves))
+
+    def split(self, leaves) -> tuple[list, list]:
+        """``(float_leaves, other_leaves)`` of the tree's flat leaves."""
+        return ([x for x, d in zip(leaves, self.differentiable) if d],
+                [x for x, d in zip(leaves, self.differentiable) if not d])
+
+    def merge(self, float_leaves, other_leaves):
+        """The tree from its two kinds of leaves."""
+        it_f, it_o = iter(float_leaves), iter(other_leaves)
+        return jax.tree.unflatten(self.treedef, [next(it_f) if d else next(it_o) for d in self.differentiable])
+
+
 def discrete_adjoint_solve(field: Callable, tableau: Tableau, y0, args, dt: float, steps: int, intervals: int):
     """Solve ``dy/dt = field(t, y, args)`` with ``intervals * steps`` fixed steps of ``dt`` from ``t = 0`` and
     return the states at ``t = 0, steps·dt, …, intervals·steps·dt`` (leading axis ``intervals + 1``), with the
@@ -120,16 +144,8 @@ def discrete_adjoint_solve(field: Callable, tableau: Tableau, y0, args, dt: floa
     Only reverse mode is defined (`jax.grad`, `jax.vjp`); `jax.vmap` works as usual."""
     if steps < 1 or intervals < 1:
         raise ValueError(f"need steps >= 1 and intervals >= 1; got steps={steps}, intervals={intervals}.")
-    leaves, treedef = jax.tree.flatten(args)
-    differentiable = [_differentiable(leaf) for leaf in leaves]
-
-    def merge(float_leaves, other_leaves):
-        it_f, it_o = iter(float_leaves), iter(other_leaves)
-        return jax.tree.unflatten(treedef, [next(it_f) if d else next(it_o) for d in differentiable])
-
-    def split(all_leaves):
-        return ([x for x, d in zip(all_leaves, differentiable) if d],
-                [x for x, d in zip(all_leaves, differentiable) if not d])
+    split = ArgsSplit.of(args)
+    merge = split.merge
 
     def times(y, interval):
         dtype = jnp.result_type(jax.tree.leaves(y)[0])
@@ -198,5 +214,5 @@ def discrete_adjoint_solve(field: Callable, tableau: Tableau, y0, args, dt: floa
         return y0_bar, [next(it) if p else None for p in perturbed], [None] * len(other_leaves)
 
     solve.defvjp(solve_fwd, solve_bwd, symbolic_zeros=True)
-    float_leaves, other_leaves = split(leaves)
+    float_leaves, other_leaves = split.split(jax.tree.leaves(args))
     return solve(y0, float_leaves, other_leaves)

@@ -12,6 +12,7 @@ import numpy as np
 from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
 from jax import Array
 
+from pdeflow.pde.adaptive_step import adaptive_discrete_solve
 from pdeflow.pde.fixed_step import discrete_adjoint_solve, tableau_of
 from pdeflow.validation import check_finite_numbers
 
@@ -49,7 +50,7 @@ FIXED_STEP_ONLY = ("euler", "rk4")  # no embedded error estimate
 STAGES = {"euler": 1, "heun": 2, "midpoint": 2, "ralston": 2, "rk4": 4, "bosh3": 3, "tsit5": 6, "dopri5": 6,
           "dopri8": 12}  # vector-field evaluations per step (first-same-as-last not counted as a saving)
 ADJOINTS = ("recursive", "backsolve", "stored", "discrete")
-FIXED_STEP_ADJOINTS = ("stored", "discrete")  # save on the step grid only
+FIXED_STEP_ADJOINTS = ("stored",)  # save on the step grid only
 
 
 class SolverError(RuntimeError):
@@ -74,9 +75,13 @@ class SolverConfig:
             only: the steps of diffrax's solver run in a ``lax.scan`` whose reverse pass keeps every step's
             start and its stages' inputs, so no step is re-solved; diffrax's stage loop is checkpointed, so each
             stage's forward is recomputed before its VJP; memory grows with the number of steps) or ``"discrete"``
-            (fixed steps only: `pdeflow.pde.fixed_step`'s hand-written discrete adjoint, the same exact gradient
-            from one reverse scan that recomputes each step's stages from its saved start state; memory one
-            state per step).
+            (a hand-written discrete adjoint, the recursive adjoint's gradient to round-off. Fixed steps:
+            `pdeflow.pde.fixed_step`, one reverse scan that recomputes each step's stages from its saved start
+            state, memory one state per step. Adaptive steps: `pdeflow.pde.adaptive_step`, diffrax's loop written
+            out with the same values, its accepted steps' stages recorded so that no step is re-solved: two
+            forward evaluations and one VJP a stage against the recursive adjoint's three and one; memory
+            ``(1 + stages)`` states for each of the last 16 accepted steps, more steps differentiated in chunks,
+            each recorded by solving again; the default preset's).
     """
 
     solver: str = "tsit5"
@@ -98,7 +103,7 @@ class SolverConfig:
                              "adaptive=False (fixed steps of dt0) or pick heun/tsit5/dopri5.")
         if self.adjoint in FIXED_STEP_ADJOINTS and self.adaptive:
             raise ValueError(f"the {self.adjoint} adjoint needs fixed steps (adaptive=False): a scan has a fixed "
-                             "length; use adjoint='recursive' with adaptive steps.")
+                             "length; use adjoint='discrete' or 'recursive' with adaptive steps.")
         if not (self.rtol > 0 and self.atol > 0):
             raise ValueError(f"need rtol > 0 and atol > 0; got rtol={self.rtol}, atol={self.atol}.")
         if not self.dt0 > 0 or self.max_steps < 1:
@@ -123,6 +128,9 @@ def solve(field: Callable, y0, args, t_end: float, save_times: Array, config: So
     solver = SOLVERS[config.solver]()
     if config.adjoint == "stored":
         return _solve_stored(field, y0, args, t_end, save_times, config, solver)
+    if config.adjoint == "discrete" and config.adaptive:
+        return adaptive_discrete_solve(field, solver, diffrax.PIDController(rtol=config.rtol, atol=config.atol), y0,
+                                       args, t_end, save_times, config.dt0, config.max_steps)
     if config.adjoint == "discrete":
         return _solve_discrete(field, y0, args, t_end, save_times, config, solver)
     if config.adaptive:
