@@ -12,7 +12,8 @@ held-out cosine target on every layer, and the same-run peer ratio.
 
 What is measured, all in one run:
 - compile: tracing + lowering and XLA compilation of the default fit step, apart from each other;
-- steady state: the default step (adaptive Tsit5, recursive-checkpoint adjoint) over ``--timed-steps`` steps,
+- steady state: the default step (adaptive Tsit5, the default preset's adjoint: ``"discrete"`` since 2026-12-07,
+  ``"recursive"`` checkpointing before; ``--adjoint`` picks another) over ``--timed-steps`` steps,
   and the same step with dopri5 (the solver torchdiffeq also has) beside the peer's step: the identical loss
   (mean attention KL over blocks, heads and real rows) through torchdiffeq's ``odeint`` with autograd, and
   the same optimiser (AdamW, clipping) in PyTorch;
@@ -42,6 +43,7 @@ from pdeflow.fitting.fit import FitConfig, fit_surrogate, make_fit_step, make_op
 from pdeflow.fitting.parallel import data_mesh, replicated
 from pdeflow.models.minilm import load_minilm
 from pdeflow.pde import SolverConfig, SurrogateConfig, attention_pde, init_surrogate
+from pdeflow.pde.solve import ADJOINTS, FIXED_STEP_ADJOINTS
 from pdeflow.pipeline import DataConfig, preset_config, surrogate_for, trace_sentence_splits
 from pdeflow.surrogate import predict_attention, token_laplacians
 
@@ -240,6 +242,10 @@ def main(argv=None) -> None:
     parser.add_argument("--field-backward", default=SurrogateConfig.field_backward,
                         choices=list(attention_pde.FIELD_BACKWARDS),
                         help="SurrogateConfig.field_backward: autodiff's VJP of the field or the hand-written one")
+    parser.add_argument("--adjoint", default=preset_config("default").solver.adjoint,
+                        choices=[a for a in ADJOINTS if a not in FIXED_STEP_ADJOINTS],
+                        help="SolverConfig.adjoint of the default step (adaptive tsit5); default: the default "
+                             "preset's")
     parser.add_argument("--faithful", action="store_true",
                         help="instead: time the faithful preset's step as it is, with the maps read off the moving "
                              "state (hand-written and autodiff backward), with smooth depth-time, on the coarse step "
@@ -267,18 +273,19 @@ def main(argv=None) -> None:
     surrogate = surrogate_for(encoder, SurrogateConfig(field_backward=args.field_backward))
     splits = trace_sentence_splits(encoder, DataConfig())
     fit = dataclasses.replace(FitConfig(), steps=args.steps)
-    result = {"field_backward": args.field_backward}
+    result = {"field_backward": args.field_backward, "adjoint": args.adjoint}
     path = None
 
     def save() -> None:  # after every measurement, so a late failure keeps the earlier ones
         nonlocal path
         path = write_result("fit_throughput", label, [], args.out, **result, peak_memory_bytes=peak_memory_bytes())
 
-    default = SolverConfig()
+    default = SolverConfig(adjoint=args.adjoint)
     result["default_step"] = time_steps(surrogate, default, fit, splits.train, args.timed_steps, counter)
     d = result["default_step"]
-    print(f"default step (tsit5 adaptive): trace+lower {d['trace_and_lower_s']:.1f}s, XLA compile "
-          f"{d['xla_compile_s']:.1f}s, steady {d['steady_step_s_median']:.3f}s/step = {d['steps_per_s']:.2f} steps/s, "
+    print(f"default step (tsit5 adaptive, {args.adjoint} adjoint): trace+lower {d['trace_and_lower_s']:.1f}s, "
+          f"XLA compile {d['xla_compile_s']:.1f}s, steady {d['steady_step_s_median']:.3f}s/step = "
+          f"{d['steps_per_s']:.2f} steps/s, "
           f"recompilations during timed steps: {d['recompilations_during_timed_steps'] or 0}", flush=True)
     save()
     peer_solver = dataclasses.replace(default, solver="dopri5")

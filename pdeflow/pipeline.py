@@ -110,7 +110,8 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
     `DataConfig`'s defaults, or split sizes that fit a user's inputs), started from the transformer's own weights
     through the projection (`pdeflow.pde.teacher_init`, the state read as the model's blocks read their stream,
     `ModelSource.block_input_norm`), differentiated through the field's hand-written backward
-    (``field_backward="custom"``: the same values, a faster backward pass) and
+    (``field_backward="custom"``: the same values, a faster backward pass), solved by adaptive Tsit5 differentiated
+    by its discrete adjoint (``adjoint="discrete"``: diffrax's values, no step re-solved in the backward pass) and
     fitted with the hidden-state term (``hidden_weight=1``) for 800 steps, text in four length buckets
     (``length_buckets=4``: a batch's padding trimmed to its bucket's length); everything else is `RunConfig`'s
     defaults (which start from random parameters and fit the attention maps alone, 300 steps, no buckets).
@@ -147,8 +148,12 @@ def preset_config(name: str, model: str | ModelSource = "minilm") -> RunConfig:
         # the field's hand-written backward (`pdeflow.pde.field_backward`): the fit 337 s -> 297 s on an AMD EPYC
         # host (2026-12-06), the same held-out cosine and JS rows to three decimals; the ablations', fitted by Adam
         # from gradients that differ in round-off, move by up to 0.003 (the README's "Latest results")
+        # the adaptive solve's discrete adjoint (`pdeflow.pde.adaptive_step`): diffrax's values, no step re-solved
+        # in the backward pass; the fit 557 s -> 477 s on an AMD EPYC host with AVX2 (2026-12-07), the PDE's held-out
+        # cosine row the same to three decimals, its JS and the ablations within 0.001 (Adam amplifying round-off)
         return RunConfig(model=model, data=source.default_data(),
                          surrogate=SurrogateConfig(state_norm=source.block_input_norm, field_backward="custom"),
+                         solver=SolverConfig(adjoint="discrete"),
                          fit=FitConfig(steps=800, hidden_weight=1.0, init="transformer",
                                        length_buckets=buckets), preset=name)
     shape = source.shape()

@@ -57,7 +57,7 @@ def test_help_documents_every_option():
 def test_every_option_gets_its_whole_attribute_text():
     # an attribute's continuation line that contains "word:" must not start a new attribute (it once cut the
     # help of --adjoint off mid-sentence)
-    assert cli.field_help(SolverConfig)["adjoint"].endswith("memory one state per step).")
+    assert cli.field_help(SolverConfig)["adjoint"].endswith("each recorded by solving again; the default preset's).")
     for cls, skip in cli.SECTIONS.values():
         helps = cli.field_help(cls)
         for field in dataclasses.fields(cls):

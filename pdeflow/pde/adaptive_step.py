@@ -59,8 +59,8 @@ def empty_record(solver, y0, recorded: int, time_dtype) -> dict:
 def _forward(field: Callable, solver, controller, y0, args, t_end: float, save_times, dt0: float, max_steps: int,
              record: dict, first=0, end=_NEVER, stop=_NEVER):
     """diffrax's adaptive loop with ``SaveAt(ts=save_times)``, recording the accepted steps ``first <= a < end`` in
-    ``record`` (`empty_record`; accepted step ``a`` in slot ``a mod R``), and stopping once ``stop`` steps are
-    accepted (``stop = 0``: no step at all, ``record`` returned as it is).
+    ``record`` (`empty_record`; accepted step ``a`` in slot ``a mod R``; ``None``: nothing recorded), and stopping
+    once ``stop`` steps are accepted (``stop = 0``: no step at all, ``record`` returned as it is).
 
     Returns ``(ys (T, *y0.shape), ok, num_steps, record)``: ``record`` with ``count`` (the accepted steps) and
     ``save_step (T,)`` (the step each save time was interpolated in; −1 for a save time the solve did not reach)
@@ -77,7 +77,7 @@ def _forward(field: Callable, solver, controller, y0, args, t_end: float, save_t
     tnext, controller_state = controller.init(terms, t0, t1, y0, dt0, args, solver.func, error_order)
     tnext = jnp.minimum(tnext, t1)
     solver_state = solver.init(terms, t0, tnext, y0, args)
-    recorded = record["t0"].shape[0]
+    recorded = None if record is None else record["t0"].shape[0]
     count = len(ts)
     init = {"tprev": t0, "tnext": tnext, "y": y0, "solver_state": solver_state, "controller_state": controller_state,
             "num_steps": jnp.asarray(0), "accepted": jnp.asarray(0), "good": jnp.asarray(True),
@@ -97,11 +97,13 @@ def _forward(field: Callable, solver, controller, y0, args, t_end: float, save_t
         tnext = _clip_to_end(tprev, tnext, t1, t1_clip_floor, keep)
         good = (state["good"] & ((solver_result == diffrax.RESULTS.successful) | ~keep)
                 & (controller_result == diffrax.RESULTS.successful))
-        slot = state["accepted"] % recorded
-        write = keep & (state["accepted"] >= first) & (state["accepted"] < end)
-        new = {"t0": state["tprev"], "t1": state["tnext"], "y": state["y"], "k": dense_info["k"]}
-        record = {name: buffer.at[slot].set(jnp.where(write, new[name], buffer[slot]))
-                  for name, buffer in state["record"].items()}
+        record = state["record"]
+        if record is not None:
+            slot = state["accepted"] % recorded
+            write = keep & (state["accepted"] >= first) & (state["accepted"] < end)
+            new = {"t0": state["tprev"], "t1": state["tnext"], "y": state["y"], "k": dense_info["k"]}
+            record = {name: buffer.at[slot].set(jnp.where(write, new[name], buffer[slot]))
+                      for name, buffer in record.items()}
         interpolation = solver.interpolation_cls(t0=state["tprev"], t1=state["tnext"], **dense_info)
 
         def save_cond(saving):
@@ -125,7 +127,7 @@ def _forward(field: Callable, solver, controller, y0, args, t_end: float, save_t
     final = jax.lax.while_loop(cond, body, init)
     ys = final["ys"]
     ok = final["good"] & (final["tprev"] >= t1) & jnp.all(jnp.isfinite(ys))
-    record = {**final["record"], "count": final["accepted"], "save_step": final["save_step"]}
+    record = {**(final["record"] or {}), "count": final["accepted"], "save_step": final["save_step"]}
     return ys, ok, final["num_steps"], record
 
 
@@ -163,7 +165,7 @@ def adaptive_discrete_solve(field: Callable, solver, controller, y0, args, t_end
 
     @jax.custom_vjp
     def solve(y0, float_leaves, other_leaves):
-        ys, ok, num_steps, _ = run(y0, float_leaves, other_leaves, empty_record(solver, y0, recorded_steps, times))
+        ys, ok, num_steps, _ = run(y0, float_leaves, other_leaves, None)  # nothing recorded without a gradient
         return ys, ok, num_steps
 
     perturbed = []  # which floating-point leaves of args need a cotangent (known when the forward is traced)
