@@ -36,13 +36,16 @@ DEFAULT_SIZES = ["8,32,64,12,6", "32,48,64,12,6", "32,128,384,12,6"]  # B, N, r,
 
 
 # forward+backward's work in forwards, counting a vector-Jacobian product as two: "recursive" re-runs each step's
-# forward in the backward pass (1 + 1 + 2 = 4), "backsolve" re-solves the state backwards beside the adjoint
-# (1 + 1 + 2 = 4, on the forward's step count), "discrete" recomputes each step's stages from its saved start
-# (1 + 1 + 2 = 4), and so does "stored": it keeps every step's start and its stages' inputs, but diffrax runs a
-# step's stages in a checkpointed loop whose backward recomputes each stage's forward before its VJP (seen in the
-# compiled backward: the query/key product once more per stage, `benchmarks.solve_profile`). Counted as 3 until
-# 2026-12-06, which understated its share of the peak by a quarter
-FLOP_FACTORS = {"recursive": 4, "backsolve": 4, "discrete": 4, "stored": 4}
+# forward in the backward pass and then, in diffrax's checkpointed stage loop, each stage's forward once more before
+# its VJP (1 + 1 + 1 + 2 = 5: the per-head logits run in three fusions of one call a stage each in the default fit's
+# compiled step, 2026-12-07; counted as 4 until then), "backsolve" re-solves the state backwards beside the adjoint
+# (1 + 1 + 2 = 4, on the forward's step count), "discrete" recomputes each stage's forward for its VJP, from the
+# saved start (fixed steps) or the recorded stage increments (adaptive steps) (1 + 1 + 2 = 4), and so does
+# "stored": it keeps every step's start and its stages' inputs, but diffrax runs a step's stages in a checkpointed
+# loop whose backward recomputes each stage's forward before its VJP (seen in the compiled backward: the query/key
+# product once more per stage, `benchmarks.solve_profile`). Counted as 3 until 2026-12-06, which understated its
+# share of the peak by a quarter
+FLOP_FACTORS = {"recursive": 5, "backsolve": 4, "discrete": 4, "stored": 4}
 
 
 def benchmark_config(width: int, heads: int, layers: int, compute_dtype: str = "float32") -> SurrogateConfig:
