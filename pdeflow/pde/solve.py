@@ -70,7 +70,8 @@ class SolverConfig:
             defined by its solve; the report re-solves with tolerances 100x tighter to show what that costs.
         max_steps: a solve that needs more steps fails with `SolverError`.
         adjoint: ``"recursive"`` (differentiate through the solver with recursive checkpointing: memory
-            O(√max_steps) states, every step's forward recomputed in the backward pass), ``"backsolve"``
+            O(√max_steps) states, every step's forward recomputed in the backward pass and each stage's once more
+            before its VJP), ``"backsolve"``
             (solve the adjoint ODE backwards in time; O(1) memory, less exact) or ``"stored"`` (fixed steps
             only: the steps of diffrax's solver run in a ``lax.scan`` whose reverse pass keeps every step's
             start and its stages' inputs, so no step is re-solved; diffrax's stage loop is checkpointed, so each

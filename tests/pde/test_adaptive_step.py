@@ -2,17 +2,18 @@
 ``SolverConfig(adaptive=True, adjoint="discrete")``): diffrax's values, and the gradient of diffrax's recursive
 adjoint."""
 
+import dataclasses
+
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
+from pdeflow.pde import SolverConfig
 from pdeflow.pde.adaptive_step import adaptive_discrete_solve
-from pdeflow.pde.attention_pde import interval_ends, trajectory
 from pdeflow.pde.solve import SOLVERS, solve
-from pdeflow.surrogate import token_laplacians
+from tests.pde.adjoint_checks import CHAIN, GRID, assert_shooting_gradients_agree, assert_trajectory_gradients_agree
 
 ADAPTIVE = ["heun", "bosh3", "tsit5", "dopri5"]  # without and with first-same-as-last; 2 to 7 stages
 
@@ -136,59 +137,22 @@ def test_the_discrete_adjoint_takes_adaptive_steps_and_refuses_what_it_cannot_do
                                 jnp.ones(2), None, 1.0, jnp.arange(2.0), 0.25, 16, 0)
 
 
-CHAIN = SurrogateConfig(num_layers=2, num_heads=2, model_dim=6, width=5, key_dim=3, value_rank=2, mlp_width=6,
-                        num_knots=2, max_distance=8, field_backward="custom")
-GRID = SurrogateConfig(num_layers=2, num_heads=2, model_dim=6, width=5, key_dim=3, value_rank=2, mlp_width=6,
-                       num_knots=2, max_distance=8, grid=(3, 3), prefix_tokens=1)
+ADAPTIVE_DISCRETE = SolverConfig("tsit5", adaptive=True, adjoint="discrete")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config, n, lengths", [(CHAIN, 7, (7, 4)), (GRID, 10, (10, 10))], ids=["chain", "grid"])
+@pytest.mark.parametrize("config, n, lengths", [(dataclasses.replace(CHAIN, field_backward="custom"), 7, (7, 4)),
+                                                (GRID, 10, (10, 10))], ids=["chain", "grid"])
 def test_surrogate_gradients_equal_the_recursive_adjoint(config, n, lengths):
     """The attention-PDE surrogate (every term; padded inputs on the chain with the hand-written field backward,
     the patch grid with a class token and autodiff's): the same states and number of steps as the recursive
     adjoint's diffrax solve, and its gradients w.r.t. every parameter, in float32."""
-    params = init_surrogate(jax.random.PRNGKey(0), config)
-    rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda x: x + 0.2 * rng.normal(size=x.shape).astype(x.dtype), params)
-    mask = jnp.asarray(np.arange(n)[None, :] < np.array(lengths)[:, None])
-    hidden0 = jnp.asarray(rng.normal(size=(2, n, config.model_dim)), jnp.float32) * mask[..., None]
-    laplacians = token_laplacians(mask, config)
-    target = jnp.asarray(rng.normal(size=(config.num_layers + 1, 2, n, config.width)), jnp.float32)
-
-    def loss(params, adjoint):
-        solver = SolverConfig("tsit5", adaptive=True, adjoint=adjoint)
-        states, ok, steps = trajectory(params, config, solver, hidden0, laplacians, mask)
-        return jnp.sum(target * jnp.tanh(states)), (states, steps)
-
-    grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
-    (value, (states, steps)), grads = grad(params, "discrete")
-    (value_r, (states_r, steps_r)), grads_r = grad(params, "recursive")
-    assert int(steps) == int(steps_r)
-    np.testing.assert_allclose(states, states_r, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(value, value_r, rtol=1e-6)
-    for (path, g), g_r in zip(jax.tree_util.tree_flatten_with_path(grads)[0], jax.tree.leaves(grads_r)):
-        scale = float(jnp.abs(g_r).max()) + 1e-6
-        np.testing.assert_allclose(g / scale, g_r / scale, atol=2e-5, err_msg=jax.tree_util.keystr(path))
+    assert_trajectory_gradients_agree(config, n, lengths, ADAPTIVE_DISCRETE,
+                                      dataclasses.replace(ADAPTIVE_DISCRETE, adjoint="recursive"), states_tol=1e-6)
 
 
 @pytest.mark.slow
 def test_multiple_shooting_vmaps_the_adaptive_discrete_adjoint():
     """`interval_ends` solves every unit interval at once (vmap of the adaptive solve): same ends and gradients."""
-    params = init_surrogate(jax.random.PRNGKey(1), CHAIN)
-    rng = np.random.default_rng(1)
-    mask = jnp.ones((2, 5), bool)
-    starts = jnp.asarray(rng.normal(size=(2, 2, 5, CHAIN.model_dim)), jnp.float32)
-    laplacians = token_laplacians(mask)
-
-    def loss(params, adjoint):
-        solver = SolverConfig("tsit5", adaptive=True, adjoint=adjoint)
-        ends, ok, _ = interval_ends(params, CHAIN, solver, starts, laplacians, mask)
-        return jnp.sum(jnp.tanh(ends)), ok
-
-    (value, ok), grads = jax.value_and_grad(loss, has_aux=True)(params, "discrete")
-    (value_r, _), grads_r = jax.value_and_grad(loss, has_aux=True)(params, "recursive")
-    assert bool(jnp.all(ok))
-    np.testing.assert_allclose(value, value_r, rtol=1e-5)
-    for g, g_r in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_r)):
-        np.testing.assert_allclose(g, g_r, rtol=1e-4, atol=1e-5)
+    assert_shooting_gradients_agree(dataclasses.replace(CHAIN, field_backward="custom"), ADAPTIVE_DISCRETE,
+                                    dataclasses.replace(ADAPTIVE_DISCRETE, adjoint="recursive"))

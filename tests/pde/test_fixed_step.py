@@ -6,11 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate
-from pdeflow.pde.attention_pde import interval_ends, trajectory
+from pdeflow.pde import SolverConfig
 from pdeflow.pde.fixed_step import EULER, Tableau, discrete_adjoint_solve, tableau_of
 from pdeflow.pde.solve import SOLVERS, STAGES, solve
-from pdeflow.surrogate import token_laplacians
+from tests.pde.adjoint_checks import CHAIN, GRID, assert_shooting_gradients_agree, assert_trajectory_gradients_agree
 
 EXPLICIT = ["euler", "heun", "midpoint", "ralston", "rk4", "bosh3", "tsit5", "dopri5", "dopri8"]
 
@@ -117,57 +116,18 @@ def test_discrete_adjoint_needs_fixed_steps_that_land_on_the_save_times():
     assert not bool(ok) and np.isnan(np.asarray(ys)).all()  # more steps than max_steps: reported
 
 
-CHAIN = SurrogateConfig(num_layers=2, num_heads=2, model_dim=6, width=5, key_dim=3, value_rank=2, mlp_width=6,
-                        num_knots=2, max_distance=8)
-GRID = SurrogateConfig(num_layers=2, num_heads=2, model_dim=6, width=5, key_dim=3, value_rank=2, mlp_width=6,
-                       num_knots=2, max_distance=8, grid=(3, 3), prefix_tokens=1)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("config, n, lengths", [(CHAIN, 7, (7, 4)), (GRID, 10, (10, 10))], ids=["chain", "grid"])
 def test_surrogate_gradients_equal_the_stored_adjoint(config, n, lengths):
     """The attention-PDE surrogate (every term, padded inputs on the chain, the patch grid with a class token):
     the discrete adjoint's states and gradients w.r.t. every parameter equal the stored adjoint's in float32."""
-    params = init_surrogate(jax.random.PRNGKey(0), config)
-    rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda x: x + 0.2 * rng.normal(size=x.shape).astype(x.dtype), params)
-    mask = jnp.asarray(np.arange(n)[None, :] < np.array(lengths)[:, None])
-    hidden0 = jnp.asarray(rng.normal(size=(2, n, config.model_dim)), jnp.float32) * mask[..., None]
-    laplacians = token_laplacians(mask, config)
-    target = jnp.asarray(rng.normal(size=(config.num_layers + 1, 2, n, config.width)), jnp.float32)
-
-    def loss(params, adjoint):  # the trajectory alone (the maps read out of it are plain autodiff after the solve)
-        solver = SolverConfig("rk4", adaptive=False, dt0=1.0, adjoint=adjoint)
-        states, ok, _ = trajectory(params, config, solver, hidden0, laplacians, mask)
-        return jnp.sum(target * jnp.tanh(states)), states
-
-    (value, states), grads = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)(params, "discrete")
-    (value_s, states_s), grads_s = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)(params, "stored")
-    np.testing.assert_allclose(states, states_s, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(value, value_s, rtol=1e-5)
-    for (path, g), g_s in zip(jax.tree_util.tree_flatten_with_path(grads)[0], jax.tree.leaves(grads_s)):
-        scale = float(jnp.abs(g_s).max()) + 1e-6
-        np.testing.assert_allclose(g / scale, g_s / scale, atol=2e-5, err_msg=jax.tree_util.keystr(path))
+    assert_trajectory_gradients_agree(config, n, lengths, SolverConfig("rk4", adaptive=False, dt0=1.0,
+                                                                       adjoint="discrete"),
+                                      SolverConfig("rk4", adaptive=False, dt0=1.0, adjoint="stored"))
 
 
 @pytest.mark.slow
 def test_multiple_shooting_vmaps_the_discrete_adjoint():
     """`interval_ends` solves every unit interval at once (vmap of the solve): same ends and gradients."""
-    params = init_surrogate(jax.random.PRNGKey(1), CHAIN)
-    rng = np.random.default_rng(1)
-    mask = jnp.ones((2, 5), bool)
-    starts = jnp.asarray(rng.normal(size=(2, 2, 5, CHAIN.model_dim)), jnp.float32)
-    laplacians = token_laplacians(mask)
-
-    def loss(params, adjoint):
-        solver = SolverConfig("heun", adaptive=False, dt0=1.0, adjoint=adjoint)
-        ends, ok, _ = interval_ends(params, CHAIN, solver, starts, laplacians, mask)
-        return jnp.sum(jnp.tanh(ends)), ok
-
-    (value, ok), grads = jax.value_and_grad(loss, has_aux=True)(params, "discrete")
-    (value_s, _), grads_s = jax.value_and_grad(loss, has_aux=True)(params, "stored")
-    assert bool(jnp.all(ok))
-    np.testing.assert_allclose(value, value_s, rtol=1e-5)
-    for g, g_s in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_s)):
-        np.testing.assert_allclose(g, g_s, rtol=1e-4, atol=1e-5)
-
+    assert_shooting_gradients_agree(CHAIN, SolverConfig("heun", adaptive=False, dt0=1.0, adjoint="discrete"),
+                                    SolverConfig("heun", adaptive=False, dt0=1.0, adjoint="stored"))
