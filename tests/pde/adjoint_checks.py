@@ -61,3 +61,9 @@ def assert_shooting_gradients_agree(config: SurrogateConfig, solver: SolverConfi
     np.testing.assert_allclose(value, value_r, rtol=1e-5)
     for g, g_r in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_r)):
         np.testing.assert_allclose(g, g_r, rtol=1e-4, atol=1e-5)
+
+
+def assert_directional_derivative(loss, x, direction, rtol: float, eps: float = 1e-6) -> None:
+    """``⟨∇loss(x), direction⟩`` against the central difference of ``loss`` along ``direction`` (float64)."""
+    numeric = (loss(x + eps * direction) - loss(x - eps * direction)) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(jax.grad(loss)(x), direction), numeric, rtol=rtol)

@@ -13,7 +13,12 @@ import pytest
 from pdeflow.pde import SolverConfig
 from pdeflow.pde.adaptive_step import adaptive_discrete_solve
 from pdeflow.pde.solve import SOLVERS, solve
-from tests.pde.adjoint_checks import CHAIN, assert_shooting_gradients_agree, assert_trajectory_gradients_agree
+from tests.pde.adjoint_checks import (
+    CHAIN,
+    assert_directional_derivative,
+    assert_shooting_gradients_agree,
+    assert_trajectory_gradients_agree,
+)
 
 ADAPTIVE = ["heun", "bosh3", "tsit5", "dopri5"]  # without and with first-same-as-last; 2 to 7 stages
 
@@ -107,10 +112,7 @@ def test_approaches_the_odes_derivative_with_save_times_inside_steps():
             ys, _, _ = discrete(jnp.asarray(y0), w, jnp.asarray(bias))
             return jnp.sum(ys[1:] ** 3)
 
-        w = jnp.asarray(weights)
-        eps = 1e-6
-        numeric = (loss(w + eps * direction) - loss(w - eps * direction)) / (2 * eps)
-        np.testing.assert_allclose(jnp.vdot(jax.grad(loss)(w), direction), numeric, rtol=1e-6)
+        assert_directional_derivative(loss, jnp.asarray(weights), direction, rtol=1e-6)
 
 
 def test_a_solve_that_runs_out_of_steps_fails_as_diffrax_does():

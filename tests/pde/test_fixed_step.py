@@ -9,7 +9,13 @@ import pytest
 from pdeflow.pde import SolverConfig
 from pdeflow.pde.fixed_step import EULER, Tableau, discrete_adjoint_solve, tableau_of
 from pdeflow.pde.solve import SOLVERS, STAGES, solve
-from tests.pde.adjoint_checks import CHAIN, GRID, assert_shooting_gradients_agree, assert_trajectory_gradients_agree
+from tests.pde.adjoint_checks import (
+    CHAIN,
+    GRID,
+    assert_directional_derivative,
+    assert_shooting_gradients_agree,
+    assert_trajectory_gradients_agree,
+)
 
 EXPLICIT = ["euler", "heun", "midpoint", "ralston", "rk4", "bosh3", "tsit5", "dopri5", "dopri8"]
 
@@ -88,10 +94,7 @@ def test_discrete_adjoint_matches_finite_differences_in_float64():
                              jnp.arange(3.0), SolverConfig("rk4", False, 0.5, adjoint="discrete"))
             return jnp.sum(ys[1:] ** 3)
 
-        w = jnp.asarray(weights)
-        eps = 1e-6
-        numeric = (loss(w + eps * direction) - loss(w - eps * direction)) / (2 * eps)
-        np.testing.assert_allclose(jnp.vdot(jax.grad(loss)(w), direction), numeric, rtol=1e-7)
+        assert_directional_derivative(loss, jnp.asarray(weights), direction, rtol=1e-7)
 
 
 def test_discrete_adjoint_solve_takes_pytree_states_and_checks_its_grid():
