@@ -48,8 +48,7 @@ def surrogate_forward(params, config: SurrogateConfig, solver: SolverConfig, hid
     finite = jnp.all(jnp.isfinite(states), axis=(1, 2, 3))
     if log_maps is None:  # (held maps are the maps at t = l on u(l): the solve computed them once)
         safe = jnp.where(jnp.isfinite(states), states, 0.0)
-        log_maps = jax.vmap(lambda s, m: attention_pde.attention_log_maps(params, config, s, m), in_axes=(1, 0),
-                            out_axes=1)(safe, mask)
+        log_maps = attention_pde.batch_attention_log_maps(params, config, safe, mask)
     return SurrogateOutput(states, log_maps, ok, steps, jnp.cumprod(finite).sum())
 
 

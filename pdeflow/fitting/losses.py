@@ -89,15 +89,13 @@ def shooting_losses(params, config: SurrogateConfig, solver: SolverConfig, trace
     Returns ``(kl (B,), continuity (B,), ok, num_steps)``."""
     L, mask = config.num_layers, trace.mask
     starts = attention_pde.initial_state(params, trace.hidden[:-1])  # (L, B, N, r)
-    forced = jax.vmap(lambda s, m: attention_pde.log_maps_at(params, config, jnp.arange(L, dtype=s.dtype), s, m),
-                      in_axes=(1, 0), out_axes=1)(starts, mask)
+    forced = attention_pde.batch_log_maps_at(params, config, jnp.arange(L, dtype=starts.dtype), starts, mask)
     kl = per_input_attention_kl(trace.attention, forced, mask, block_weights)
     if L == 1:
         return kl, jnp.zeros_like(kl), jnp.asarray(True), jnp.asarray(0)
     held = forced[:-1] if attention_pde.holds_maps(config) else None  # (L-1, B, H, N, N): the maps at t = l on u_l
     ends, ok, steps = attention_pde.interval_ends(params, config, solver, trace.hidden[:-2], laplacians, mask, held)
-    shot = jax.vmap(lambda e, m: attention_pde.log_maps_at(params, config, jnp.arange(1, L, dtype=e.dtype), e, m),
-                    in_axes=(1, 0), out_axes=1)(ends, mask)
+    shot = attention_pde.batch_log_maps_at(params, config, jnp.arange(1, L, dtype=ends.dtype), ends, mask)
     later = None if block_weights is None else block_weights[1:]
     kl = (L * kl + (L - 1) * per_input_attention_kl(trace.attention[1:], shot, mask, later)) / (2 * L - 1)
     continuity = _relative_error(ends, jax.lax.stop_gradient(starts[1:]), mask)

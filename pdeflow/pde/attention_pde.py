@@ -112,8 +112,9 @@ class SurrogateConfig:
             interval's first half and on the second in its second half. Needs ``depth_time="blockwise"``.
         field_backward: how `batch_vector_field` is differentiated: ``"autodiff"`` (default; JAX's VJP of the
             field) or ``"custom"`` (`pdeflow.pde.field_backward`: the same values with a hand-written,
-            flash-attention-style backward; the same gradients to float32 round-off). ``"custom"`` covers the
-            built-in terms only (a config that switches on a term registered later is refused).
+            flash-attention-style backward; the same gradients to float32 round-off; so are the maps read off
+            the states at the layer times, `batch_log_maps_at`). ``"custom"`` covers the built-in terms only (a
+            config that switches on a term registered later is refused).
         terms: which terms of the right-hand side are on (an ablation switches one off): names in
             `pdeflow.pde.terms.REGISTRY`.
         grid: the token grid the Laplacian and the position bias live on (`geometry`). ``()`` (text): the tokens form a
@@ -715,3 +716,20 @@ def log_maps_at(params: dict, config: SurrogateConfig, times: Array, states: Arr
 def attention_log_maps(params: dict, config: SurrogateConfig, states: Array, mask: Array) -> Array:
     """Log attention maps for every block: ``(L, H, N, N)`` from ``states (L+1, N, r)``."""
     return log_maps_at(params, config, jnp.arange(config.num_layers, dtype=states.dtype), states[:-1], mask)
+
+
+def batch_log_maps_at(params: dict, config: SurrogateConfig, times: Array, states: Array, mask: Array) -> Array:
+    """`log_maps_at` over a batch: ``times (T,)``, ``states (T, B, N, r)``, ``mask (B, N)`` -> ``(T, B, H, N, N)``.
+    With ``config.field_backward == "custom"`` the same maps come from
+    `pdeflow.pde.maps_backward.batch_log_maps_at`, whose backward is written by hand."""
+    if config.field_backward == "custom":
+        from pdeflow.pde import maps_backward  # it builds on this module's helpers
+
+        return maps_backward.batch_log_maps_at(params, config, times, states, mask)
+    return jax.vmap(lambda s, m: log_maps_at(params, config, times, s, m), in_axes=(1, 0), out_axes=1)(states, mask)
+
+
+def batch_attention_log_maps(params: dict, config: SurrogateConfig, states: Array, mask: Array) -> Array:
+    """Log attention maps for every block over a batch: ``(L, B, H, N, N)`` from ``states (L+1, B, N, r)``, ``mask
+    (B, N)`` (`batch_log_maps_at` at ``t = 0 … L−1``)."""
+    return batch_log_maps_at(params, config, jnp.arange(config.num_layers, dtype=states.dtype), states[:-1], mask)

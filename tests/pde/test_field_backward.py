@@ -14,6 +14,7 @@ import pytest
 from pdeflow.pde import SolverConfig, SurrogateConfig, init_surrogate, terms
 from pdeflow.pde.attention_pde import batch_vector_field, trajectory
 from pdeflow.surrogate import token_laplacians
+from tests.pde.backward_checks import assert_close, assert_same_vjp
 
 BASE = SurrogateConfig(num_layers=3, num_heads=2, model_dim=6, width=6, key_dim=3, value_rank=2, mlp_width=5,
                        num_knots=3, max_distance=4)
@@ -59,50 +60,16 @@ def _values_and_vjps(config, problem, jit=False):
     return [_value_and_vjp(config, problem, backward, jit) for backward in ("autodiff", "custom")]
 
 
-def _assert_close(reference, value, rtol):
-    """Every leaf within ``rtol`` of the reference leaf's largest magnitude (round-off scales with it)."""
-    for (path, ref), got in zip(jax.tree_util.tree_flatten_with_path(reference)[0], jax.tree.leaves(value),
-                                strict=True):
-        scale = float(jnp.max(jnp.abs(ref))) + 1e-3
-        np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=0, atol=rtol * scale,
-                                   err_msg=jax.tree_util.keystr(path))
-
-
-def _in_float64(tree):
-    """``tree`` with its float32 leaves as float64 (under ``jax.enable_x64``): the same numbers, exactly."""
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if jnp.asarray(x).dtype == jnp.float32 else x, tree)
-
-
-def _assert_same_vjp(vjps, inputs):
-    """``vjps(backward, inputs)`` -> cotangents, for ``backward`` in ("autodiff", "custom"). The two are the same
-    mathematics: in float64 they agree to 1e-12 of each leaf's largest magnitude. In float32 the custom one is as
-    close to the float64 cotangents as autodiff's own: within 3 x autodiff's error + 2e-6 of that magnitude. (A bound
-    on the float32 difference alone fell below float32's own error on reduced scalars: the depth-time cotangent
-    with causal attention is 4.4e-6 of its size from float64 in autodiff and 6.4e-6 in the custom backward, on an
-    Intel Xeon; their difference, 2.04e-6, failed a 2e-6 bound there and passed on an AMD EPYC.)"""
-    grads, grads_custom = vjps("autodiff", inputs), vjps("custom", inputs)
-    with jax.enable_x64(True):
-        exact, exact_custom = (vjps(backward, _in_float64(inputs)) for backward in ("autodiff", "custom"))
-        assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(exact_custom))
-        _assert_close(exact, exact_custom, rtol=1e-12)
-        for (path, x), a, c in zip(jax.tree_util.tree_flatten_with_path(exact)[0], jax.tree.leaves(grads),
-                                   jax.tree.leaves(grads_custom), strict=True):
-            scale = float(jnp.max(jnp.abs(x))) + 1e-3
-            error, error_custom = (float(jnp.max(jnp.abs(jnp.asarray(g, jnp.float64) - x))) for g in (a, c))
-            assert error_custom <= 3 * error + 2e-6 * scale, (jax.tree_util.keystr(path), error_custom, error)
-    return grads
-
-
 def _assert_field_vjps_agree(config, problem):
-    """The same values, bit for bit, and the same VJP (`_assert_same_vjp`) from the plain and the custom field.
-    Returns autodiff's float32 cotangents."""
+    """The same values, bit for bit, and the same VJP (`backward_checks.assert_same_vjp`) from the plain and the
+    custom field. Returns autodiff's float32 cotangents."""
     computed = dict(zip(("autodiff", "custom"), _values_and_vjps(config, problem), strict=True))
     np.testing.assert_array_equal(computed["custom"][0], computed["autodiff"][0])  # the same operations, same order
 
     def vjps(backward, inputs):  # float32: the ones computed above
         return computed[backward][1] if inputs is problem else _value_and_vjp(config, inputs, backward)[1]
 
-    return _assert_same_vjp(vjps, problem)
+    return assert_same_vjp(vjps, problem)
 
 
 @pytest.mark.parametrize("on, geometry", CASES, ids=[f"{'+'.join(on)}-{geometry}" for on, geometry in CASES])
@@ -144,7 +111,7 @@ def test_custom_backward_in_bfloat16_is_within_bfloat16_round_off(geometry):
     problem = _problem(config, seed=3)
     (du, grads), (du_custom, grads_custom) = _values_and_vjps(config, problem, jit=True)
     np.testing.assert_array_equal(du_custom, du)
-    _assert_close(grads, grads_custom, rtol=3e-2)
+    assert_close(grads, grads_custom, rtol=3e-2)
     (_, exact), _ = _values_and_vjps(dataclasses.replace(config, compute_dtype="float32"), problem)
     error = lambda g: max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(exact)))  # noqa: E731
     assert error(grads_custom) < 3 * error(grads) + 1e-3
@@ -199,4 +166,4 @@ def test_custom_backward_under_vmap_over_depth_time():
         field = lambda p, x, s: batch_vector_field(c, s, x, (p, laplacians, mask))  # noqa: E731
         return jax.jit(jax.vmap(lambda s: jax.vjp(field, params, u, s)[1](cotangent)))(times)
 
-    _assert_same_vjp(vjps, (params, u, laplacians, cotangent, jnp.asarray([0.2, 1.6])))
+    assert_same_vjp(vjps, (params, u, laplacians, cotangent, jnp.asarray([0.2, 1.6])))
