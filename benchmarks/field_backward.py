@@ -1,6 +1,7 @@
 """The vector field's hand-written backward (``SurrogateConfig(field_backward="custom")``) against autodiff's VJP:
-one field evaluation, one field + VJP, and a fixed-step solve's forward+backward, each timed in interleaved
-rounds (min and median over the repeats of every round), at the benchmark sizes.
+one field evaluation, one field + VJP, the maps read off the states at the L layer times + their VJP
+(`pdeflow.pde.maps_backward`, once a fit step), and a fixed-step solve's forward+backward, each timed in
+interleaved rounds (min and median over the repeats of every round), at the benchmark sizes.
 
     python -m benchmarks.field_backward                         # B,N,r = 32,48,64 and 32,128,384
     python -m benchmarks.field_backward --sizes 32,48,64,12,6 --rounds 5 --solve-repeats 5
@@ -53,7 +54,11 @@ def _functions(config, solver: SolverConfig, laplacians, mask):
                                            np.arange(config.num_layers + 1, dtype=np.float32), solver)
         return jnp.sum(weights * states)
 
-    return {"field": jax.jit(field), "field_vjp": jax.jit(field_vjp),
+    def maps_vjp(params, states, cotangent):  # (L + 1, B, N, r) -> the maps at t = 0 … L − 1, and their VJP
+        return jax.vjp(lambda p, s: attention_pde.batch_attention_log_maps(p, config, s, mask), params,
+                       states)[1](cotangent)
+
+    return {"field": jax.jit(field), "field_vjp": jax.jit(field_vjp), "maps_vjp": jax.jit(maps_vjp),
             "solve_fwd_bwd": jax.jit(jax.grad(solve_loss, argnums=(0, 1)))}
 
 
@@ -69,13 +74,17 @@ def run_size(batch, n, width, heads, layers, rounds: int, repeats: int, solve_re
     laplacians = token_laplacians(mask)
     cotangent = jnp.asarray(rng.normal(size=u.shape), jnp.float32)
     weights = jnp.asarray(rng.normal(size=(layers + 1,) + u.shape), jnp.float32) * 1e-3
+    states = jnp.asarray(rng.normal(size=(layers + 1,) + u.shape), jnp.float32)
+    maps_cotangent = jnp.asarray(rng.normal(size=(layers, batch, heads, n, n)), jnp.float32)
     term_sets = [("all", base.terms)] + ([(name, (name,)) for name in base.terms] if parts else [])
     rows = []
     for label, on in term_sets:
         functions = {fb: _functions(dataclasses.replace(base, terms=on, field_backward=fb), solver, laplacians, mask)
                      for fb in FIELD_BACKWARDS}
-        inputs = {"field": (params, u), "field_vjp": (params, u, cotangent), "solve_fwd_bwd": (params, u, weights)}
-        kinds = ["field", "field_vjp"] + (["solve_fwd_bwd"] if label == "all" and solve_repeats else [])
+        inputs = {"field": (params, u), "field_vjp": (params, u, cotangent), "solve_fwd_bwd": (params, u, weights),
+                  "maps_vjp": (params, states, maps_cotangent)}
+        kinds = ["field", "field_vjp"] + (["maps_vjp"] if label == "all" else [])
+        kinds += ["solve_fwd_bwd"] if label == "all" and solve_repeats else []
         samples = {(fb, kind): [] for fb in FIELD_BACKWARDS for kind in kinds}
         for _ in range(rounds):  # interleaved, so both backwards see the same load of the shared host
             for kind in kinds:
