@@ -452,6 +452,14 @@ def position_design(config: SurrogateConfig, n: int) -> np.ndarray | None:
     return np.asarray(bias, np.float32).reshape(len(units), n * n).T
 
 
+def kept_position_design(config: SurrogateConfig, n: int) -> np.ndarray | None:
+    """`position_design` for ``n`` tokens where it is kept as a constant (at most `_DESIGN_LIMIT` entries), else
+    None (also for ``"none"``): the backward passes then differentiate the gather instead."""
+    if config.position_family == "none" or n * n * config.num_position_buckets > _DESIGN_LIMIT:
+        return None
+    return position_design(config, n)
+
+
 def add_position_bias(logits: Array, weights: Array, config: SurrogateConfig) -> Array:
     """``logits (H, N, N) + position_bias(weights)``, differentiated as a contraction with the design
     (`position_design`). Under ``vmap`` over a batch, autodiff of a bias shared by the batch would first sum
@@ -459,7 +467,7 @@ def add_position_bias(logits: Array, weights: Array, config: SurrogateConfig) ->
     meets the design in one matrix product and only the ``(B, H, C)`` result is summed. Same values and
     gradients as ``logits + position_bias(weights, config, N)``."""
     n = logits.shape[-1]
-    design = position_design(config, n) if n * n * config.num_position_buckets <= _DESIGN_LIMIT else None
+    design = kept_position_design(config, n)
     if design is None:
         return logits + position_bias(weights, config, n)
     heads = logits.shape[0]

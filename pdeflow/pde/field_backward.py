@@ -144,9 +144,7 @@ def _custom_field(config: SurrogateConfig, n: int):
     scale = 1.0 / math.sqrt(rank)
     mm = lambda spec, *operands: pde._product(config, spec, *operands)  # noqa: E731
     order = config.geometry.allowed_keys(n)  # (N, N) or None
-    design = None
-    if config.position_family != "none" and n * n * config.num_position_buckets <= pde._DESIGN_LIMIT:
-        design = pde.position_design(config, n)  # (N·N, C)
+    design = pde.kept_position_design(config, n)  # (N·N, C) or None
 
     def bias_of(weights):  # (H, N, N) or broadcastable: the forward of `attention_pde.add_position_bias`
         if design is None:

@@ -52,9 +52,7 @@ def _custom_log_maps(config: SurrogateConfig, n: int):
     scale = 1.0 / math.sqrt(rank)
     mm = lambda spec, *operands: pde._product(config, spec, *operands)  # noqa: E731
     order = config.geometry.allowed_keys(n)  # (N, N) or None
-    design = None
-    if config.position_family != "none" and n * n * config.num_position_buckets <= pde._DESIGN_LIMIT:
-        design = pde.position_design(config, n)  # (N·N, C)
+    design = pde.kept_position_design(config, n)  # (N·N, C) or None
 
     def bias_of(weights):  # (T, H, N, N) or broadcastable, from the weights (T, H, C)
         if design is None:
