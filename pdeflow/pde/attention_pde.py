@@ -417,13 +417,21 @@ def attention_logits(params: dict, config: SurrogateConfig, t: Array, u: Array, 
     k = qk[..., rank:].transpose(1, 0, 2)
     logits = _product(config, "hik,hjk->hij", q, k)
     logits = add_position_bias(logits, theta["position_bias"], config)
-    allowed = mask[None, :]
-    order = config.geometry.allowed_keys(u.shape[0])  # a causal chain's lower triangle
+    return logits + key_mask_bias(config, mask)[None]
+
+
+def key_mask_bias(config: SurrogateConfig, mask: Array) -> Array:
+    """What the logits of queries over keys get added for the keys they may not see: −1e9 on padded keys (``mask``
+    ``(..., N)`` false) and, on a causal chain, on later keys; 0 elsewhere. ``(..., 1, N)``, or ``(..., N, N)`` with
+    an order over the keys.
+
+    Masked keys get −1e9 added rather than selected: the same maps, and on a CPU a faster forward pass (the
+    selection materialises a ``(B, H, N, N)`` fill of the batch)."""
+    allowed = mask[..., None, :]
+    order = config.geometry.allowed_keys(mask.shape[-1])  # a causal chain's lower triangle, or None
     if order is not None:
         allowed = allowed & jnp.asarray(order)
-    # masked keys get -1e9 added rather than selected: the same maps, and on a CPU a faster forward pass (the
-    # selection materialises a (B, H, N, N) fill of the batch)
-    return logits + jnp.where(allowed, 0.0, -1e9)[None]
+    return jnp.where(allowed, 0.0, -1e9)
 
 
 def position_bias(weights: Array, config: SurrogateConfig, n: int) -> Array:

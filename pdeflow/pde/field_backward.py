@@ -143,7 +143,6 @@ def _custom_field(config: SurrogateConfig, n: int):
     heads, rank = config.num_heads, config.key_dim
     scale = 1.0 / math.sqrt(rank)
     mm = lambda spec, *operands: pde._product(config, spec, *operands)  # noqa: E731
-    order = config.geometry.allowed_keys(n)  # (N, N) or None
     design = pde.kept_position_design(config, n)  # (N·N, C) or None
 
     def bias_of(weights):  # (H, N, N) or broadcastable: the forward of `attention_pde.add_position_bias`
@@ -169,10 +168,7 @@ def _custom_field(config: SurrogateConfig, n: int):
             q = qk[..., :rank].transpose(0, 2, 1, 3) + scale * theta["query_bias"][None, :, None, :]
             k = qk[..., rank:].transpose(0, 2, 1, 3)
             logits = mm("bhik,bhjk->bhij", q, k) + bias_of(theta["position_bias"])[None]
-            allowed = mask[:, None, :]  # (B, 1, N)
-            if order is not None:
-                allowed = allowed & jnp.asarray(order)[None]
-            attention = jax.nn.softmax(logits + jnp.where(allowed, 0.0, -1e9)[:, None], axis=-1)  # (B, H, N, N)
+            attention = jax.nn.softmax(logits + pde.key_mask_bias(config, mask)[:, None], axis=-1)  # (B, H, N, N)
             mean_map = attention.mean(1)
             mixing = alpha * mean_map if mixing is None else mixing + alpha * mean_map
             # every head's down-projection in one product, token-major (B, N, H, v), as `terms` computes it

@@ -52,7 +52,6 @@ def _custom_log_maps(config: SurrogateConfig, n: int):
     heads, rank = config.num_heads, config.key_dim
     scale = 1.0 / math.sqrt(rank)
     mm = lambda spec, *operands: pde._product(config, spec, *operands)  # noqa: E731
-    order = config.geometry.allowed_keys(n)  # (N, N) or None
     design = pde.kept_position_design(config, n)  # (N·N, C) or None
 
     def bias_of(weights):  # (T, H, N, N) or broadcastable, from the weights (T, H, C)
@@ -68,10 +67,7 @@ def _custom_log_maps(config: SurrogateConfig, n: int):
         q = qk[..., :rank].transpose(0, 1, 3, 2, 4) + scale * theta["query_bias"][:, None, :, None, :]
         k = qk[..., rank:].transpose(0, 1, 3, 2, 4)
         logits = mm("tbhik,tbhjk->tbhij", q, k) + bias_of(theta["position_bias"])[:, None]
-        allowed = mask[:, None, :]  # (B, 1, N)
-        if order is not None:
-            allowed = allowed & jnp.asarray(order)[None]
-        logits = logits + jnp.where(allowed, 0.0, -1e9)[None, :, None]
+        logits = logits + pde.key_mask_bias(config, mask)[None, :, None]
         return jax.nn.log_softmax(logits, axis=-1), (q, k, matrix)
 
     @jax.custom_vjp
