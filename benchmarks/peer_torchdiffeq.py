@@ -5,7 +5,8 @@ step; Kutta's 3/8-rule rk4 with fixed steps) and the same loss. Before anything 
 and for the fixed-step solver the two gradients, are compared; a mismatch stops the run. Then each case is
 timed in steady state (compile / first call reported apart) and the pdeflow/peer speed ratio printed:
 
-    forward                  pdeflow solve                      vs  torchdiffeq.odeint
+    forward                  pdeflow solve (diffrax's loop)     vs  torchdiffeq.odeint
+    forward          discrete (fixed steps: pdeflow's own scan) vs  torchdiffeq.odeint
     forward+backward         RecursiveCheckpointAdjoint         vs  odeint + autograd through the solver
     forward+backward         stored (fixed steps: lax.scan)     vs  odeint + autograd through the solver
     forward+backward         discrete (fixed steps: custom_vjp) vs  odeint + autograd through the solver
@@ -13,7 +14,8 @@ timed in steady state (compile / first call reported apart) and the pdeflow/peer
 
 Every forward+backward case also prints its overhead: solve fwd+bwd time / (field evaluations x one field+VJP
 time), medians over the repeats, for pdeflow and for the peer (1.0 = the backward costs no more than its field
-evaluations' VJPs; what is above is the solver loop's own work). Each run's headline ratios are appended to
+evaluations' VJPs; what is above is the solver loop's own work), and every forward its solve time / (field
+evaluations x one field's time). Each run's headline ratios are appended to
 ``benchmarks/results/history.jsonl`` (``python -m benchmarks.history`` draws them).
 
 The peer is benchmark-only (never a dependency of the library):
@@ -180,9 +182,11 @@ def max_rel_difference(a: dict, b: dict) -> float:
 
 
 def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None,
-            torch_device: str = "cpu", field_backward: str = SurrogateConfig.field_backward) -> list[dict]:
+            torch_device: str = "cpu", field_backward: str = SurrogateConfig.field_backward,
+            field_s: dict | None = None) -> list[dict]:
     """Solutions and gradients checked against the peer, then each mode timed. ``field_vjp_s``: the median time
-    of one field + VJP, ``{"pdeflow": s, "torch": s}`` (`compare_field`), for the forward+backward overheads.
+    of one field + VJP, ``{"pdeflow": s, "torch": s}`` (`compare_field`), for the forward+backward overheads;
+    ``field_s``: of one field evaluation, for the forwards' overheads (solve time / (evaluations x field time)).
     ``torch_device``: where the peer runs (pdeflow runs on JAX's default device); ``field_backward``: pdeflow's
     backward of the field (`make_problem`)."""
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
@@ -229,14 +233,30 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
     modes = [("forward", None), ("forward+backward", "recursive"), ("forward+backward", "backsolve")]
     if not case.adaptive:  # the stored and discrete adjoints (a scan over fixed steps) need fixed steps
         modes[2:2] = [("forward+backward", "stored"), ("forward+backward", "discrete")]
+        # the discrete adjoint's forward is pdeflow's own scan over the steps, the stages written out (diffrax's
+        # loop, which the other adjoints' forward runs, keeps the stages in a buffer and sums them as a product)
+        modes[1:1] = [("forward", "discrete")]
     evaluations = {"pdeflow": int(steps) * STAGES[case.solver], "torch": torch_evaluations}
     for mode, adjoint in modes:
         extra = {}
         if mode == "forward":
-            _, jax_s, jax_median = timed_with_median(lambda: fwd_jax(params), repeats, block)
+            forward = fwd_jax
             jax_first = first_forward  # compile + first call, timed at the comparison above
+            if adjoint is not None:  # the same fixed steps through another path: checked against the peer too
+                forward, _ = pdeflow_functions(config, case.pdeflow(adjoint), u0, mask, laplacians, probe)
+                start = time.perf_counter()
+                ys_other = np.asarray(jax.block_until_ready(forward(params))[0])
+                jax_first = time.perf_counter() - start
+                extra["max_abs_solution_diff"] = float(np.abs(ys_other - ys_torch).max())
+                if extra["max_abs_solution_diff"] > 1e-4 * scale:
+                    raise SystemExit(f"pdeflow's {adjoint} solve and torchdiffeq disagree on {size} {case.solver}: "
+                                     f"max |Δy| = {extra['max_abs_solution_diff']:.2e} (scale {scale:.2f})")
+            _, jax_s, jax_median = timed_with_median(lambda: forward(params), repeats, block)  # noqa: B023
             torch_first, torch_s, torch_median = timed_with_median(fwd_torch, repeats, torch_block)
             peer = "odeint"
+            if field_s is not None:  # the solver loop's own cost, above its field evaluations
+                extra["pdeflow_overhead"] = jax_median / (evaluations["pdeflow"] * field_s["pdeflow"])
+                extra["torch_overhead"] = torch_median / (evaluations["torch"] * field_s["torch"])
         else:
             if adjoint == "recursive":
                 _, jax_s, jax_median = timed_with_median(lambda: grad_jax(params), repeats, block)
@@ -365,8 +385,11 @@ def main(argv=None) -> None:
         rows += field_rows
         vjp = next(row for row in field_rows if row["mode"] == "field+vjp")
         field_vjp_s = {"pdeflow": vjp["pdeflow_median_s"], "torch": vjp["torch_median_s"]}
+        one = next(row for row in field_rows if row["mode"] == "field")
+        field_s = {"pdeflow": one["pdeflow_median_s"], "torch": one["torch_median_s"]}
         for solver in [] if args.field_only else args.solvers:
-            rows += compare(size, Case(solver), args.repeats, field_vjp_s, args.torch_device, args.field_backward)
+            rows += compare(size, Case(solver), args.repeats, field_vjp_s, args.torch_device, args.field_backward,
+                            field_s)
         path = write_result("peer_torchdiffeq", label, rows, args.out)  # after each size: a late failure keeps it
     print(f"wrote {path}")
 

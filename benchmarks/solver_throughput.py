@@ -8,7 +8,9 @@ are also set against the bfloat16 matmul peak (bfloat16 operands, float32 accumu
 since CPUs with bfloat16 matrix units (AMX) take those products several times faster. Compile time is
 reported apart from steady-state time. Each forward+backward case also prints its overhead, steady time /
 (field evaluations x one field+VJP, timed alone at the same size; the median of 10), and XLA's planned memory
-of the compiled program (arguments + outputs + temporaries).
+of the compiled program (arguments + outputs + temporaries). Fixed steps are also timed forward through the
+discrete adjoint's path ("forward discrete": pdeflow's own scan over the steps with the stages written out; the
+default adjoint's forward is diffrax's loop), when ``--adjoints`` includes it.
 
     python -m benchmarks.solver_throughput                 # default grid (CPU-sized), writes a JSON
     python -m benchmarks.solver_throughput --sizes 32,128,384,12,6 --repeats 3
@@ -151,7 +153,9 @@ def run_case(batch, n, width, heads, layers, solver: SolverConfig, mode: str, re
     overhead = step_s / (evaluations * field_vjp_s) if field_vjp_s and mode != "forward" else None
     return {"B": batch, "N": n, "r": width, "H": heads, "L": layers, "solver": solver.solver,
             "adaptive": solver.adaptive, "dt0": solver.dt0, "mode": mode,
-            "adjoint": solver.adjoint if mode != "forward" else None, "flop_factor": factor,
+            # a forward's adjoint only where it picks the forward's path (fixed steps: "discrete" is pdeflow's scan)
+            "adjoint": solver.adjoint if mode != "forward" or solver.adjoint != SolverConfig.adjoint else None,
+            "flop_factor": factor,
             "field_flops_per_input": per_field, "readout_flops_per_input": per_readout,
             "compute_dtype": compute_dtype,
             "solver_steps": steps,
@@ -197,12 +201,16 @@ def main(argv=None) -> None:
             adjoints = [a for a in args.adjoints if a not in FIXED_STEP_ADJOINTS or not solver.adaptive]
             modes = [("forward", solver)] + [("forward+backward", dataclasses.replace(solver, adjoint=a))
                                              for a in adjoints]
+            if not solver.adaptive and "discrete" in adjoints:  # the discrete adjoint's forward: pdeflow's own
+                # scan over the steps, the stages written out (the default adjoint's forward is diffrax's loop)
+                modes[1:1] = [("forward", dataclasses.replace(solver, adjoint="discrete"))]
             for dtype, (mode, case) in itertools.product(args.compute_dtypes, modes):
                 if dtype not in vjp_s:
                     vjp_s[dtype] = field_vjp_seconds(batch, n, width, heads, layers, dtype)
                 row = run_case(batch, n, width, heads, layers, case, mode, args.repeats, peak, dtype, vjp_s[dtype])
                 rows.append(row)
-                what = mode if mode == "forward" else f"fwd+bwd {case.adjoint}"
+                what = (f"forward {row['adjoint']}" if mode == "forward" and row["adjoint"] else mode
+                        if mode == "forward" else f"fwd+bwd {case.adjoint}")
                 memory = row["compiled_memory_bytes"]
                 extra = "" if mode == "forward" else f" overhead {row['overhead']:5.2f}"
                 extra += f" XLA peak {memory['total'] / 2**20:6.0f} MiB" if memory else ""
