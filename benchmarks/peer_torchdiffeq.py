@@ -24,6 +24,7 @@ The peer is benchmark-only (never a dependency of the library):
     python -m benchmarks.peer_torchdiffeq                       # default grid, writes a JSON to results/
     python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --repeats 3
     python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --field-only   # one field evaluation, no solver
+    python -m benchmarks.peer_torchdiffeq --sizes 32,128,384,12,6 --solvers rk4 --forward-only --repeats 7
     python -m benchmarks.peer_torchdiffeq --solvers rk4 --field-backward custom  # pdeflow's hand-written backward
 
 Both sides use every core of the machine (torch.set_num_threads(os.cpu_count()); XLA's CPU thread pool).
@@ -183,10 +184,11 @@ def max_rel_difference(a: dict, b: dict) -> float:
 
 def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None,
             torch_device: str = "cpu", field_backward: str = SurrogateConfig.field_backward,
-            field_s: dict | None = None) -> list[dict]:
+            field_s: dict | None = None, forward_only: bool = False) -> list[dict]:
     """Solutions and gradients checked against the peer, then each mode timed. ``field_vjp_s``: the median time
     of one field + VJP, ``{"pdeflow": s, "torch": s}`` (`compare_field`), for the forward+backward overheads;
-    ``field_s``: of one field evaluation, for the forwards' overheads (solve time / (evaluations x field time)).
+    ``field_s``: of one field evaluation, for the forwards' overheads (solve time / (evaluations x field time));
+    ``forward_only``: time the forwards alone (the gradients are still checked against the peer's first).
     ``torch_device``: where the peer runs (pdeflow runs on JAX's default device); ``field_backward``: pdeflow's
     backward of the field (`make_problem`)."""
     batch, n, width, heads, layers = (int(x) for x in size.split(","))
@@ -236,6 +238,8 @@ def compare(size: str, case: Case, repeats: int, field_vjp_s: dict | None = None
         # the discrete adjoint's forward is pdeflow's own scan over the steps, the stages written out (diffrax's
         # loop, which the other adjoints' forward runs, keeps the stages in a buffer and sums them as a product)
         modes[1:1] = [("forward", "discrete")]
+    if forward_only:
+        modes = [(mode, adjoint) for mode, adjoint in modes if mode == "forward"]
     evaluations = {"pdeflow": int(steps) * STAGES[case.solver], "torch": torch_evaluations}
     for mode, adjoint in modes:
         extra = {}
@@ -359,6 +363,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--field-only", action="store_true",
                         help="time one evaluation of the field (and with its VJP) only, no solves")
+    parser.add_argument("--forward-only", action="store_true",
+                        help="time the solves' forwards only (the gradients are still checked against the peer's)")
     parser.add_argument("--torch-device", default="cpu",
                         help="where the peer runs: cpu, or cuda on a GPU machine (pdeflow runs on JAX's default "
                              "device, which is the GPU there)")
@@ -389,7 +395,7 @@ def main(argv=None) -> None:
         field_s = {"pdeflow": one["pdeflow_median_s"], "torch": one["torch_median_s"]}
         for solver in [] if args.field_only else args.solvers:
             rows += compare(size, Case(solver), args.repeats, field_vjp_s, args.torch_device, args.field_backward,
-                            field_s)
+                            field_s, args.forward_only)
         path = write_result("peer_torchdiffeq", label, rows, args.out)  # after each size: a late failure keeps it
     print(f"wrote {path}")
 

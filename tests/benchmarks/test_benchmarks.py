@@ -54,6 +54,31 @@ def test_the_peer_field_agrees_with_pdeflows_at_a_toy_size():
     assert all(r["pdeflow_steady_s"] > 0 and r["torch_steady_s"] > 0 for r in rows)
 
 
+def test_the_peers_forward_only_run_times_both_fixed_step_paths_and_checks_them_against_the_peer():
+    """Only where the benchmark-only peer is installed; CI skips it."""
+    pytest.importorskip("torchdiffeq")
+    from benchmarks import peer_torchdiffeq
+
+    field_s = {"pdeflow": 1e-3, "torch": 1e-3}
+    rows = peer_torchdiffeq.compare("2,8,8,2,2", peer_torchdiffeq.Case("rk4"), 1, field_s=field_s, forward_only=True)
+    assert [(r["mode"], r["pdeflow_adjoint"]) for r in rows] == [("forward", None), ("forward", "discrete")]
+    assert all(r["max_abs_solution_diff"] < 1e-5 and r["pdeflow_overhead"] > 0 for r in rows)
+
+
+def test_the_solver_benchmark_times_fixed_steps_forward_through_the_discrete_adjoints_scan(tmp_path):
+    """Fixed steps with the discrete adjoint: the forward through diffrax's loop (the default adjoint's) and through
+    pdeflow's own scan, the same steps and FLOPs; adaptive steps have no such second forward."""
+    solver_throughput.main(["--sizes", "2,8,8,2,2", "--solvers", "euler:1.0", "tsit5:adaptive", "--adjoints",
+                            "discrete", "--repeats", "1", "--out", str(tmp_path)])
+    (path,) = tmp_path.glob("solver_throughput_*.json")
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["solver"], r["mode"], r["adjoint"]) for r in rows] == [
+        ("euler", "forward", None), ("euler", "forward", "discrete"), ("euler", "forward+backward", "discrete"),
+        ("tsit5", "forward", None), ("tsit5", "forward+backward", "discrete")]
+    default, scan = rows[:2]
+    assert default["solver_steps"] == scan["solver_steps"] == 2 and default["flop_factor"] == scan["flop_factor"] == 1
+
+
 def test_the_analytic_flop_counts_agree_with_xlas_cost_analysis():
     """The benchmark's FLOP counts (matmuls and exponentials) against XLA's own count of the compiled field and
     read-out, which adds the element-wise work: never below ours, and within 5 % above it at the benchmark's
