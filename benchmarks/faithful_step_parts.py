@@ -7,7 +7,8 @@ rounds (medians), each printed as a fraction of the preset's coarse step.
 
 Cases: the coarse step (the preset's first phase), its forward alone, without the hidden-state term, without
 each PDE term (attention, residual MLP, diffusion), with an MLP of the state's width instead of twice it, not
-split, with the field's products in the other dtype (float32 for bfloat16 or the reverse); the shooting step; the
+split, with the field's products in the other dtype (float32 for bfloat16 or the reverse), differentiated by the
+other exact fixed-step adjoint ("stored" for "discrete" or the reverse); the shooting step; the
 fine step; and one validation batch (the fine forward of ``--batch`` inputs).
 Inputs are random of the fit's shapes (the time depends on shapes, not values). Writes a labelled JSON to
 ``benchmarks/results/`` and one row of its history.
@@ -35,6 +36,7 @@ def step_cases(surrogate, solver, fit_config) -> dict:
     ``"forward"`` (the loss alone) or ``"validation"`` (the fine forward the fit validates with)."""
     coarse = dataclasses.replace(solver, dt0=solver.dt0 * fit_config.coarse_factor)
     other_dtype = "float32" if surrogate.compute_dtype == "bfloat16" else "bfloat16"
+    other_adjoint = "stored" if solver.adjoint == "discrete" else "discrete"
     return {
         "coarse step": (surrogate, coarse, fit_config, False, "grad"),
         "coarse step, forward only": (surrogate, coarse, fit_config, False, "forward"),
@@ -49,6 +51,8 @@ def step_cases(surrogate, solver, fit_config) -> dict:
                                    "grad"),
         f"coarse step, {other_dtype} products": (dataclasses.replace(surrogate, compute_dtype=other_dtype), coarse,
                                                  fit_config, False, "grad"),
+        f"coarse step, {other_adjoint} adjoint": (surrogate, dataclasses.replace(coarse, adjoint=other_adjoint),
+                                                  fit_config, False, "grad"),
         "shooting step": (surrogate, coarse, fit_config, True, "grad"),
         "fine step": (surrogate, solver, fit_config, False, "grad"),
         "validation batch (fine forward)": (surrogate, solver, fit_config, False, "validation"),

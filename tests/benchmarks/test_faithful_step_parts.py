@@ -39,3 +39,5 @@ def test_each_case_removes_what_its_name_says():
     assert cases["shooting step"][3] and not cases["coarse step"][3]
     other = {"float32": "bfloat16", "bfloat16": "float32"}[surrogate.compute_dtype]
     assert cases[f"coarse step, {other} products"][0].compute_dtype == other
+    other = {"stored": "discrete", "discrete": "stored"}[solver.adjoint]
+    assert cases[f"coarse step, {other} adjoint"][1] == dataclasses.replace(cases["coarse step"][1], adjoint=other)
