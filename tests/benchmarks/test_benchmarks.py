@@ -67,14 +67,14 @@ def test_the_peers_forward_only_run_times_both_fixed_step_paths_and_checks_them_
 
 def test_the_solver_benchmark_times_fixed_steps_forward_through_the_discrete_adjoints_scan(tmp_path):
     """Fixed steps with the discrete adjoint: the forward through diffrax's loop (the default adjoint's) and through
-    pdeflow's own scan, the same steps and FLOPs; adaptive steps have no such second forward."""
-    solver_throughput.main(["--sizes", "2,8,8,2,2", "--solvers", "euler:1.0", "tsit5:adaptive", "--adjoints",
-                            "discrete", "--repeats", "1", "--out", str(tmp_path)])
+    pdeflow's own scan, the same steps and FLOPs. (Euler alone: an adaptive tsit5 beside it took the test
+    from 7 to 36 s, compiling its discrete adjoint.)"""
+    solver_throughput.main(["--sizes", "2,8,8,2,2", "--solvers", "euler:1.0", "--adjoints", "discrete", "--repeats",
+                            "1", "--out", str(tmp_path)])
     (path,) = tmp_path.glob("solver_throughput_*.json")
     rows = json.loads(path.read_text())["rows"]
     assert [(r["solver"], r["mode"], r["adjoint"]) for r in rows] == [
-        ("euler", "forward", None), ("euler", "forward", "discrete"), ("euler", "forward+backward", "discrete"),
-        ("tsit5", "forward", None), ("tsit5", "forward+backward", "discrete")]
+        ("euler", "forward", None), ("euler", "forward", "discrete"), ("euler", "forward+backward", "discrete")]
     default, scan = rows[:2]
     assert default["solver_steps"] == scan["solver_steps"] == 2 and default["flop_factor"] == scan["flop_factor"] == 1
 
