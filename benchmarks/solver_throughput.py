@@ -209,8 +209,7 @@ def main(argv=None) -> None:
                     vjp_s[dtype] = field_vjp_seconds(batch, n, width, heads, layers, dtype)
                 row = run_case(batch, n, width, heads, layers, case, mode, args.repeats, peak, dtype, vjp_s[dtype])
                 rows.append(row)
-                what = (f"forward {row['adjoint']}" if mode == "forward" and row["adjoint"] else mode
-                        if mode == "forward" else f"fwd+bwd {case.adjoint}")
+                what = f"fwd+bwd {case.adjoint}" if mode != "forward" else f"forward {row['adjoint'] or ''}"
                 memory = row["compiled_memory_bytes"]
                 extra = "" if mode == "forward" else f" overhead {row['overhead']:5.2f}"
                 extra += f" XLA peak {memory['total'] / 2**20:6.0f} MiB" if memory else ""
