@@ -9,7 +9,7 @@ Cases: the coarse step (the preset's first phase), its forward alone, without th
 each PDE term (attention, residual MLP, diffusion), with an MLP of the state's width instead of twice it, not
 split, with the field's products in the other dtype (float32 for bfloat16 or the reverse), differentiated by the
 other exact fixed-step adjoint ("stored" for "discrete" or the reverse); the shooting step; the
-fine step; and one validation batch (the fine forward of ``--batch`` inputs).
+fine step, and it by the other adjoint (images fit on the fine step alone); and one validation batch (the fine forward of ``--batch`` inputs).
 Inputs are random of the fit's shapes (the time depends on shapes, not values). Writes a labelled JSON to
 ``benchmarks/results/`` and one row of its history.
 """
@@ -55,6 +55,8 @@ def step_cases(surrogate, solver, fit_config) -> dict:
                                                   fit_config, False, "grad"),
         "shooting step": (surrogate, coarse, fit_config, True, "grad"),
         "fine step": (surrogate, solver, fit_config, False, "grad"),
+        f"fine step, {other_adjoint} adjoint": (surrogate, dataclasses.replace(solver, adjoint=other_adjoint),
+                                                fit_config, False, "grad"),
         "validation batch (fine forward)": (surrogate, solver, fit_config, False, "validation"),
     }
 

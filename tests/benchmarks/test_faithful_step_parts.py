@@ -41,3 +41,5 @@ def test_each_case_removes_what_its_name_says():
     assert cases[f"coarse step, {other} products"][0].compute_dtype == other
     other = {"stored": "discrete", "discrete": "stored"}[solver.adjoint]
     assert cases[f"coarse step, {other} adjoint"][1] == dataclasses.replace(cases["coarse step"][1], adjoint=other)
+    assert cases[f"fine step, {other} adjoint"][1] == dataclasses.replace(solver, adjoint=other)
+    assert cases[f"fine step, {other} adjoint"][0] == cases["fine step"][0]
