@@ -9,7 +9,8 @@ Cases: the coarse step (the preset's first phase), its forward alone, without th
 each PDE term (attention, residual MLP, diffusion), with an MLP of the state's width instead of twice it, not
 split, with the field's products in the other dtype (float32 for bfloat16 or the reverse), differentiated by the
 other exact fixed-step adjoint ("stored" for "discrete" or the reverse); the shooting step; the
-fine step, and it by the other adjoint (images fit on the fine step alone); and one validation batch (the fine forward of ``--batch`` inputs).
+fine step, and it by the other adjoint (images fit on the fine step alone); and one validation batch (the fine
+forward of ``--batch`` inputs).
 Inputs are random of the fit's shapes (the time depends on shapes, not values). Writes a labelled JSON to
 ``benchmarks/results/`` and one row of its history.
 """
