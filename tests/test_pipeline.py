@@ -108,8 +108,7 @@ def test_presets_are_full_width_for_each_model(monkeypatch):
     assert text.fit.init == image.fit.init == "transformer" and image.fit.length_buckets == 1
     # fixed RK4 steps differentiated by their discrete adjoint (the stored adjoint's gradient to round-off, faster)
     assert (text.solver.solver, text.solver.adaptive, text.solver.adjoint) == ("rk4", False, "discrete")
-    assert (text.solver.dt0, image.solver.dt0) == (0.5, 0.25)
-    assert image.solver == dataclasses.replace(text.solver, dt0=0.25)
+    assert text.solver.dt0 == 0.5 and image.solver == dataclasses.replace(text.solver, dt0=0.25)
     assert text.surrogate.depth_time == image.surrogate.depth_time == "blockwise"
     # text: most steps on twice the step, the last on the step it is measured with; images: all on their own step
     assert (text.fit.coarse_steps, text.fit.steps, image.fit.coarse_steps) == (1640, 1790, 0)
